@@ -1,0 +1,33 @@
+"""Shared fixtures: the reference data sets live outside the repository (TEXTRNN_DATA)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from textrnn.errors import DataError
+from textrnn.paths import data_file
+
+REPO = Path(__file__).resolve().parent.parent
+CORPORA = REPO / "corpora"
+
+# Tests train tiny models; one thread keeps them fast and deterministic on 2 cores.
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def shared_data():
+    """Return a function that finds a reference data file, or skips (fails in CI) when absent."""
+
+    def find(relative: str) -> Path:
+        try:
+            return data_file(relative)
+        except DataError as err:
+            if os.environ.get("CI"):
+                pytest.fail(str(err))
+            pytest.skip(str(err))
+
+    return find

@@ -1,0 +1,3 @@
+"""textrnn: recurrent-network text generation and NLP from the command line."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,339 @@
+"""Language-model commands: `textrnn train`, `sample`, `eval`, `info`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from textrnn import decoding
+from textrnn.checkpoint import describe, load_checkpoint
+from textrnn.cli import app
+from textrnn.cli.display import TrainDisplay, log, stderr_console
+from textrnn.data import check_text_file, iter_text_chunks
+from textrnn.errors import DataError, UsageError
+from textrnn.lm import (
+    GenerateConfig,
+    beam_generate,
+    evaluate_file,
+    evaluate_text,
+    generate,
+    load_lm,
+    train_lm,
+)
+from textrnn.tokenizers import (
+    load_sentencepiece_model,
+    load_tokenizer,
+    tokenizer_from_dict,
+    train_tokenizer,
+)
+from textrnn.train import TrainConfig, config_with_overrides, default_device, out_path_for
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Show no progress or log lines on stderr.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda | mps (auto: CUDA, then MPS, then CPU).")]
+
+
+class Kind(str, Enum):
+    char = "char"
+    word = "word"
+    bpe = "bpe"
+    unigram = "unigram"
+
+
+# ---- train -----------------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    corpus: Annotated[Path | None, typer.Argument(help="UTF-8 text file to train on (optional with --resume).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Best checkpoint path [default: checkpoints/<corpus>.ckpt]; the last one goes beside it as <name>.last.ckpt.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue exactly where this (last) checkpoint stopped.")] = None,
+    tokenizer: Annotated[Kind, typer.Option(help="Token unit.")] = Kind.char,
+    vocab_size: Annotated[int | None, typer.Option(help="Vocabulary size (subwords: required size; char/word: a cap).")] = None,
+    min_count: Annotated[int, typer.Option(help="Word/char tokenizers: drop units seen fewer times.")] = 1,
+    unit: Annotated[str, typer.Option(help="Char tokenizer unit: grapheme | codepoint.")] = "grapheme",
+    normalize: Annotated[str, typer.Option(help="Unicode normalisation: nfc | nfkc | none.")] = "nfc",
+    tokenizer_file: Annotated[Path | None, typer.Option(help="Reuse a tokenizer built by `textrnn tokenize train`.")] = None,
+    tokenizer_model: Annotated[Path | None, typer.Option(help="Import an existing sentencepiece .model file.")] = None,
+    cell: Annotated[str | None, typer.Option(help="lstm | gru | rnn.")] = None,
+    layers: Annotated[int | None, typer.Option(help="Recurrent layers [default: 2].")] = None,
+    hidden: Annotated[int | None, typer.Option(help="Units per layer [default: 512].")] = None,
+    embed: Annotated[int | None, typer.Option(help="Embedding size [default: 128 char, 512 otherwise].")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout [default: 0.25 char, 0.3-0.4 otherwise].")] = None,
+    tie_weights: Annotated[bool | None, typer.Option("--tie-weights/--no-tie-weights", help="Share input and output embeddings [default: on for word/subword].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sequences per batch [default: 64].")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="Back-propagation length [default: 128 char, 64 otherwise].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate [default: 3e-3].")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay [default: 0.01].")] = None,
+    clip: Annotated[float | None, typer.Option(help="Gradient-norm clipping, 0 = off [default: 1.0].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the data [default: 20].")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")] = None,
+    time_budget: Annotated[float | None, typer.Option(help="Stop after this many seconds; the schedule fits the budget.")] = None,
+    val_fraction: Annotated[float | None, typer.Option(help="Last fraction of the corpus held out [default: 0.05].")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Validate every N steps [default: each epoch, at most 1000].")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early stopping: validations without improvement [default: 5, 0 = off].")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 [default: auto].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed [default: 1234].")] = None,
+    device: Device = "auto",
+    quiet: Quiet = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Train a char/word/subword LSTM (GRU, RNN) language model on a text file.
+
+    Example: textrnn train corpora/english.txt --time-budget 60
+    """
+    console = stderr_console(quiet)
+    dev = default_device(device)
+    overrides = dict(
+        batch_size=batch_size, seq_len=seq_len, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs,
+        max_steps=max_steps, time_budget=time_budget, val_fraction=val_fraction, eval_every=eval_every,
+        patience=patience, precision=precision, seed=seed,
+    )  # fmt: skip
+    model_overrides = {
+        k: v
+        for k, v in dict(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, tie_weights=tie_weights).items()
+        if v is not None
+    }
+    ckpt = None
+    if resume is not None:
+        ckpt = load_checkpoint(resume, task="lm")
+        if model_overrides:
+            raise UsageError("model options (--layers, --hidden, ...) cannot change when resuming")
+        tok = tokenizer_from_dict(ckpt.meta["tokenizer"])
+        cfg = config_with_overrides(TrainConfig.from_dict(ckpt.meta["train_config"]), **overrides)
+        corpus = corpus or Path(ckpt.meta.get("corpus", {}).get("path", ""))
+        out = out or Path(ckpt.meta["training"].get("best_checkpoint") or out_path_for(corpus))
+        check_text_file(corpus)
+    else:
+        if corpus is None:
+            raise UsageError("missing CORPUS: the text file to train on (or --resume CHECKPOINT)")
+        check_text_file(corpus)
+        tok = _build_tokenizer(corpus, tokenizer.value, vocab_size, min_count, unit, normalize, tokenizer_file, tokenizer_model)
+        defaults = TrainConfig(seq_len=128 if tok.kind == "char" else 64)
+        cfg = config_with_overrides(defaults, **overrides)
+        out = out or out_path_for(corpus)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log(console, f"training on {corpus} ({tok.kind} tokenizer, {tok.vocab_size} ids) -> {out}")
+    with TrainDisplay(console) as display:
+        result = train_lm(
+            corpus, tok, out=out, model_overrides=model_overrides, train_cfg=cfg, device=dev,
+            on_progress=display, on_log=lambda m: log(console, m), resume=ckpt,
+        )  # fmt: skip
+    st = result.state
+    if st.stopped == "interrupted":
+        print(
+            f"textrnn: interrupted at step {st.step}; resume with: textrnn train --resume {result.last}",
+            file=sys.stderr,
+        )
+        raise typer.Exit(130)
+    log(console, f"done ({st.stopped}) after {st.step} steps; best val loss {st.best_val_loss:.4f} at step {st.best_step}: {result.best}")
+    if json_out:
+        best = next((h for h in st.history if h["step"] == st.best_step), {})
+        print(json.dumps({
+            "checkpoint": str(result.best), "last_checkpoint": str(result.last), "steps": st.step, "epochs": st.epoch,
+            "stopped": st.stopped, "best_step": st.best_step, "best_val_loss": best.get("val_loss"),
+            "best_val_bpc": best.get("val_bpc"), "elapsed": round(st.elapsed, 2), "tokens": st.tokens,
+        }))  # fmt: skip
+
+
+def _build_tokenizer(corpus, kind, vocab_size, min_count, unit, normalize, tokenizer_file, tokenizer_model):
+    if tokenizer_file is not None:
+        return load_tokenizer(tokenizer_file)
+    if tokenizer_model is not None:
+        return load_sentencepiece_model(tokenizer_model, normalize=normalize)
+    if kind in ("bpe", "unigram") and vocab_size is None:
+        vocab_size = 4000
+    return train_tokenizer(
+        kind, iter_text_chunks(corpus), vocab_size=vocab_size, min_count=min_count, unit=unit, normalize=normalize
+    )
+
+
+# ---- sample -----------------------------------------------------------------------------------
+
+
+def newest_checkpoint(folder: Path = Path("checkpoints")) -> Path:
+    """The most recently written best checkpoint in `folder` (a .last.ckpt only if there is no other)."""
+    found = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
+    best = [p for p in found if not p.name.endswith(".last.ckpt")]
+    if not (best or found):
+        raise UsageError(f"no checkpoint given and none found in ./{folder}/; pass --checkpoint PATH")
+    return (best or found)[0]
+
+
+def _read_stdin_prompt() -> str:
+    if sys.stdin is None or sys.stdin.isatty():
+        return ""
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"prompt on stdin is not valid UTF-8 (byte {err.start})") from None
+
+
+@app.command()
+def sample(
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", "-c", help="Checkpoint [default: newest in ./checkpoints/].")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Text to continue [default: stdin when it is not a terminal].")] = None,
+    length: Annotated[int, typer.Option(help="Tokens to generate per sample.")] = 500,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Sample from the k most probable tokens (0 = off).")] = 0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass in (0, 1] (1 = off).")] = 1.0,
+    repetition_penalty: Annotated[float, typer.Option(help="CTRL repetition penalty (1 = off).")] = 1.0,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Always take the most probable token.")] = False,
+    beam: Annotated[int, typer.Option(help="Beam search width (1 = sampling/greedy).")] = 1,
+    nbest: Annotated[int, typer.Option(help="Beam search: print the K best continuations.")] = 1,
+    length_penalty: Annotated[float, typer.Option(help="Beam search: score = logprob / length**alpha.")] = 1.0,
+    min_length: Annotated[int, typer.Option(help="Beam search: no stop before this many tokens.")] = 0,
+    scores: Annotated[bool, typer.Option("--scores", help="Beam search: print each continuation's score.")] = False,
+    num_samples: Annotated[int, typer.Option(help="Samples to draw (one batch).")] = 1,
+    separator: Annotated[str, typer.Option(help="Printed between samples (default: a blank line).")] = "\n",
+    stop: Annotated[str, typer.Option(help="End a sample where this string appears (it is not printed).")] = "",
+    seed: Annotated[int | None, typer.Option(help="Random seed: same seed, same text.")] = None,
+    continuation_only: Annotated[bool, typer.Option("--continuation-only", help="Do not echo the prompt.")] = False,
+    device: Device = "cpu",
+    quiet: Quiet = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Generate text from a language model, streaming it to stdout.
+
+    Example: textrnn sample --prompt "ROMEO:" --temperature 0.7 --length 300
+    """
+    console = stderr_console(quiet)
+    sampling = decoding.SamplingConfig(
+        temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, greedy=greedy
+    )
+    gen = GenerateConfig(length=length, num_samples=num_samples, stop=stop, seed=seed)
+    if beam < 1:
+        raise UsageError(f"--beam must be >= 1, got {beam}")
+    if beam > 1 and (top_k or top_p != 1.0 or temperature != 1.0 or greedy or repetition_penalty != 1.0 or num_samples != 1):
+        raise UsageError(
+            "--beam searches for the most probable text; it cannot be combined with "
+            "--temperature, --top-k, --top-p, --greedy, --repetition-penalty or --num-samples"
+        )
+    beam_cfg = decoding.BeamConfig(beam=beam, nbest=nbest, length_penalty=length_penalty, min_length=min_length, max_length=length) if beam > 1 else None
+    if beam_cfg is None and (nbest != 1 or scores):
+        raise UsageError("--nbest and --scores need beam search (--beam N with N > 1)")
+    if checkpoint is None:
+        checkpoint = newest_checkpoint()
+        log(console, f"using checkpoint {checkpoint}")
+    lm = load_lm(checkpoint, device=default_device(device))
+    if prompt is None:
+        prompt = _read_stdin_prompt()
+    encode_prompt(lm.tokenizer, prompt)  # unknown characters fail here, before anything is printed
+    out = sys.stdout
+    echo = "" if continuation_only else prompt
+
+    if beam_cfg is not None:
+        results = beam_generate(lm, prompt=prompt, beam=beam_cfg, stop=stop)
+        if json_out:
+            print(json.dumps([{"text": t, "score": h.score, "logprob": h.logprob, "tokens": len(h.tokens)} for t, h in results], ensure_ascii=False))
+            return
+        for i, (text, h) in enumerate(results):
+            if i:
+                out.write(separator)
+            if scores:
+                out.write(f"[score {h.score:.4f} logprob {h.logprob:.4f}] ")
+            _write_sample(out, echo + text)
+        out.flush()
+        return
+
+    if json_out:
+        results = generate(lm, prompt=prompt, config=gen, sampling=sampling)
+        print(json.dumps([{"text": r.text, "logprob": r.logprob, "tokens": r.tokens} for r in results], ensure_ascii=False))
+        return
+
+    # Row 0 streams as it is produced; the other rows of the batch follow when done.
+    def on_text(row: int, text: str) -> None:
+        if row == 0:
+            out.write(text)
+            out.flush()
+
+    if echo:
+        out.write(echo)
+        out.flush()
+    results = generate(lm, prompt=prompt, config=gen, sampling=sampling, on_text=on_text)
+    _end_line(out, echo + results[0].text)
+    for r in results[1:]:
+        out.write(separator)
+        _write_sample(out, echo + r.text)
+    out.flush()
+
+
+def _write_sample(out, text: str) -> None:
+    out.write(text)
+    _end_line(out, text)
+
+
+def _end_line(out, text: str) -> None:
+    if text and not text.endswith("\n"):
+        out.write("\n")
+    out.flush()
+
+
+# ---- eval and info ------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Annotated[Path, typer.Argument(help="Language-model checkpoint.")],
+    file: Annotated[Path | None, typer.Argument(help="Text to score [default: stdin].")] = None,
+    device: Device = "cpu",
+    json_out: JsonOut = False,
+) -> None:
+    """Score a text: cross-entropy per token (nats), perplexity and bits per character.
+
+    Example: textrnn eval checkpoints/input.ckpt heldout.txt --json
+    """
+    lm = load_lm(checkpoint, device=default_device(device))
+    if file is None:
+        metrics = evaluate_text(lm, _read_stdin_text(), name="<stdin>")
+    else:
+        metrics = evaluate_file(lm, file)
+    if json_out:
+        print(json.dumps(metrics))
+        return
+    for key in ("loss_nats", "perplexity", "bits_per_char", "nats_per_char", "tokens", "chars", "unknown"):
+        value = metrics[key]
+        print(f"{key:14} {value:.4f}" if isinstance(value, float) else f"{key:14} {value}")
+
+
+def _read_stdin_text() -> str:
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("no FILE given and nothing on stdin")
+    text = _read_stdin_prompt()
+    if not text:
+        raise DataError("stdin is empty")
+    return text
+
+
+@app.command()
+def info(
+    checkpoint: Annotated[Path, typer.Argument(help="Any textrnn checkpoint.")],
+    json_out: JsonOut = False,
+) -> None:
+    """Show what a checkpoint holds: task, model, tokenizer, size, steps, best validation, corpus.
+
+    Example: textrnn info checkpoints/input.ckpt
+    """
+    summary = describe(checkpoint)
+    if json_out:
+        print(json.dumps(summary, ensure_ascii=False))
+        return
+    for key, value in _flatten_summary(summary):
+        print(f"{key:28} {value}")
+
+
+def _flatten_summary(d: dict, prefix: str = ""):
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _flatten_summary(value, name + ".")
+        elif isinstance(value, float):
+            yield name, f"{value:.4f}"
+        else:
+            yield name, value

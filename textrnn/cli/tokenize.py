@@ -1,0 +1,290 @@
+"""`textrnn tokenize train|encode|decode|stats`: build tokenizers and tokenize text.
+
+encode and decode are filters: one output line per input line, from FILE arguments or
+stdin, so they pipe. Pieces are shown with spaces as "▁" (as sentencepiece does) and
+other whitespace and control characters escaped ("\\t", "<U+0085>"), so a line of
+pieces splits unambiguously on " ".
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TextIO
+
+import regex
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from textrnn.data import iter_text_chunks
+from textrnn.errors import CheckpointError, DataError, UsageError
+from textrnn.tokenizers import (
+    Tokenizer,
+    corpus_stats,
+    load_sentencepiece_model,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_from_dict,
+    train_tokenizer,
+)
+
+app = typer.Typer(help="Build tokenizers and tokenize text.", no_args_is_help=True)
+
+TokenizerFile = Annotated[
+    Path | None, typer.Option("--tokenizer", "-t", help="Tokenizer file from `tokenize train`.")
+]
+CheckpointFile = Annotated[
+    Path | None, typer.Option("--checkpoint", "-c", help="Use the tokenizer inside a checkpoint.")
+]
+Files = Annotated[
+    list[Path] | None, typer.Argument(help="Input files ('-' or none: stdin).", show_default=False)
+]
+Kind = Annotated[str, typer.Option(help="char | word | bpe | unigram")]
+VocabSize = Annotated[
+    int | None,
+    typer.Option(help="Cap on ids, <unk> included (default: all units; subwords up to 8000)."),
+]
+Unit = Annotated[str, typer.Option(help="Char units: grapheme (conjuncts whole) | codepoint.")]
+Normalize = Annotated[str, typer.Option(help="Unicode normalisation: nfc | nfkc | none.")]
+
+
+# --- train ----------------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    corpus: Annotated[
+        Path | None, typer.Argument(help="UTF-8 text to build the vocabulary from.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Tokenizer file to write (JSON).")
+    ] = None,
+    kind: Kind = "char",
+    vocab_size: VocabSize = None,
+    min_count: Annotated[int, typer.Option(help="Char/word: drop rarer units.")] = 1,
+    unit: Unit = "grapheme",
+    normalize: Normalize = "nfc",
+    character_coverage: Annotated[
+        float, typer.Option(help="Subwords: share of characters kept as pieces.")
+    ] = 1.0,
+    byte_fallback: Annotated[
+        bool,
+        typer.Option(
+            "--byte-fallback/--no-byte-fallback", help="Subwords: spell unseen text in bytes."
+        ),
+    ] = True,
+    user_symbol: Annotated[
+        list[str] | None, typer.Option(help="A string always kept as one token (repeatable).")
+    ] = None,
+    tokenizer_model: Annotated[
+        Path | None, typer.Option(help="Import this sentencepiece .model instead of training.")
+    ] = None,
+) -> None:
+    """Build a tokenizer from CORPUS (or import a sentencepiece model) and write it to --out."""
+    if out is None:
+        raise UsageError("give the tokenizer file to write with --out FILE")
+    if (corpus is None) == (tokenizer_model is None):
+        raise UsageError("give a CORPUS to train on, or --tokenizer-model to import (not both)")
+    if tokenizer_model is not None:
+        tok: Tokenizer = load_sentencepiece_model(tokenizer_model)
+    else:
+        tok = train_tokenizer(
+            kind,
+            iter_text_chunks(corpus),
+            vocab_size=vocab_size,
+            min_count=min_count,
+            unit=unit,
+            normalize=normalize,
+            character_coverage=character_coverage,
+            byte_fallback=byte_fallback,
+            user_symbols=user_symbol or (),
+        )
+    save_tokenizer(tok, out)
+    print(f"textrnn: wrote {tok.kind} tokenizer ({tok.vocab_size} ids) to {out}", file=sys.stderr)
+
+
+# --- encode / decode ------------------------------------------------------------------------
+
+
+@app.command()
+def encode(
+    files: Files = None,
+    tokenizer: TokenizerFile = None,
+    checkpoint: CheckpointFile = None,
+    ids: Annotated[bool, typer.Option("--ids", help="Write token ids, not pieces.")] = False,
+) -> None:
+    """Tokenize text: one line of space-separated pieces (or ids) per input line."""
+    tok = resolve_tokenizer(tokenizer, checkpoint)
+    out = _utf8_stdout()
+    for _, line in _input_lines(files):
+        if ids:
+            out.write(" ".join(map(str, tok.encode(line))) + "\n")
+        else:
+            out.write(" ".join(map(show_piece, tok.tokenize(line))) + "\n")
+
+
+@app.command()
+def decode(
+    files: Files = None,
+    tokenizer: TokenizerFile = None,
+    checkpoint: CheckpointFile = None,
+) -> None:
+    """Turn lines of space-separated token ids back into text, one line per input line."""
+    tok = resolve_tokenizer(tokenizer, checkpoint)
+    out = _utf8_stdout()
+    for where, line in _input_lines(files):
+        try:
+            line_ids = [int(x) for x in line.split()]
+        except ValueError:
+            raise DataError(f"{where}: expected space-separated token ids") from None
+        try:
+            out.write(tok.decode(line_ids) + "\n")
+        except DataError as err:
+            raise DataError(f"{where}: {err}") from None
+
+
+def resolve_tokenizer(tokenizer: Path | None, checkpoint: Path | None) -> Tokenizer:
+    """The tokenizer of a tokenizer file or of a checkpoint (exactly one must be given)."""
+    if (tokenizer is None) == (checkpoint is None):
+        raise UsageError("give exactly one of --tokenizer FILE or --checkpoint FILE")
+    if tokenizer is not None:
+        return load_tokenizer(tokenizer)
+    from textrnn.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(checkpoint, load_tensors=False).meta
+    if not isinstance(meta.get("tokenizer"), dict):
+        raise CheckpointError(f"{checkpoint}: this checkpoint has no single text tokenizer")
+    return tokenizer_from_dict(meta["tokenizer"])
+
+
+_ESCAPES = {" ": "▁", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_NEEDS_ESCAPE = regex.compile(r"[\s\p{Cc}]")
+
+
+def show_piece(piece: str) -> str:
+    """A piece as one space-free word: spaces as "▁", other whitespace and controls escaped."""
+    return _NEEDS_ESCAPE.sub(lambda m: _ESCAPES.get(m[0], f"<U+{ord(m[0]):04X}>"), piece)
+
+
+def _input_lines(files: list[Path] | None) -> Iterator[tuple[str, str]]:
+    """(place, line without its line ending) for every "\n"-separated line of the files or stdin."""
+    for path in files or [Path("-")]:
+        stdin = str(path) == "-"
+        name = "<stdin>" if stdin else str(path)
+        source = _stdin_lines() if stdin else _split_lines(iter_text_chunks(path))
+        for number, line in enumerate(source, start=1):
+            yield f"{name}:{number}", line.removesuffix("\n").removesuffix("\r")
+
+
+def _split_lines(chunks: Iterable[str]) -> Iterator[str]:
+    # Only "\n" ends a line here (str.splitlines would also cut at U+2028, U+0085...).
+    pending = ""
+    for chunk in chunks:
+        *lines, pending = (pending + chunk).split("\n")
+        yield from lines
+    if pending:
+        yield pending
+
+
+def _stdin_lines() -> Iterator[str]:
+    if not hasattr(sys.stdin, "buffer"):  # a text stream put in place by a caller
+        yield from sys.stdin
+        return
+    stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="\n")
+    try:
+        yield from stream
+    except UnicodeDecodeError:
+        raise DataError("<stdin>: invalid UTF-8; textrnn reads UTF-8 text only") from None
+    finally:
+        stream.detach()  # leave sys.stdin usable
+
+
+def _utf8_stdout() -> TextIO:
+    """stdout, made UTF-8 where the locale says otherwise (pieces are any script)."""
+    out = sys.stdout
+    if (out.encoding or "").lower().replace("-", "") != "utf8" and hasattr(out, "reconfigure"):
+        out.reconfigure(encoding="utf-8")
+    return out
+
+
+# --- stats ------------------------------------------------------------------------------------
+
+
+@app.command()
+def stats(
+    corpus: Annotated[Path, typer.Argument(help="UTF-8 text to measure.")],
+    kind: Annotated[
+        str | None, typer.Option(help="Build a tokenizer of this kind from CORPUS (default char).")
+    ] = None,
+    tokenizer: TokenizerFile = None,
+    checkpoint: CheckpointFile = None,
+    vocab_size: VocabSize = None,
+    unit: Unit = "grapheme",
+    normalize: Normalize = "nfc",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    top: Annotated[int, typer.Option(help="How many of the most frequent tokens to list.")] = 20,
+) -> None:
+    """Vocabulary size, tokens, characters, characters per token, unknown rate, top tokens."""
+    if top < 0:
+        raise UsageError(f"--top must be 0 or more, got {top}")
+    if tokenizer is None and checkpoint is None:
+        tok = train_tokenizer(
+            kind or "char",
+            iter_text_chunks(corpus),
+            vocab_size=vocab_size,
+            unit=unit,
+            normalize=normalize,
+        )
+    elif kind is not None:
+        raise UsageError("give either --kind (build from CORPUS) or a tokenizer, not both")
+    else:
+        tok = resolve_tokenizer(tokenizer, checkpoint)
+    report = corpus_stats(tok, iter_text_chunks(corpus), top=top)
+    if as_json:
+        out = _utf8_stdout()
+        out.write(json.dumps(report, ensure_ascii=False) + "\n")
+    else:
+        _print_stats(report)
+
+
+def _print_stats(report: dict[str, Any]) -> None:
+    console = Console(file=_utf8_stdout(), highlight=False, soft_wrap=False)
+    summary = Table(title=f"{report['kind']} tokenizer", show_header=False)
+    summary.add_column("measure")
+    summary.add_column("value", justify="right")
+    for label, key in [
+        ("vocabulary size", "vocab_size"),
+        ("ids used", "vocab_used"),
+        ("tokens", "tokens"),
+        ("characters", "characters"),
+        ("characters per token", "chars_per_token"),
+        ("unknown tokens", "unknown_tokens"),
+        ("unknown rate", "unknown_rate"),
+    ]:
+        value = report[key]
+        summary.add_row(label, f"{value:.4%}" if key == "unknown_rate" else f"{value:,}")
+    if report["unknown_units"]:
+        shown = " ".join(map(show_piece, report["unknown_units"][:20]))
+        summary.add_row("unknown units", Text(shown))
+    console.print(summary)
+    if report["top"]:
+        table = Table(title="most frequent tokens")
+        for name, justify in [("rank", "right"), ("id", "right"), ("piece", "left")]:
+            table.add_column(name, justify=justify)
+        table.add_column("count", justify="right")
+        table.add_column("share", justify="right")
+        for rank, row in enumerate(report["top"], start=1):
+            share = row["count"] / report["tokens"]
+            table.add_row(
+                str(rank),
+                str(row["id"]),
+                Text(show_piece(row["piece"])),
+                f"{row['count']:,}",
+                f"{share:.2%}",
+            )
+        console.print(table)

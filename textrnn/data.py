@@ -1,0 +1,219 @@
+"""Corpus -> token-id arrays -> batches.
+
+Text files are read and validated here (missing, directory, empty, binary, invalid
+UTF-8 all become one clear `DataError`), encoded once into a compact numpy id array
+that is cached beside the corpus and memory-mapped, and cut into contiguous batch
+streams for truncated back-propagation through time.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from textrnn.errors import DataError
+
+CHUNK_BYTES = 1 << 20  # read corpora 1 MiB at a time so that memory stays flat
+
+
+def check_text_file(path: str | os.PathLike) -> Path:
+    """Return `path` as a Path if it is a readable, non-empty text file; else raise DataError."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file")
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory, expected a text file")
+    try:
+        with p.open("rb") as f:
+            head = f.read(8192)
+    except OSError as err:
+        raise DataError(f"{p}: cannot read ({err.strerror})") from None
+    if not head:
+        raise DataError(f"{p}: file is empty")
+    if b"\x00" in head:
+        raise DataError(f"{p}: looks like a binary file (contains NUL bytes), expected UTF-8 text")
+    return p
+
+
+def iter_text_chunks(path: str | os.PathLike, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
+    """Yield the UTF-8 text of `path` in chunks that end on a line boundary.
+
+    Chunks end after a newline so that no grapheme cluster or word is split between
+    two chunks. Invalid UTF-8 raises DataError naming the line and byte offset.
+    """
+    p = check_text_file(path)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    offset = 0  # bytes consumed so far
+    line = 1  # line number at the start of the current chunk
+    pending = ""
+    with p.open("rb") as f:
+        first = True
+        while True:
+            raw = f.read(chunk_bytes)
+            final = not raw
+            try:
+                text = decoder.decode(raw, final=final)
+            except UnicodeDecodeError as err:
+                bad_at = offset + err.start
+                bad_line = line + pending.count("\n") + raw[: err.start].count(b"\n")
+                raise DataError(
+                    f"{p}: invalid UTF-8 at byte {bad_at} (line {bad_line}); "
+                    "textrnn reads UTF-8 text only"
+                ) from None
+            if first and text.startswith("\ufeff"):
+                text = text[1:]  # a UTF-8 byte-order mark is not part of the text
+            first = False
+            offset += len(raw)
+            pending += text
+            if final:
+                if pending:
+                    yield pending
+                return
+            cut = pending.rfind("\n") + 1
+            if cut:
+                chunk, pending = pending[:cut], pending[cut:]
+                line += chunk.count("\n")
+                yield chunk
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The whole validated text of a (small) file."""
+    return "".join(iter_text_chunks(path))
+
+
+def iter_lines(path: str | os.PathLike) -> Iterator[str]:
+    """Yield the lines of a validated UTF-8 file, each with its line ending."""
+    for chunk in iter_text_chunks(path):
+        yield from chunk.splitlines(keepends=True)
+
+
+# ---- corpus -> token ids ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EncodedCorpus:
+    """A corpus as one flat token-id array (memory-mapped from the cache) plus its sizes."""
+
+    ids: np.ndarray  # (N,) uint16 or uint32, read-only memmap
+    chars: int  # characters (code points) the ids cover, for bits-per-character
+    path: str
+
+    @property
+    def tokens(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def cache_dir() -> Path:
+    """$TEXTRNN_CACHE, else ~/.cache/textrnn: where encoded corpora are kept."""
+    env = os.environ.get("TEXTRNN_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "textrnn"
+
+
+def id_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.uint32)
+
+
+def encode_corpus(path: str | os.PathLike, tokenizer, *, corpus_sha256: str) -> EncodedCorpus:
+    """Tokenize `path` once into a cached id file and memory-map it.
+
+    The cache key is the corpus content hash plus the tokenizer's serialized form,
+    so a changed corpus or tokenizer is re-encoded. Encoding streams the file in
+    chunks: memory stays flat however large the corpus is.
+    """
+    key_src = corpus_sha256 + json.dumps(tokenizer.to_dict(), sort_keys=True)
+    key = hashlib.sha256(key_src.encode("utf-8")).hexdigest()[:24]
+    dtype = id_dtype(tokenizer.vocab_size)
+    folder = cache_dir() / "tokens"
+    ids_file = folder / f"{key}.{dtype.name}"
+    info_file = folder / f"{key}.json"
+    if not (ids_file.exists() and info_file.exists()):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            _encode_to(path, tokenizer, dtype, ids_file, info_file)
+        except OSError:  # read-only home, full disk: fall back to a private temp folder
+            folder = Path(tempfile.mkdtemp(prefix="textrnn-tokens-"))
+            ids_file, info_file = folder / ids_file.name, folder / info_file.name
+            _encode_to(path, tokenizer, dtype, ids_file, info_file)
+    info = json.loads(info_file.read_text())
+    if info["tokens"] == 0:
+        raise DataError(f"{path}: no tokens after tokenization")
+    ids = np.memmap(ids_file, dtype=dtype, mode="r", shape=(info["tokens"],))
+    return EncodedCorpus(ids=ids, chars=info["chars"], path=str(path))
+
+
+def _encode_to(path, tokenizer, dtype: np.dtype, ids_file: Path, info_file: Path) -> None:
+    tmp = ids_file.with_name(ids_file.name + f".tmp-{os.getpid()}")
+    tokens = chars = 0
+    try:
+        with tmp.open("wb") as f:
+            for chunk in iter_text_chunks(path):
+                ids = np.asarray(tokenizer.encode(chunk), dtype=dtype)
+                ids.tofile(f)
+                tokens += ids.shape[0]
+                chars += tokenizer.count_chars(chunk)
+        os.replace(tmp, ids_file)
+    finally:
+        tmp.unlink(missing_ok=True)
+    info_file.write_text(json.dumps({"tokens": tokens, "chars": chars}))
+
+
+# ---- token ids -> batches --------------------------------------------------------
+
+
+class TokenStreams:
+    """`batch_size` contiguous streams over a token array, cut into `seq_len` windows.
+
+    Window k of every stream follows window k-1 in the text, so a recurrent state
+    carried from one batch to the next sees one unbroken text per row (stateful
+    truncated back-propagation, as in char-rnn). Each epoch starts the streams at
+    a different offset in [0, seq_len), drawn from (seed, epoch), so window
+    boundaries move between epochs while any epoch's batches can be regenerated
+    exactly on resume.
+    """
+
+    def __init__(self, ids: np.ndarray, *, batch_size: int, seq_len: int, seed: int) -> None:
+        self.ids, self.batch_size, self.seq_len, self.seed = ids, batch_size, seq_len, seed
+        self.row_len = (len(ids) - 1 - seq_len) // batch_size  # room for any offset < seq_len
+        if self.row_len < seq_len:
+            raise DataError(
+                f"corpus too small: {len(ids)} training tokens, need at least "
+                f"{batch_size * seq_len + seq_len + 1} for one batch of {batch_size} x {seq_len}; "
+                "use a smaller --batch-size or --seq-len, or a larger corpus"
+            )
+
+    def steps_per_epoch(self) -> int:
+        return self.row_len // self.seq_len
+
+    def offset(self, epoch: int) -> int:
+        return int(np.random.default_rng([self.seed, epoch]).integers(0, self.seq_len)) if epoch else 0
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (inputs, targets), each (B, T) int64, from window `start` of `epoch` on."""
+        B, T, L = self.batch_size, self.seq_len, self.row_len
+        off = self.offset(epoch)
+        span = self.ids[off : off + B * L + 1]
+        x_rows = span[:-1].reshape(B, L)  # views into the memmap: nothing is copied yet
+        y_rows = span[1:].reshape(B, L)
+        for k in range(start, self.steps_per_epoch()):
+            x = torch.from_numpy(x_rows[:, k * T : (k + 1) * T].astype(np.int64))
+            y = torch.from_numpy(y_rows[:, k * T : (k + 1) * T].astype(np.int64))
+            yield x, y
+
+
+def fit_batch_shape(n_tokens: int, batch_size: int, seq_len: int) -> tuple[int, int]:
+    """Shrink a default batch shape so a small corpus still gives about 8 batches per epoch."""
+    B, T = batch_size, seq_len
+    while T > 16 and n_tokens < (B * 8 + 1) * T:
+        T //= 2
+    while B > 1 and n_tokens < (B * 8 + 1) * T:
+        B //= 2
+    return B, T

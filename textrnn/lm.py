@@ -1,0 +1,467 @@
+"""The language-model task: train on a corpus, sample, evaluate.
+
+This is the Python API behind `textrnn train`, `sample` and `eval`:
+
+    from textrnn.lm import train_lm, load_lm, generate, evaluate_file
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from textrnn import decoding
+from textrnn.checkpoint import Checkpoint, fingerprint_file, load_checkpoint
+from textrnn.data import EncodedCorpus, TokenStreams, encode_corpus, fit_batch_shape, read_text
+from textrnn.errors import CheckpointError, DataError, UsageError
+from textrnn.models.lm import LanguageModel, LMConfig, LMStepper, State, detach_state, reorder_state
+from textrnn.tokenizers import Tokenizer, tokenizer_from_dict
+from textrnn.train import Progress, TrainConfig, Trainer, TrainState, last_path, seed_everything
+
+MAX_VAL_TOKENS = 2_000_000  # validation is capped so that it stays cheap on large corpora
+
+
+# ---- the task the training loop runs ------------------------------------------------
+
+
+class LMTask:
+    """Stateful truncated-BPTT language modelling over contiguous token streams."""
+
+    name = "lm"
+
+    def __init__(
+        self,
+        model: LanguageModel,
+        tokenizer: Tokenizer,
+        corpus: EncodedCorpus,
+        cfg: TrainConfig,
+        *,
+        corpus_info: dict,
+        device: torch.device,
+    ) -> None:
+        self.model, self.tokenizer, self.device = model, tokenizer, device
+        self.corpus_info = corpus_info
+        n_val = min(int(corpus.tokens * cfg.val_fraction), MAX_VAL_TOKENS)
+        self.train_ids = corpus.ids[: corpus.tokens - n_val]
+        self.val_ids = corpus.ids[corpus.tokens - n_val :] if n_val > cfg.seq_len else None
+        self.chars_per_token = corpus.chars / max(1, corpus.tokens)
+        self.streams = TokenStreams(self.train_ids, batch_size=cfg.batch_size, seq_len=cfg.seq_len, seed=cfg.seed)
+        self.seq_len = cfg.seq_len
+        self.hidden: State | None = None
+
+    def steps_per_epoch(self) -> int:
+        return self.streams.steps_per_epoch()
+
+    def batches(self, epoch: int, start: int) -> Iterator[tuple[Tensor, Tensor]]:
+        for x, y in self.streams.batches(epoch, start):
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def reset_epoch(self) -> None:
+        self.hidden = None
+
+    def loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
+        x, y = batch
+        logits, hidden = self.model(x, self.hidden)  # (B, T, V)
+        self.hidden = detach_state(hidden)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+        return loss, y.numel()
+
+    def evaluate(self) -> dict[str, float]:
+        if self.val_ids is None:
+            return {"val_loss": float("nan")}
+        nats, tokens = stream_nll(self.model, self.val_ids, device=self.device, seq_len=self.seq_len)
+        loss = nats / tokens
+        return {
+            "val_loss": loss,
+            "val_ppl": math.exp(min(loss, 50.0)),
+            "val_bpc": loss / self.chars_per_token / math.log(2),
+        }
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        if self.hidden is None:
+            return {}
+        return {f"hidden.{i}": h.detach().cpu() for i, h in enumerate(self.hidden)}
+
+    def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
+        keys = sorted(k for k in tensors if k.startswith("hidden."))
+        self.hidden = tuple(tensors[k].to(self.device) for k in keys) if keys else None
+
+    def checkpoint_meta(self) -> dict:
+        return {
+            "model_config": self.model.config.to_dict(),
+            "tokenizer": self.tokenizer.to_dict(),
+            "corpus": self.corpus_info,
+        }
+
+
+@torch.no_grad()
+def stream_nll(
+    model: LanguageModel,
+    ids: np.ndarray,
+    *,
+    device: torch.device,
+    seq_len: int = 256,
+    streams: int = 16,
+) -> tuple[float, int]:
+    """Summed negative log-likelihood (nats) of `ids[1:]` given the preceding ids.
+
+    The text is cut into `streams` contiguous rows scored together with their state
+    carried across windows; only the first token of each row lacks context. Scored
+    in fp32 in eval mode, so the figure does not depend on the training precision.
+    """
+    n = len(ids) - 1
+    rows = max(1, min(streams, n // (4 * seq_len)))
+    row_len = n // rows
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    x_all = torch.from_numpy(np.asarray(ids[: rows * row_len], dtype=np.int64)).view(rows, row_len)
+    y_all = torch.from_numpy(np.asarray(ids[1 : rows * row_len + 1], dtype=np.int64)).view(rows, row_len)
+    state = None
+    for start in range(0, row_len, seq_len):
+        x = x_all[:, start : start + seq_len].to(device)
+        y = y_all[:, start : start + seq_len].to(device)
+        logits, state = model(x, state)
+        total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
+        count += y.numel()
+    # The remainder that did not fill a row is scored as one short extra row.
+    tail = rows * row_len
+    if tail < n:
+        x = torch.from_numpy(np.asarray(ids[tail:n], dtype=np.int64)).view(1, -1).to(device)
+        y = torch.from_numpy(np.asarray(ids[tail + 1 : n + 1], dtype=np.int64)).view(1, -1).to(device)
+        logits, _ = model(x)
+        total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
+        count += y.numel()
+    model.train(was_training)
+    return total, count
+
+
+# ---- training ------------------------------------------------------------------------
+
+# Model shapes that suit each tokenizer when the user passes only a corpus.
+DEFAULT_MODEL = {
+    "char": {"embed": 128, "hidden": 512, "layers": 2, "dropout": 0.25, "tie_weights": False},
+    "word": {"embed": 512, "hidden": 512, "layers": 2, "dropout": 0.4, "tie_weights": True},
+    "bpe": {"embed": 512, "hidden": 512, "layers": 2, "dropout": 0.3, "tie_weights": True},
+    "unigram": {"embed": 512, "hidden": 512, "layers": 2, "dropout": 0.3, "tie_weights": True},
+}
+DEFAULT_SEQ_LEN = {"char": 128, "word": 64, "bpe": 64, "unigram": 64}
+
+
+@dataclass
+class TrainResult:
+    state: TrainState
+    best: Path
+    last: Path
+
+
+def train_lm(
+    corpus: str | Path,
+    tokenizer: Tokenizer,
+    *,
+    out: str | Path,
+    model_overrides: dict | None = None,
+    train_cfg: TrainConfig,
+    device: torch.device = torch.device("cpu"),
+    on_progress: Callable[[Progress], None] | None = None,
+    on_log: Callable[[str], None] = lambda msg: None,
+    resume: Checkpoint | None = None,
+    fit_small_corpus: bool = True,
+) -> TrainResult:
+    """Train (or resume training) a language model on `corpus`; return where it was saved.
+
+    When `fit_small_corpus` is set, a batch shape too large for the corpus is shrunk
+    (and reported through `on_log`) instead of failing.
+    """
+    fingerprint = fingerprint_file(corpus)
+    if resume is not None:
+        old = resume.meta.get("corpus", {}).get("sha256")
+        if old and old != fingerprint["sha256"]:
+            on_log(f"warning: {corpus} differs from the corpus this checkpoint was trained on")
+    encoded = encode_corpus(corpus, tokenizer, corpus_sha256=fingerprint["sha256"])
+    if fit_small_corpus and resume is None:
+        n_train = int(encoded.tokens * (1 - train_cfg.val_fraction))
+        B, T = fit_batch_shape(n_train, train_cfg.batch_size, train_cfg.seq_len)
+        if (B, T) != (train_cfg.batch_size, train_cfg.seq_len):
+            on_log(f"small corpus ({encoded.tokens} tokens): using --batch-size {B} --seq-len {T}")
+            train_cfg = TrainConfig.from_dict({**train_cfg.to_dict(), "batch_size": B, "seq_len": T})
+    seed_everything(train_cfg.seed)
+    if resume is not None:
+        model_cfg = LMConfig.from_dict(resume.meta["model_config"])
+    else:
+        shape = {**DEFAULT_MODEL.get(tokenizer.kind, DEFAULT_MODEL["char"]), **(model_overrides or {})}
+        model_cfg = LMConfig(vocab_size=tokenizer.vocab_size, **shape)
+    model = LanguageModel(model_cfg).to(device)
+    if resume is not None:
+        load_weights(model, resume)
+    task = LMTask(
+        model,
+        tokenizer,
+        encoded,
+        train_cfg,
+        corpus_info={**fingerprint, "path": str(Path(corpus).resolve()), "tokens": encoded.tokens, "chars": encoded.chars},
+        device=device,
+    )
+    trainer = Trainer(task, train_cfg, out=Path(out), device=device, on_progress=on_progress, resume=resume)
+    state = trainer.fit()
+    return TrainResult(state=state, best=Path(out), last=last_path(Path(out)))
+
+
+def load_weights(model: torch.nn.Module, ckpt: Checkpoint) -> None:
+    """Load the checkpoint's `model.*` tensors, checking every name and shape first."""
+    weights = {k[len("model.") :]: v for k, v in ckpt.tensors.items() if k.startswith("model.")}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint weights do not match its model config (missing: {missing[:3]}, unexpected: {unexpected[:3]})"
+        )
+    for name, tensor in weights.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise CheckpointError(
+                f"checkpoint tensor {name} has shape {tuple(tensor.shape)}, "
+                f"its model config needs {tuple(expected[name].shape)}"
+            )
+    model.load_state_dict(weights)
+
+
+# ---- loading a trained model ---------------------------------------------------------------
+
+
+@dataclass
+class LoadedLM:
+    model: LanguageModel
+    tokenizer: Tokenizer
+    checkpoint: Checkpoint
+
+
+def load_lm(path: str | Path, *, device: torch.device = torch.device("cpu")) -> LoadedLM:
+    """Load a language-model checkpoint (refusing other tasks) ready for inference."""
+    ckpt = load_checkpoint(path, task="lm")
+    try:
+        cfg = LMConfig.from_dict(ckpt.meta["model_config"])
+        tokenizer = tokenizer_from_dict(ckpt.meta["tokenizer"])
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: checkpoint metadata is incomplete ({err})") from None
+    if tokenizer.vocab_size != cfg.vocab_size:
+        raise CheckpointError(
+            f"{path}: tokenizer has {tokenizer.vocab_size} ids but the model expects {cfg.vocab_size}"
+        )
+    model = LanguageModel(cfg)
+    load_weights(model, ckpt)
+    model.to(device).eval()
+    return LoadedLM(model=model, tokenizer=tokenizer, checkpoint=ckpt)
+
+
+# ---- generation ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    length: int = 500  # tokens to generate per sample
+    num_samples: int = 1  # samples drawn together as one batch
+    stop: str = ""  # end a sample where this string appears (not printed)
+    seed: int | None = None  # fixes the random draws
+
+    def __post_init__(self) -> None:
+        if self.length < 1:
+            raise UsageError(f"--length must be at least 1, got {self.length}")
+        if self.num_samples < 1:
+            raise UsageError(f"--num-samples must be at least 1, got {self.num_samples}")
+
+
+@dataclass
+class Generated:
+    text: str  # the continuation (the prompt is not repeated)
+    logprob: float
+    tokens: int
+
+
+def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
+    """Prompt ids; unknown units are an error that names them, never silently dropped."""
+    unknown = tokenizer.unknown_units(prompt)
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:10])
+        raise UsageError(f"prompt contains {len(unknown)} unit(s) not in the model's vocabulary: {shown}")
+    ids = tokenizer.encode(prompt) if prompt else []
+    if not ids:  # no prompt: start as after a line break, a natural text boundary
+        ids = tokenizer.encode("\n") or [next(i for i in range(tokenizer.vocab_size) if not tokenizer.is_special(i))]
+    return ids
+
+
+class TextStream:
+    """Turns one row's token ids into text increments, holding back a possible stop string."""
+
+    def __init__(self, tokenizer: Tokenizer, context: list[int], stop: str, emit: Callable[[str], None]):
+        self.tokenizer, self.stop, self.emit = tokenizer, stop, emit
+        self.context = list(context[-4:])  # a few prompt ids give the first token its spacing
+        self.base = tokenizer.decode(self.context)
+        self.ids: list[int] = []
+        self.text = ""  # decoded continuation so far
+        self.sent = 0  # characters of `text` already emitted
+        self.done = False
+
+    def add(self, token: int) -> bool:
+        """Add a token; return True when the stop string has been reached."""
+        self.ids.append(token)
+        full = self.tokenizer.decode(self.context + self.ids)
+        self.text = full[len(self.base) :] if full.startswith(self.base) else full
+        if self.stop and self.stop in self.text:
+            self.text = self.text[: self.text.index(self.stop)]
+            self.done = True
+        self._flush(final=self.done)
+        return self.done
+
+    def _flush(self, *, final: bool) -> None:
+        ready = len(self.text)
+        if not final:
+            if self.text.endswith("\ufffd"):  # an unfinished UTF-8 sequence (byte fallback)
+                ready -= 1
+            if self.stop:  # hold back a tail that may grow into the stop string
+                for k in range(min(len(self.stop) - 1, ready), 0, -1):
+                    if self.text[ready - k : ready] == self.stop[:k]:
+                        ready -= k
+                        break
+        if ready > self.sent:
+            self.emit(self.text[self.sent : ready])
+            self.sent = ready
+
+    def finish(self) -> None:
+        self._flush(final=True)
+
+
+def generate(
+    lm: LoadedLM,
+    *,
+    prompt: str = "",
+    config: GenerateConfig = GenerateConfig(),
+    sampling: decoding.SamplingConfig = decoding.SamplingConfig(),
+    on_text: Callable[[int, str], None] | None = None,
+) -> list[Generated]:
+    """Sample `num_samples` continuations of `prompt` as one batch.
+
+    `on_text(row, text)` receives each row's text as it is produced, for streaming.
+    """
+    tok = lm.tokenizer
+    ids = encode_prompt(tok, prompt)
+    generator = torch.Generator().manual_seed(config.seed) if config.seed is not None else None
+    stepper = LMStepper(lm.model)
+    state, last = _prime(lm, stepper, ids, config.num_samples)
+    streams = [
+        TextStream(tok, ids, config.stop, (lambda text, r=r: on_text(r, text)) if on_text else (lambda text: None))
+        for r in range(config.num_samples)
+    ]
+    samples = decoding.sample(
+        stepper.step,
+        state,
+        last,
+        max_new_tokens=config.length,
+        config=sampling,
+        generator=generator,
+        banned_ids=sorted(tok.special_ids),
+        is_done=lambda row, tokens: streams[row].done,
+        on_token=lambda row, token: streams[row].add(token),
+        history=[ids] * config.num_samples,
+    )
+    results = []
+    for s, stream in zip(samples, streams):
+        stream.finish()
+        results.append(Generated(text=stream.text, logprob=s.logprob, tokens=len(s.tokens)))
+    return results
+
+
+def _prime(lm: LoadedLM, stepper: LMStepper, ids: list[int], rows: int) -> tuple[State, Tensor]:
+    """State after all prompt ids but the last (consumed with the fused forward), for `rows` rows."""
+    model = lm.model
+    device = next(model.parameters()).device
+    if len(ids) > 1:
+        with torch.inference_mode():
+            _, state = model(torch.tensor([ids[:-1]], device=device))
+        state = tuple(s.float() for s in state)
+    else:
+        state = model.initial_state(1, device=device)
+    index = torch.zeros(rows, dtype=torch.long, device=device)
+    return reorder_state(state, index), torch.full((rows,), ids[-1], dtype=torch.long, device=device)
+
+
+def beam_generate(
+    lm: LoadedLM,
+    *,
+    prompt: str = "",
+    beam: decoding.BeamConfig,
+    stop: str = "",
+) -> list[tuple[str, decoding.Hypothesis]]:
+    """The most probable continuations of `prompt` by beam search, best first."""
+    tok = lm.tokenizer
+    ids = encode_prompt(tok, prompt)
+    stepper = LMStepper(lm.model)
+    state, last = _prime(lm, stepper, ids, 1)
+
+    def is_done(row: int, tokens) -> bool:
+        return bool(stop) and stop in _continuation(tok, ids, list(tokens))
+
+    hyps = decoding.beam_search(
+        stepper.step,
+        reorder_state,
+        state,
+        int(last[0]),
+        config=beam,
+        is_done=is_done if stop else None,
+        banned_ids=sorted(tok.special_ids),
+    )
+    out = []
+    for h in hyps:
+        text = _continuation(tok, ids, list(h.tokens))
+        if stop and stop in text:
+            text = text[: text.index(stop)]
+        out.append((text, h))
+    return out
+
+
+def _continuation(tok: Tokenizer, prompt_ids: list[int], ids: list[int]) -> str:
+    context = prompt_ids[-4:]
+    base = tok.decode(context)
+    full = tok.decode(context + ids)
+    return full[len(base) :] if full.startswith(base) else full
+
+
+# ---- evaluation ---------------------------------------------------------------------------------
+
+
+def evaluate_file(lm: LoadedLM, path: str | Path) -> dict:
+    """Cross-entropy of a text file under the model: per token, perplexity, bits per character."""
+    return evaluate_text(lm, read_text(path), name=str(path))
+
+
+def evaluate_text(lm: LoadedLM, text: str, *, name: str = "<text>") -> dict:
+    """Cross-entropy of `text` under the model (see `evaluate_file`)."""
+    tok = lm.tokenizer
+    device = next(lm.model.parameters()).device
+    ids = np.asarray(tok.encode(text), dtype=np.int64)
+    if len(ids) < 2:
+        raise DataError(f"{name}: too short to evaluate ({len(ids)} tokens)")
+    unknown = int(np.sum(ids == tok.unk_id)) if getattr(tok, "unk_id", None) is not None else 0
+    nats, count = stream_nll(lm.model, ids, device=device)
+    chars = tok.count_chars(text)
+    # bits/char counts every predicted character; the first token has no prediction.
+    first_chars = tok.count_chars(tok.decode(ids[:1].tolist()))
+    predicted_chars = max(1, chars - first_chars)
+    loss = nats / count
+    return {
+        "loss_nats": loss,
+        "perplexity": math.exp(min(loss, 700.0)),
+        "bits_per_char": nats / predicted_chars / math.log(2),
+        "nats_per_char": nats / predicted_chars,
+        "tokens": count,
+        "chars": predicted_chars,
+        "unknown": unknown,
+        "file": name,
+    }

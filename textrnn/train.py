@@ -1,0 +1,516 @@
+"""One training loop for every task.
+
+A task (language model now; tagger and transliterator later) supplies the model,
+batches at a resumable position, a loss, an evaluation and any extra state (the
+language model's carried hidden state). This loop owns everything else: AdamW,
+warm-up + cosine schedule, gradient clipping, mixed precision, time budgets,
+periodic validation, early stopping, best/last checkpoints, exact resume,
+Ctrl-C/SIGTERM, and progress reported through a callback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from textrnn.checkpoint import Checkpoint, flatten_state, save_checkpoint, unflatten_state
+from textrnn.errors import CheckpointError, TextrnnError, UsageError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64  # sequences per batch
+    seq_len: int = 128  # tokens per sequence (truncated back-propagation length for LMs)
+    lr: float = 3e-3  # peak learning rate of AdamW
+    weight_decay: float = 0.01  # AdamW decoupled weight decay on matrices (not biases/embeddings' norms)
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to min_lr_ratio * lr
+    min_lr_ratio: float = 0.02  # floor of the cosine schedule, as a fraction of lr
+    clip: float = 1.0  # clip the global gradient norm (0 = off)
+    epochs: int = 20  # passes over the training data (an upper bound with early stopping)
+    max_steps: int = 0  # stop after this many optimizer steps (0 = no limit)
+    time_budget: float = 0.0  # stop after this many seconds of training (0 = no limit)
+    val_fraction: float = 0.05  # the last fraction of the corpus held out for validation
+    eval_every: int = 0  # validate every N steps (0 = once per epoch, at most every 1000 steps)
+    patience: int = 5  # stop after this many validations without improvement (0 = never)
+    precision: str = "auto"  # auto (bf16 where the CPU/GPU supports it) | fp32 | bf16
+    seed: int = 1234  # seeds parameters, batch order and dropout
+    log_every: int = 20  # steps between progress reports and metric-log lines
+
+    def __post_init__(self) -> None:
+        positive = ("batch_size", "seq_len", "epochs")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        non_negative = ("weight_decay", "warmup_steps", "clip", "max_steps", "time_budget", "eval_every", "patience")
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UsageError(f"--lr must be a positive number, got {self.lr}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise UsageError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.log_every < 1:
+            raise UsageError(f"log_every must be at least 1, got {self.log_every}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class Task(Protocol):
+    """What the loop needs from a task. `metric` names the validation number to minimise."""
+
+    model: nn.Module
+    name: str  # checkpoint task name: "lm", "tagger", "translit"
+
+    def steps_per_epoch(self) -> int: ...
+    def batches(self, epoch: int, start: int) -> Iterator[Any]: ...
+    def loss(self, batch: Any) -> tuple[Tensor, int]: ...  # mean loss, tokens in batch
+    def evaluate(self) -> dict[str, float]: ...  # must hold "val_loss"; lower is better
+    def reset_epoch(self) -> None: ...  # called when a new epoch starts (e.g. zero carried state)
+    def state_tensors(self) -> dict[str, Tensor]: ...  # extra state for exact resume
+    def load_state_tensors(self, tensors: dict[str, Tensor]) -> None: ...
+    def checkpoint_meta(self) -> dict: ...  # model config, tokenizer(s), corpus fingerprint...
+
+
+@dataclass
+class Progress:
+    """A snapshot of training, passed to the progress callback."""
+
+    event: str  # "step" | "eval" | "log" | "done"
+    step: int
+    total_steps: int
+    epoch: int
+    train_loss: float = float("nan")
+    val: dict = field(default_factory=dict)
+    best_val_loss: float = float("inf")
+    tokens_per_s: float = 0.0
+    elapsed: float = 0.0
+    eta: float = float("nan")
+    lr: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class TrainState:
+    """Everything besides weights and optimizer moments that an exact resume needs."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    elapsed: float = 0.0  # seconds of training so far (time budgets continue across resumes)
+    tokens: int = 0
+    best_val_loss: float = float("inf")
+    best_step: int = 0
+    bad_evals: int = 0  # validations since the last improvement (early stopping)
+    lr_scale: float = 1.0  # lowered after non-finite losses
+    history: list = field(default_factory=list)  # one dict per validation
+    stopped: str = ""  # why training ended: "epochs", "max_steps", "time_budget", "early_stopping", "interrupted"
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' means bf16 where the hardware computes it natively, else fp32."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        try:
+            return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+        except (AttributeError, RuntimeError):
+            return "fp32"
+    return "fp32"
+
+
+def autocast(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def lr_factor(step: int, *, warmup: int, progress: float, floor: float) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay from 1 to `floor` as progress goes 0 -> 1."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(max(progress, 0.0), 1.0)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices only (not biases or embeddings)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 and "embedding" not in name else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_tensors() -> dict[str, Tensor]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    return tensors
+
+
+def restore_rng(tensors: dict[str, Tensor]) -> None:
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
+    cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([tensors[k].to(torch.uint8) for k in cuda])
+
+
+class _InterruptFlag:
+    """SIGINT/SIGTERM set a flag that the loop checks between steps, so an interrupt
+    never lands in the middle of an optimizer update; a second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextmanager
+    def installed(self):
+        previous = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, self._handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def last_path(out: Path) -> Path:
+    """Where the resumable 'last' checkpoint lives beside the best one: x.ckpt -> x.last.ckpt."""
+    return out.with_name(out.stem + ".last" + out.suffix)
+
+
+def metrics_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".metrics.jsonl")
+
+
+class Trainer:
+    """Runs `task` under `cfg`, writing the best checkpoint to `out` and the last beside it."""
+
+    def __init__(
+        self,
+        task: Task,
+        cfg: TrainConfig,
+        *,
+        out: Path,
+        device: torch.device,
+        on_progress: Callable[[Progress], None] | None = None,
+        resume: Checkpoint | None = None,
+    ) -> None:
+        self.task, self.cfg, self.out, self.device = task, cfg, Path(out), device
+        self.precision = resolve_precision(cfg.precision, device)
+        self.on_progress = on_progress or (lambda p: None)
+        self.optimizer = make_optimizer(task.model, cfg)
+        self.state = TrainState()
+        if resume is not None:
+            self._load_resume(resume)
+
+    # ---- schedule and stopping -------------------------------------------------
+    def total_steps(self) -> int:
+        total = self.cfg.epochs * self.task.steps_per_epoch()
+        return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
+
+    def progress(self) -> float:
+        """Fraction of the run done: by steps, or by time when a time budget ends it sooner."""
+        p = self.state.step / max(1, self.total_steps())
+        if self.cfg.time_budget:
+            p = max(p, self.state.elapsed / self.cfg.time_budget)
+        return p
+
+    def eval_interval(self) -> int:
+        return self.cfg.eval_every or max(1, min(self.task.steps_per_epoch(), 1000))
+
+    # ---- the loop ----------------------------------------------------------------
+    def fit(self) -> TrainState:
+        """Train until a stopping rule fires; return the final state (`stopped` says why).
+
+        An interrupt (Ctrl-C, SIGTERM) saves the resumable last checkpoint and returns
+        with `stopped == "interrupted"`.
+        """
+        st = self.state
+        self.interrupt = _InterruptFlag()
+        with metrics_path(self.out).open("a", encoding="utf-8") as log, self.interrupt.installed():
+            self._run(log)
+            if st.stopped != "interrupted" and (not st.history or st.history[-1]["step"] != st.step):
+                self._validate(log)
+            self._save_last()
+        self.on_progress(self._snapshot("done", message=st.stopped))
+        return st
+
+    def _run(self, log) -> None:
+        st, cfg = self.state, self.cfg
+        window_loss, window_tokens, window_steps = 0.0, 0, 0
+        t_mark = time.perf_counter()
+        while not st.stopped:
+            if st.epoch >= cfg.epochs:
+                st.stopped = "epochs"
+                break
+            if st.batch_in_epoch == 0:
+                self.task.reset_epoch()
+            for batch in self.task.batches(st.epoch, st.batch_in_epoch):
+                loss, tokens = self._train_step(batch)
+                now = time.perf_counter()
+                st.elapsed += now - t_mark
+                t_mark = now
+                st.step += 1
+                st.batch_in_epoch += 1
+                st.tokens += tokens
+                if loss is not None:
+                    window_loss += loss
+                    window_steps += 1
+                window_tokens += tokens
+                if st.step % cfg.log_every == 0:
+                    self._report_steps(log, window_loss, window_steps, window_tokens)
+                    window_loss, window_tokens, window_steps = 0.0, 0, 0
+                if st.step % self.eval_interval() == 0:
+                    self._validate(log)
+                    t_mark = time.perf_counter()  # validation time is not training time
+                if self.interrupt.requested:
+                    st.stopped = "interrupted"
+                if self._should_stop():
+                    return
+            st.epoch += 1
+            st.batch_in_epoch = 0
+
+    def _should_stop(self) -> bool:
+        st, cfg = self.state, self.cfg
+        if cfg.max_steps and st.step >= cfg.max_steps:
+            st.stopped = st.stopped or "max_steps"
+        elif cfg.time_budget and st.elapsed >= cfg.time_budget:
+            st.stopped = st.stopped or "time_budget"
+        return bool(st.stopped)
+
+    def _train_step(self, batch: Any) -> tuple[float | None, int]:
+        st, cfg = self.state, self.cfg
+        model = self.task.model
+        model.train()
+        warmup = min(cfg.warmup_steps, max(1, self.total_steps() // 10))  # short runs warm up briefly
+        factor = lr_factor(st.step, warmup=warmup, progress=self.progress(), floor=cfg.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * factor * st.lr_scale
+        with autocast(self.precision, self.device):
+            loss, tokens = self.task.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            return self._skip_nonfinite(), tokens
+        loss.backward()
+        if cfg.clip:
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            if not torch.isfinite(norm):
+                self.optimizer.zero_grad(set_to_none=True)
+                return self._skip_nonfinite(), tokens
+        self.optimizer.step()
+        self._nonfinite_streak = 0
+        return loss.item(), tokens
+
+    def _skip_nonfinite(self) -> None:
+        """Skip a step whose loss or gradient is not finite and halve the learning rate.
+
+        The weights are never updated with NaN/inf, so the best checkpoint stays clean;
+        after 5 such steps in a row training stops with an error.
+        """
+        self._nonfinite_streak = getattr(self, "_nonfinite_streak", 0) + 1
+        self.state.lr_scale *= 0.5
+        self.on_progress(self._snapshot("log", message="non-finite loss: step skipped, learning rate halved"))
+        if self._nonfinite_streak >= 5:
+            self._save_last()
+            raise TextrnnError(
+                f"training diverged (non-finite loss {self._nonfinite_streak} steps in a row at step "
+                f"{self.state.step}); try a lower --lr or --precision fp32. Best checkpoint: {self.out}"
+            )
+        return None
+
+    def _report_steps(self, log, loss_sum: float, steps: int, tokens: int) -> None:
+        snap = self._snapshot("step", train_loss=loss_sum / max(1, steps))
+        snap.tokens_per_s = self._recent_speed(tokens)
+        self._write_log(log, {"event": "train", **self._log_fields(snap)})
+        self.on_progress(snap)
+
+    def _recent_speed(self, tokens: int) -> float:
+        now, last = time.perf_counter(), getattr(self, "_speed_mark", None)
+        self._speed_mark = now
+        return tokens / (now - last) if last is not None and now > last else 0.0
+
+    def _validate(self, log) -> None:
+        st = self.state
+        metrics = self.task.evaluate()
+        val_loss = metrics["val_loss"]
+        improved = math.isfinite(val_loss) and val_loss < st.best_val_loss
+        if improved:
+            st.best_val_loss, st.best_step, st.bad_evals = val_loss, st.step, 0
+        else:
+            st.bad_evals += 1
+        entry = {"step": st.step, "epoch": st.epoch, "elapsed": round(st.elapsed, 2), **metrics}
+        st.history.append(entry)
+        self._write_log(log, {"event": "eval", **entry})
+        if improved:
+            self._save(self.out, with_training_state=False)
+        self._save_last()
+        if self.cfg.patience and st.bad_evals >= self.cfg.patience:
+            st.stopped = st.stopped or "early_stopping"
+        self.on_progress(self._snapshot("eval", val=metrics))
+        self._speed_mark = time.perf_counter()
+
+    def _snapshot(self, event: str, **kw: Any) -> Progress:
+        st = self.state
+        total = self.total_steps()
+        eta = float("nan")
+        if st.step:
+            per_step = st.elapsed / st.step
+            eta = (total - st.step) * per_step
+            if self.cfg.time_budget:
+                eta = min(eta, max(0.0, self.cfg.time_budget - st.elapsed))
+        return Progress(
+            event=event,
+            step=st.step,
+            total_steps=total,
+            epoch=st.epoch,
+            best_val_loss=st.best_val_loss,
+            elapsed=st.elapsed,
+            eta=eta,
+            lr=self.optimizer.param_groups[0]["lr"],
+            **kw,
+        )
+
+    @staticmethod
+    def _log_fields(p: Progress) -> dict:
+        return {
+            "step": p.step,
+            "epoch": p.epoch,
+            "train_loss": round(p.train_loss, 5),
+            "lr": p.lr,
+            "tokens_per_s": round(p.tokens_per_s, 1),
+            "elapsed": round(p.elapsed, 2),
+        }
+
+    @staticmethod
+    def _write_log(log, record: dict) -> None:
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+
+    # ---- checkpoints -------------------------------------------------------------
+    def _save_last(self) -> None:
+        self._save(last_path(self.out), with_training_state=True)
+
+    def _save(self, path: Path, *, with_training_state: bool) -> None:
+        model = self.task.model
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        meta = self.task.checkpoint_meta()
+        meta["train_config"] = self.cfg.to_dict()
+        meta["training"] = {
+            **{k: v for k, v in asdict(self.state).items() if k != "history"},
+            "precision": self.precision,
+            "best_checkpoint": str(self.out),
+            "has_training_state": with_training_state,
+        }
+        meta["history"] = self.state.history
+        meta["metrics"] = {"best_val_loss": self.state.best_val_loss, "best_step": self.state.best_step}
+        best = next((h for h in self.state.history if h["step"] == self.state.best_step), None)
+        if best:
+            meta["metrics"].update({k: v for k, v in best.items() if k.startswith("val_")})
+        if with_training_state:
+            opt_tensors, opt_skeleton = flatten_state(self.optimizer.state_dict(), "optim")
+            tensors.update(opt_tensors)
+            tensors.update(rng_tensors())
+            tensors.update({f"state.{k}": v for k, v in self.task.state_tensors().items()})
+            meta["optimizer"] = opt_skeleton
+        save_checkpoint(path, Checkpoint(task=self.task.name, meta=_json_safe(meta), tensors=tensors))
+
+    def _load_resume(self, ckpt: Checkpoint) -> None:
+        training = ckpt.meta.get("training", {})
+        if not training.get("has_training_state") or "optimizer" not in ckpt.meta:
+            raise CheckpointError(
+                "this checkpoint holds no training state (it is a 'best' checkpoint); "
+                f"resume from {last_path(self.out)} instead"
+            )
+        self.optimizer.load_state_dict(unflatten_state(ckpt.meta["optimizer"], ckpt.tensors))
+        known = {f.name for f in fields(TrainState)}
+        self.state = TrainState(**{k: v for k, v in training.items() if k in known})
+        self.state.history = list(ckpt.meta.get("history", []))
+        self.state.stopped = ""
+        restore_rng(ckpt.tensors)
+        self.task.load_state_tensors(
+            {k[len("state.") :]: v for k, v in ckpt.tensors.items() if k.startswith("state.")}
+        )
+
+
+def _json_safe(obj: Any) -> Any:
+    """Replace non-finite floats (JSON has no inf/nan) with None, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def config_with_overrides(cfg: TrainConfig, **overrides: Any) -> TrainConfig:
+    """`cfg` with the given fields replaced, skipping None (options the user did not pass)."""
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def default_device(name: str = "auto") -> torch.device:
+    """auto picks CUDA, then MPS, then CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device must be one of auto, cpu, cuda, mps, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available on this machine")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError("--device mps: MPS is not available on this machine")
+    return torch.device(name)
+
+
+def out_path_for(corpus: str | os.PathLike) -> Path:
+    return Path("checkpoints") / (Path(corpus).stem + ".ckpt")
