@@ -372,7 +372,7 @@ def generate(
         history=[ids] * config.num_samples,
     )
     results = []
-    for s, stream in zip(samples, streams):
+    for s, stream in zip(samples, streams, strict=True):
         stream.finish()
         results.append(Generated(text=stream.text, logprob=s.logprob, tokens=len(s.tokens)))
     return results

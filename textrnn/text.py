@@ -4,8 +4,9 @@ A "character" for textrnn is a user-perceived character, an extended grapheme cl
 (UAX #29) including the Unicode 15.1 conjunct rule GB9c: a Devanagari consonant cluster
 joined by virama (क्ष, स्त्र, च्छे) is one unit, so a char-level model never generates an
 orphan matra or a dangling virama. The `regex` module's `\\X` implements this (regex
-follows recent Unicode; the version installed with textrnn reports Unicode 18.0); for an
-older `regex` without GB9c, clusters are merged here (see `_merge_conjuncts`).
+2026.11 follows Unicode 18.0; GB9c arrived with Unicode 15.1); for an older `regex`
+without GB9c, clusters are merged here (see `_merge_conjuncts`). Normalisation uses
+Python's `unicodedata`, whose Unicode version is the interpreter's (14.0 for Python 3.11).
 
 Normalisation never drops marks: NFC and NFKC keep nukta, ZWJ/ZWNJ, danda, Devanagari
 digits, chandrabindu, anusvara and visarga. Note that NFC *decomposes* the precomposed

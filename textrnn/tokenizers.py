@@ -90,8 +90,8 @@ class _Index(dict):
         return self.unk_id
 
 
-def _check_vocab(vocab: Any, reserved: Sequence[str] = ()) -> list[str]:
-    if not isinstance(vocab, list) or not all(isinstance(p, str) and p for p in vocab):
+def _check_vocab(vocab: Sequence[str], reserved: Sequence[str] = ()) -> Sequence[str]:
+    if not isinstance(vocab, list | tuple) or not all(isinstance(p, str) and p for p in vocab):
         raise ValueError("vocab must be a list of non-empty strings")
     if not vocab or vocab[0] != UNK:
         raise ValueError(f"vocab must start with {UNK}")
@@ -123,8 +123,9 @@ class _VocabTokenizer:
     ) -> None:
         self.normalize_form = check_form(normalize)
         self.user_symbols = tuple(user_symbols)
-        self._pieces = tuple(_check_vocab(list(vocab), self.user_symbols))
+        self._pieces = tuple(_check_vocab(vocab, self.user_symbols))
         self._index = _Index(self._pieces, self.unk_id)
+        self._special = frozenset({self.unk_id})
 
     @property
     def vocab_size(self) -> int:
@@ -132,10 +133,10 @@ class _VocabTokenizer:
 
     @property
     def special_ids(self) -> frozenset[int]:
-        return frozenset({self.unk_id})
+        return self._special
 
     def is_special(self, i: int) -> bool:
-        return i in self.special_ids
+        return i in self._special
 
     def count_chars(self, text: str) -> int:
         return len(normalize(text, self.normalize_form))
@@ -216,7 +217,7 @@ class CharTokenizer(_VocabTokenizer):
         return _check_size(
             d,
             cls(
-                d["vocab"],
+                _list_field(d, "vocab", required=True),
                 unit=_str_field(d, "unit"),
                 normalize=_str_field(d, "normalize"),
                 user_symbols=_list_field(d, "user_symbols"),
@@ -234,9 +235,11 @@ WORD_PATTERN = (
     r"\n"  # line breaks are tokens
     rf"|\p{{N}}+(?:[.,:/]\p{{N}}+)+(?:-{_W}+)*"  # 3.14  1,000  10:30  12/05/2024  1,000-watt
     r"|\p{L}(?:\.\p{L})+\."  # a.m.  e.g.  U.S.
-    rf"|{_W}+(?:['’\-]{_W}+)*"  # words, with inner apostrophes and hyphens: don't, well-known
-    r"(?:['’](?=\s|$))?"  # and a final apostrophe before a space: o' the, the ladies' fans
-    r"|[.!?\-]{2,}"  # ellipses, dashes and ?! runs as one token
+    rf"|(?<!['‘’]){_W}+(?:['’\-]{_W}+)*(?:'(?=\s|$))?"  # words: don't, well-known, and
+    # a final ' before a space (o' the, the ladies' fans) unless a quote opened the word;
+    # a final ’ needs no such rule: it is a closer, so "ladies ’" comes back as "ladies’"
+    rf"|{_W}+(?:['’\-]{_W}+)*"
+    r"|-{2,}"  # a dash typed as hyphens is one token
     r"|(?!\s)\X"  # any other non-space character (punctuation, symbols, emoji)
 )
 _OPENERS = frozenset("([{“‘«¿¡$£€₹#")  # no space after these
@@ -267,7 +270,10 @@ def detokenize(tokens: Iterable[str]) -> str:
             open_quotes ^= {tok}
             glue = not closing
         else:
-            if not glue and tok[0] not in _CLOSERS and not tok.startswith(_DASH):
+            # "ladies' ," keeps its space, or the apostrophe would turn into a quote
+            elided = len(prev) > 1 and prev[-1] == "'"
+            spaced = not glue and (tok[0] not in _CLOSERS or elided) and not tok.startswith(_DASH)
+            if spaced or (prev[-1] == "-" and tok[0] == "-"):  # "- --" must not become "---"
                 out.append(" ")
             glue = tok[-1] in _OPENERS or tok.endswith(_DASH)
         out.append(tok)
@@ -309,7 +315,7 @@ class WordTokenizer(_VocabTokenizer):
         return _check_size(
             d,
             cls(
-                d["vocab"],
+                _list_field(d, "vocab", required=True),
                 normalize=_str_field(d, "normalize"),
                 user_symbols=_list_field(d, "user_symbols"),
             ),
@@ -831,8 +837,8 @@ def _str_field(d: dict[str, Any], name: str) -> str:
     return value
 
 
-def _list_field(d: dict[str, Any], name: str) -> list[str]:
-    value = d.get(name, [])
+def _list_field(d: dict[str, Any], name: str, *, required: bool = False) -> list[str]:
+    value = d[name] if required else d.get(name, [])
     if not isinstance(value, list) or not all(isinstance(s, str) and s for s in value):
         raise ValueError(f"field {name!r} must be a list of non-empty strings")
     return value

@@ -308,8 +308,7 @@ class Trainer:
                     self._report_steps(log, window_loss, window_steps, window_tokens)
                     window_loss, window_tokens, window_steps = 0.0, 0, 0
                 if st.step % self.eval_interval() == 0:
-                    self._validate(log)
-                    t_mark = time.perf_counter()  # validation time is not training time
+                    self._validate(log)  # its time counts: a budget is wall-clock time
                 if self.interrupt.requested:
                     st.stopped = "interrupted"
                 if self._should_stop():

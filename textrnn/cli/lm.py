@@ -19,6 +19,7 @@ from textrnn.errors import DataError, UsageError
 from textrnn.lm import (
     GenerateConfig,
     beam_generate,
+    encode_prompt,
     evaluate_file,
     evaluate_text,
     generate,

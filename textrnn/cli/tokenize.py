@@ -8,7 +8,6 @@ pieces splits unambiguously on " ".
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 from collections.abc import Iterable, Iterator
@@ -172,7 +171,7 @@ def show_piece(piece: str) -> str:
 
 
 def _input_lines(files: list[Path] | None) -> Iterator[tuple[str, str]]:
-    """(place, line without its line ending) for every "\n"-separated line of the files or stdin."""
+    """(place, line without its line ending) for each line of the files, or of stdin."""
     for path in files or [Path("-")]:
         stdin = str(path) == "-"
         name = "<stdin>" if stdin else str(path)
@@ -182,7 +181,7 @@ def _input_lines(files: list[Path] | None) -> Iterator[tuple[str, str]]:
 
 
 def _split_lines(chunks: Iterable[str]) -> Iterator[str]:
-    # Only "\n" ends a line here (str.splitlines would also cut at U+2028, U+0085...).
+    # Only a newline ends a line here (str.splitlines would also cut at U+2028, U+0085...).
     pending = ""
     for chunk in chunks:
         *lines, pending = (pending + chunk).split("\n")
@@ -195,13 +194,14 @@ def _stdin_lines() -> Iterator[str]:
     if not hasattr(sys.stdin, "buffer"):  # a text stream put in place by a caller
         yield from sys.stdin
         return
-    stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="\n")
-    try:
-        yield from stream
-    except UnicodeDecodeError:
-        raise DataError("<stdin>: invalid UTF-8; textrnn reads UTF-8 text only") from None
-    finally:
-        stream.detach()  # leave sys.stdin usable
+    for number, raw in enumerate(sys.stdin.buffer, start=1):  # bytes lines end at b"\n" only
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(
+                f"<stdin>:{number}: invalid UTF-8; textrnn reads UTF-8 text only"
+            ) from None
+        yield line.removeprefix("\ufeff") if number == 1 else line  # a byte-order mark is no text
 
 
 def _utf8_stdout() -> TextIO:

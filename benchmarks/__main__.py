@@ -1,0 +1,118 @@
+"""python -m benchmarks [AREA ...] [--quick] [--out DIR] [--results FILE]
+
+Runs the named areas (all of them by default), prints a table per area, writes
+`<out>/<area>.json` and rewrites the results file from every JSON file in `<out>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from benchmarks import generate_speed, quality, report, scale, tokenizer_speed, train_speed
+from benchmarks.common import SCHEMA, Options, area_command, default_reps, environment, machine_info, utc_now
+
+AREAS = {
+    "train_speed": train_speed,
+    "generate_speed": generate_speed,
+    "quality": quality,
+    "tokenizer_speed": tokenizer_speed,
+    "scale": scale,
+}
+HERE = Path(__file__).resolve().parent
+
+
+def parse_size(text: str) -> int:
+    """'10M' -> 10_000_000 bytes (decimal units: K, M, G)."""
+    units = {"K": 10**3, "M": 10**6, "G": 10**9}
+    text = text.strip().upper().removesuffix("B")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 10M, 1G)") from None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Measure textrnn against plain references in the same run.",
+    )
+    p.add_argument("areas", nargs="*", metavar="AREA", help=f"areas to run (default: all): {', '.join(AREAS)}")
+    p.add_argument("--quick", action="store_true", help="small sizes and 2 repetitions: a sanity run")
+    p.add_argument("--tiny", action="store_true", help="toy shapes on the repository corpora (for the tests)")
+    p.add_argument("--reps", type=int, help="alternating repetitions per comparison [5; --quick 2]")
+    p.add_argument("--sizes", help="scale: comma-separated corpus sizes [10M,100M,1G; --quick 1M,10M]")
+    p.add_argument("--out", type=Path, default=HERE / "out", help="folder for the per-area JSON files")
+    p.add_argument("--results", type=Path, default=HERE / "RESULTS.md", help="the Markdown report to rewrite")
+    args = p.parse_args(argv)
+    unknown = [a for a in args.areas if a not in AREAS]
+    if unknown:
+        p.error(f"unknown area {unknown[0]!r}; choose from {', '.join(AREAS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(os.cpu_count() or 1)  # explicit, and recorded in every JSON
+    sizes = tuple(parse_size(s) for s in args.sizes.split(",")) if args.sizes else ()
+    reps = args.reps or default_reps(quick=args.quick, tiny=args.tiny)
+    opts = Options(quick=args.quick, tiny=args.tiny, reps=reps, sizes=sizes)
+    console = Console()
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for area in args.areas or list(AREAS):
+        console.print(f"[bold]{area}[/bold] ...")
+        try:
+            result = run_area(area, opts, sizes_flag=args.sizes)
+        except Exception:
+            traceback.print_exc()
+            console.print(f"[red]{area} failed; its JSON file was not written[/red]")
+            failed.append(area)
+            continue
+        path = args.out / f"{area}.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        console.print(AREAS[area].table(result).rich())
+        console.print(f"wrote {path}")
+    report.write_results(args.out, args.results, AREAS)
+    console.print(f"wrote {args.results}")
+    return 1 if failed else 0
+
+
+def run_area(area: str, opts: Options, *, sizes_flag: str | None) -> dict:
+    """Run one area in a private temporary folder (also its encoded-corpus cache)."""
+    machine = machine_info()
+    extra = [f"--sizes {sizes_flag}"] if area == "scale" and sizes_flag else []
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"textrnn-bench-{area}-") as tmp:
+        with environment(TEXTRNN_CACHE=str(Path(tmp) / "cache")):
+            body = AREAS[area].run(replace(opts, workdir=Path(tmp)))
+    machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    return {
+        "area": area,
+        "schema": SCHEMA,
+        "command": area_command(area, opts, *extra),
+        "date": utc_now(),
+        "quick": opts.quick,
+        "tiny": opts.tiny,
+        "duration_s": round(time.perf_counter() - start, 1),
+        "machine": machine,
+        **body,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

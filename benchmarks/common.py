@@ -1,0 +1,229 @@
+"""What every benchmark area shares: options, alternating timing, summaries, tables.
+
+Timing rule: a speed figure is never reported alone. Each comparison runs the
+textrnn subject and its reference alternately (A B, then B A, ...) in the same
+process, `reps` times, and reports the median and the min-max spread of each
+and of the per-repetition ratio textrnn / reference.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+SCHEMA = 1  # version of the JSON layout written by every area
+
+
+@dataclass(frozen=True)
+class Options:
+    quick: bool = False  # smaller sizes, 2 repetitions: a sanity run, not a measurement
+    tiny: bool = False  # toy shapes and repository corpora: checks that the scripts run (tests)
+    reps: int = 5  # alternating repetitions per comparison
+    sizes: tuple[int, ...] = ()  # scale: corpus sizes in bytes (empty = the area's default)
+    workdir: Path = Path(".")  # temporary folder for corpora, checkpoints and caches
+
+    def __post_init__(self) -> None:
+        if self.reps < 1:
+            raise ValueError(f"--reps must be at least 1, got {self.reps}")
+        if any(s < 1 for s in self.sizes):
+            raise ValueError(f"--sizes must be positive, got {self.sizes}")
+
+    def flags(self) -> str:
+        """The command-line flags that reproduce these options (workdir aside)."""
+        parts = []
+        if self.quick:
+            parts.append("--quick")
+        if self.tiny:
+            parts.append("--tiny")
+        if self.reps != default_reps(quick=self.quick, tiny=self.tiny):
+            parts.append(f"--reps {self.reps}")
+        return " ".join(parts)
+
+
+def default_reps(*, quick: bool, tiny: bool) -> int:
+    return 2 if quick or tiny else 5
+
+
+def area_command(area: str, opts: Options, *extra: str) -> str:
+    return " ".join(p for p in ("python -m benchmarks", area, opts.flags(), *extra) if p)
+
+
+# ---- timing ------------------------------------------------------------------------------
+
+
+def alternate(
+    subjects: dict[str, Callable[[], float]], *, reps: int, warmup: bool = True
+) -> dict[str, list[float]]:
+    """Call every subject `reps` times, interleaved; each call returns one measurement.
+
+    The order is reversed on every other repetition (A B C, C B A, ...) so that no
+    subject always runs right after the same other one. With `warmup`, each subject
+    runs once first, unrecorded (allocator, kernel selection, page cache).
+    """
+    names = list(subjects)
+    if warmup:
+        for name in names:
+            subjects[name]()
+    runs: dict[str, list[float]] = {name: [] for name in names}
+    for rep in range(reps):
+        for name in names if rep % 2 == 0 else reversed(names):
+            runs[name].append(subjects[name]())
+    return runs
+
+
+def rate(count: float, fn: Callable[[], object]) -> float:
+    """`count / seconds` for one call of `fn`."""
+    start = time.perf_counter()
+    fn()
+    return count / (time.perf_counter() - start)
+
+
+def summarize(values: list[float]) -> dict:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": list(values),
+    }
+
+
+def compare(
+    case: str,
+    unit: str,
+    textrnn: list[float],
+    reference: list[float],
+    *,
+    target: float | None = None,
+    **extra: object,
+) -> dict:
+    """One comparison: both subjects' runs and the per-repetition ratio textrnn / reference."""
+    ratio = [a / b for a, b in zip(textrnn, reference, strict=True)]
+    row = {
+        "case": case,
+        "unit": unit,
+        "textrnn": summarize(textrnn),
+        "reference": summarize(reference),
+        "ratio": summarize(ratio),
+        "target_ratio": target,
+        "meets_target": None if target is None else statistics.median(ratio) >= target,
+    }
+    row.update(extra)
+    return row
+
+
+# ---- machine and run description ------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the duration of a block (e.g. TEXTRNN_CACHE)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# ---- tables ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Table:
+    """One area's figures as strings: printed with Rich and written to RESULTS.md alike."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        lines = [
+            "| " + " | ".join(self.columns) + " |",
+            "| " + " | ".join("---" for _ in self.columns) + " |",
+        ]
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in self.rows]
+        return "\n".join(lines)
+
+    def rich(self):
+        from rich.table import Table as RichTable
+
+        table = RichTable(title=self.title, title_justify="left")
+        for i, col in enumerate(self.columns):
+            table.add_column(col, justify="left" if i == 0 else "right")
+        for row in self.rows:
+            table.add_row(*row)
+        return table
+
+
+def fmt_num(x: float | None) -> str:
+    """Three significant digits, thousands separated: 12,345 / 123 / 1.23 / 0.0123."""
+    if x is None:
+        return "-"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
+
+
+def fmt_stats(stats: dict | None) -> str:
+    """'median [min-max]'."""
+    if stats is None:
+        return "-"
+    return f"{fmt_num(stats['median'])} [{fmt_num(stats['min'])}-{fmt_num(stats['max'])}]"
+
+
+def fmt_ratio(stats: dict | None) -> str:
+    if stats is None:
+        return "-"
+    return f"{stats['median']:.2f}x [{stats['min']:.2f}-{stats['max']:.2f}]"
+
+
+def fmt_target(row: dict) -> str:
+    target = row.get("target_ratio")
+    if target is None:
+        return ""
+    return f">= {target:g}x: {'yes' if row['meets_target'] else 'NO'}"

@@ -1,0 +1,192 @@
+"""generate_speed: sampling and beam-search tokens/s of a char 2x512 LSTM.
+
+textrnn: the model is saved and loaded through a checkpoint, then `textrnn.lm.generate`
+(LMStepper + decoding.sample + text assembly, the path of `textrnn sample`) and
+`textrnn.lm.beam_generate`. Reference: a plain `nn.LSTM` module with the same
+weights called once per token with a (B, 1) input, then softmax and multinomial;
+for beam search, textrnn's own `decoding.beam_search` over that plain step, so the
+ratio isolates what the stepper gains. Random weights: speed does not depend on them.
+"""
+
+from __future__ import annotations
+
+import string
+from time import perf_counter as _now
+
+import torch
+
+from benchmarks import reference
+from benchmarks.common import Options, Table, alternate, compare, fmt_num, fmt_ratio, fmt_stats, fmt_target
+from textrnn import decoding
+from textrnn.checkpoint import Checkpoint, save_checkpoint
+from textrnn.lm import GenerateConfig, LoadedLM, beam_generate, generate, load_lm
+from textrnn.models.lm import LanguageModel, LMConfig, LMStepper
+from textrnn.tokenizers import UNK, CharTokenizer
+
+# The 65 characters of tiny-shakespeare, after <unk>.
+VOCAB = [UNK, "\n", " ", *"!$&',-.3:;?", *string.ascii_uppercase, *string.ascii_lowercase]
+
+TARGETS = {"b1_ratio": 8.0, "b1_abs": 1500.0, "beam_abs": 500.0}
+
+
+def settings(opts: Options) -> dict:
+    if opts.tiny:
+        return {"model": {"embed": 16, "hidden": 32, "layers": 2}, "length": 40, "batch_length": 20, "batch": 16, "beam": 5, "beam_length": 20}
+    if opts.quick:
+        return {"model": {"embed": 128, "hidden": 512, "layers": 2}, "length": 200, "batch_length": 100, "batch": 16, "beam": 5, "beam_length": 100}
+    return {"model": {"embed": 128, "hidden": 512, "layers": 2}, "length": 1000, "batch_length": 300, "batch": 16, "beam": 5, "beam_length": 300}
+
+
+def run(opts: Options) -> dict:
+    s = settings(opts)
+    torch.manual_seed(0)
+    tok = CharTokenizer(VOCAB, unit="codepoint")
+    model = LanguageModel(LMConfig(vocab_size=tok.vocab_size, dropout=0.0, **s["model"]))
+    path = opts.workdir / "generate_speed.ckpt"
+    meta = {"model_config": model.config.to_dict(), "tokenizer": tok.to_dict()}
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    save_checkpoint(path, Checkpoint(task="lm", meta=meta, tensors=tensors))
+    lm = load_lm(path)
+    plain = reference.PlainLM(tok.vocab_size, **s["model"])
+    plain.load_state_dict(lm.model.state_dict())
+    plain.eval()
+    first = tok.encode("\n")[0]  # what generate() starts from without a prompt
+
+    results = [
+        _sample_b1(lm, plain, first, s, opts.reps),
+        _sample_b1_core(lm, plain, first, s, opts.reps),
+        _sample_batched(lm, plain, first, s, opts.reps),
+        _beam(lm, plain, first, s, opts.reps),
+    ]
+    return {
+        "settings": {**s, "vocab_size": tok.vocab_size, "parameters": model.num_parameters(), "reps": opts.reps},
+        "results": results,
+        "notes": [
+            "tokens/s counts generated tokens (all rows for batched sampling; decoding steps of the "
+            "best hypothesis for beam search); untrained random weights.",
+            "reference: plain nn.Embedding + nn.LSTM + nn.Linear with the same weights, one fused "
+            "nn.LSTM call per token on a (B, 1) input, softmax, torch.multinomial.",
+        ],
+    }
+
+
+def _rate_generate(lm: LoadedLM, length: int, rows: int) -> float:
+    def go() -> float:
+        start = _now()
+        out = generate(lm, config=GenerateConfig(length=length, num_samples=rows, seed=1))
+        return sum(g.tokens for g in out) / (_now() - start)
+
+    return go
+
+
+def _rate_plain(plain, first: int, length: int, rows: int):
+    def go() -> float:
+        gen = torch.Generator().manual_seed(1)
+        start = _now()
+        out = reference.sample(plain, first, length=length, rows=rows, generator=gen)
+        return len(out) * rows / (_now() - start)
+
+    return go
+
+
+def _sample_b1(lm, plain, first, s, reps) -> dict:
+    runs = alternate(
+        {"textrnn": _rate_generate(lm, s["length"], 1), "reference": _rate_plain(plain, first, s["length"], 1)},
+        reps=reps,
+    )
+    return compare(
+        "sample, batch 1 (textrnn.lm.generate)",
+        "tokens/s",
+        runs["textrnn"],
+        runs["reference"],
+        target=TARGETS["b1_ratio"],
+        absolute_target=TARGETS["b1_abs"],
+        tokens=s["length"],
+    )
+
+
+def _sample_b1_core(lm, plain, first, s, reps) -> dict:
+    """The stepper and sampler alone, without generate()'s text assembly."""
+
+    def core() -> float:
+        stepper = LMStepper(lm.model)
+        gen = torch.Generator().manual_seed(1)
+        start = _now()
+        out = decoding.sample(
+            stepper.step,
+            lm.model.initial_state(1),
+            torch.tensor([first]),
+            max_new_tokens=s["length"],
+            generator=gen,
+        )
+        return len(out[0].tokens) / (_now() - start)
+
+    runs = alternate({"textrnn": core, "reference": _rate_plain(plain, first, s["length"], 1)}, reps=reps)
+    return compare(
+        "sample, batch 1 (LMStepper + decoding.sample only)",
+        "tokens/s",
+        runs["textrnn"],
+        runs["reference"],
+        tokens=s["length"],
+    )
+
+
+def _sample_batched(lm, plain, first, s, reps) -> dict:
+    rows, length = s["batch"], s["batch_length"]
+    runs = alternate(
+        {"textrnn": _rate_generate(lm, length, rows), "reference": _rate_plain(plain, first, length, rows)},
+        reps=reps,
+    )
+    return compare(
+        f"sample, {rows} samples as one batch (generate)",
+        "tokens/s",
+        runs["textrnn"],
+        runs["reference"],
+        tokens=rows * length,
+    )
+
+
+def _beam(lm, plain, first, s, reps) -> dict:
+    cfg = decoding.BeamConfig(beam=s["beam"], max_length=s["beam_length"])
+    banned = sorted(lm.tokenizer.special_ids)
+
+    def textrnn() -> float:
+        start = _now()
+        (text, hyp), *_ = beam_generate(lm, beam=cfg)
+        return len(hyp.tokens) / (_now() - start)
+
+    def plain_beam() -> float:
+        with torch.inference_mode():
+            start = _now()
+            state = tuple(torch.zeros(plain.rnn.num_layers, 1, plain.rnn.hidden_size) for _ in range(2))
+            hyp = decoding.beam_search(
+                reference.step_fn(plain), reference.reorder, state, first, config=cfg, banned_ids=banned
+            )[0]
+            return len(hyp.tokens) / (_now() - start)
+
+    runs = alternate({"textrnn": textrnn, "reference": plain_beam}, reps=reps)
+    return compare(
+        f"beam search, width {s['beam']} (beam_generate)",
+        "tokens/s",
+        runs["textrnn"],
+        runs["reference"],
+        absolute_target=TARGETS["beam_abs"],
+        tokens=s["beam_length"],
+    )
+
+
+def table(result: dict) -> Table:
+    t = Table(
+        "generate_speed: tokens/s, textrnn vs per-step nn.LSTM (median [min-max])",
+        ["case", "textrnn", "reference", "ratio", "target"],
+    )
+    for row in result["results"]:
+        targets = [fmt_target(row)]
+        if row.get("absolute_target"):
+            ok = row["textrnn"]["median"] >= row["absolute_target"]
+            targets.append(f">= {fmt_num(row['absolute_target'])} tok/s: {'yes' if ok else 'NO'}")
+        t.rows.append(
+            [row["case"], fmt_stats(row["textrnn"]), fmt_stats(row["reference"]), fmt_ratio(row["ratio"]),
+             "; ".join(x for x in targets if x)]
+        )  # fmt: skip
+    return t

@@ -1,0 +1,134 @@
+"""The recurrent language model: the one-step inference path matches the fused forward,
+initialisation, and config validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from textrnn.errors import UsageError
+from textrnn.models import lm as lm_module
+from textrnn.models.lm import LanguageModel, LMConfig, LMStepper, prime, reorder_state
+
+# (cell, tie_weights, embed, hidden): tied with embed != hidden adds the projection.
+SHAPES = [
+    (cell, tie, embed, hidden)
+    for cell in ("lstm", "gru", "rnn")
+    for tie, embed, hidden in ((False, 12, 20), (True, 20, 20), (True, 12, 20))
+]
+
+
+def make_model(cell: str, *, tie: bool, embed: int, hidden: int, layers: int = 2) -> LanguageModel:
+    torch.manual_seed(0)
+    cfg = LMConfig(
+        vocab_size=23, cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=0.3, tie_weights=tie
+    )
+    model = LanguageModel(cfg)
+    with torch.no_grad():  # non-zero biases, so that a mis-added bias cannot hide
+        for name, p in model.named_parameters():
+            if "bias" in name:
+                p.normal_(std=0.5)
+    return model.eval()
+
+
+def stepped(model: LanguageModel, ids: torch.Tensor, stepper: LMStepper):
+    """Logits (B, T, V) and final state from feeding `ids` (B, T) one token at a time."""
+    state = model.initial_state(ids.shape[0])
+    out = []
+    for t in range(ids.shape[1]):
+        logits, state = stepper.step(ids[:, t], state)  # (B, V)
+        out.append(logits)
+    return torch.stack(out, 1), state
+
+
+@pytest.mark.parametrize(("cell", "tie", "embed", "hidden"), SHAPES)
+def test_stepper_matches_fused_forward(cell, tie, embed, hidden):
+    model = make_model(cell, tie=tie, embed=embed, hidden=hidden)
+    assert (model.proj is not None) == (tie and embed != hidden)
+    ids = torch.randint(0, 23, (3, 9), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        fused, fused_state = model(ids)  # (B, T, V)
+    steps, step_state = stepped(model, ids, LMStepper(model))
+    torch.testing.assert_close(steps, fused, atol=1e-5, rtol=1e-5)
+    assert len(step_state) == len(fused_state) == (2 if cell == "lstm" else 1)
+    for a, b in zip(step_state, fused_state, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_stepper_without_input_table_matches(cell, monkeypatch):
+    """Large vocabularies skip the precomputed layer-0 table; that path must agree too."""
+    monkeypatch.setattr(lm_module, "MAX_INPUT_TABLE", 0)
+    model = make_model(cell, tie=False, embed=12, hidden=20)
+    stepper = LMStepper(model)
+    assert stepper.table is None
+    ids = torch.randint(0, 23, (2, 6), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        fused, _ = model(ids)
+    steps, _ = stepped(model, ids, stepper)
+    torch.testing.assert_close(steps, fused, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_prompt_primed_by_fused_forward_continues_in_stepper(cell):
+    """A prompt consumed by `prime` (fused) and continued by the stepper equals one fused pass,
+    also after the state is repeated for several rows (batched sampling)."""
+    model = make_model(cell, tie=False, embed=12, hidden=20, layers=3)
+    ids = torch.randint(0, 23, (1, 10), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        fused, _ = model(ids)
+    _, state = prime(model, ids[:, :6])
+    state = reorder_state(state, torch.zeros(2, dtype=torch.long))  # two identical rows
+    stepper = LMStepper(model)
+    for t in range(6, 10):
+        logits, state = stepper.step(ids[0, t].repeat(2), state)
+        torch.testing.assert_close(logits, fused[:, t].expand(2, -1), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_lstm_forget_gate_bias_starts_at_one(layers):
+    model = LanguageModel(LMConfig(vocab_size=11, layers=layers, hidden=8, embed=4))
+    H = 8
+    for k in range(layers):
+        b_ih = getattr(model.rnn, f"bias_ih_l{k}")
+        b_hh = getattr(model.rnn, f"bias_hh_l{k}")
+        assert torch.equal(b_ih[H : 2 * H], torch.ones(H))  # gate order i, f, g, o
+        assert torch.equal(b_ih[:H], torch.zeros(H))
+        assert torch.equal(b_ih[2 * H :], torch.zeros(2 * H))
+        assert torch.equal(b_hh, torch.zeros(4 * H))  # the effective forget bias is exactly 1
+
+
+def test_tied_weights_share_one_matrix():
+    model = LanguageModel(LMConfig(vocab_size=11, hidden=8, embed=6, tie_weights=True, layers=1))
+    assert model.head.weight is model.embedding.weight
+    assert model.proj is not None and model.proj.out_features == 6
+    untied = LanguageModel(LMConfig(vocab_size=11, hidden=8, embed=6, layers=1))
+    assert model.num_parameters() < untied.num_parameters()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "option"),
+    [
+        ({"cell": "transformer"}, "--cell"),
+        ({"vocab_size": 0}, "--vocab-size"),
+        ({"layers": 0}, "--layers"),
+        ({"hidden": 0}, "--hidden"),
+        ({"embed": -1}, "--embed"),
+        ({"dropout": 1.0}, "--dropout"),
+        ({"dropout": -0.1}, "--dropout"),
+    ],
+)
+def test_config_validation_names_the_option(kwargs, option):
+    with pytest.raises(UsageError, match=option):
+        LMConfig(**{"vocab_size": 10, **kwargs})
+
+
+def test_unknown_cell_lists_the_valid_ones():
+    with pytest.raises(UsageError) as err:
+        LMConfig(vocab_size=10, cell="lstmm")
+    assert all(name in str(err.value) for name in ("lstm", "gru", "rnn"))
+
+
+def test_config_round_trips_through_dict():
+    cfg = LMConfig(vocab_size=10, cell="gru", layers=1, hidden=16, embed=8, dropout=0.1, tie_weights=True)
+    assert LMConfig.from_dict(cfg.to_dict()) == cfg
