@@ -20,7 +20,15 @@ import torch
 from rich.console import Console
 
 from benchmarks import generate_speed, quality, report, scale, tokenizer_speed, train_speed
-from benchmarks.common import SCHEMA, Options, area_command, default_reps, environment, machine_info, utc_now
+from benchmarks.common import (
+    SCHEMA,
+    Options,
+    area_command,
+    default_reps,
+    environment,
+    machine_info,
+    utc_now,
+)
 
 AREAS = {
     "train_speed": train_speed,
@@ -49,13 +57,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks",
         description="Measure textrnn against plain references in the same run.",
     )
-    p.add_argument("areas", nargs="*", metavar="AREA", help=f"areas to run (default: all): {', '.join(AREAS)}")
-    p.add_argument("--quick", action="store_true", help="small sizes and 2 repetitions: a sanity run")
-    p.add_argument("--tiny", action="store_true", help="toy shapes on the repository corpora (for the tests)")
+    p.add_argument(
+        "areas", nargs="*", metavar="AREA", help=f"areas to run (default: all): {', '.join(AREAS)}"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes and 2 repetitions: a sanity run"
+    )
+    p.add_argument(
+        "--tiny", action="store_true", help="toy shapes on the repository corpora (for the tests)"
+    )
     p.add_argument("--reps", type=int, help="alternating repetitions per comparison [5; --quick 2]")
-    p.add_argument("--sizes", help="scale: comma-separated corpus sizes [10M,100M,1G; --quick 1M,10M]")
-    p.add_argument("--out", type=Path, default=HERE / "out", help="folder for the per-area JSON files")
-    p.add_argument("--results", type=Path, default=HERE / "RESULTS.md", help="the Markdown report to rewrite")
+    p.add_argument(
+        "--sizes", help="scale: comma-separated corpus sizes [10M,100M,1G; --quick 1M,10M]"
+    )
+    p.add_argument(
+        "--out", type=Path, default=HERE / "out", help="folder for the per-area JSON files"
+    )
+    p.add_argument(
+        "--results", type=Path, default=HERE / "RESULTS.md", help="the Markdown report to rewrite"
+    )
     args = p.parse_args(argv)
     unknown = [a for a in args.areas if a not in AREAS]
     if unknown:
@@ -69,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = tuple(parse_size(s) for s in args.sizes.split(",")) if args.sizes else ()
     reps = args.reps or default_reps(quick=args.quick, tiny=args.tiny)
     opts = Options(quick=args.quick, tiny=args.tiny, reps=reps, sizes=sizes)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     args.out.mkdir(parents=True, exist_ok=True)
     failed = []
     for area in args.areas or list(AREAS):

@@ -182,17 +182,20 @@ class Table:
             "| " + " | ".join(self.columns) + " |",
             "| " + " | ".join("---" for _ in self.columns) + " |",
         ]
-        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in self.rows]
+        lines += [
+            "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in self.rows
+        ]
         return "\n".join(lines)
 
     def rich(self):
+        from rich.markup import escape
         from rich.table import Table as RichTable
 
-        table = RichTable(title=self.title, title_justify="left")
+        table = RichTable(title=escape(self.title), title_justify="left")
         for i, col in enumerate(self.columns):
-            table.add_column(col, justify="left" if i == 0 else "right")
+            table.add_column(escape(col), justify="left" if i == 0 else "right")
         for row in self.rows:
-            table.add_row(*row)
+            table.add_row(*map(escape, row))
         return table
 
 

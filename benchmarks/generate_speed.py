@@ -11,12 +11,23 @@ ratio isolates what the stepper gains. Random weights: speed does not depend on 
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
+from contextlib import contextmanager
 from time import perf_counter as _now
 
 import torch
 
 from benchmarks import reference
-from benchmarks.common import Options, Table, alternate, compare, fmt_num, fmt_ratio, fmt_stats, fmt_target
+from benchmarks.common import (
+    Options,
+    Table,
+    alternate,
+    compare,
+    fmt_num,
+    fmt_ratio,
+    fmt_stats,
+    fmt_target,
+)
 from textrnn import decoding
 from textrnn.checkpoint import Checkpoint, save_checkpoint
 from textrnn.lm import GenerateConfig, LoadedLM, beam_generate, generate, load_lm
@@ -31,10 +42,31 @@ TARGETS = {"b1_ratio": 8.0, "b1_abs": 1500.0, "beam_abs": 500.0}
 
 def settings(opts: Options) -> dict:
     if opts.tiny:
-        return {"model": {"embed": 16, "hidden": 32, "layers": 2}, "length": 40, "batch_length": 20, "batch": 16, "beam": 5, "beam_length": 20}
+        return {
+            "model": {"embed": 16, "hidden": 32, "layers": 2},
+            "length": 40,
+            "batch_length": 20,
+            "batch": 16,
+            "beam": 5,
+            "beam_length": 20,
+        }
     if opts.quick:
-        return {"model": {"embed": 128, "hidden": 512, "layers": 2}, "length": 200, "batch_length": 100, "batch": 16, "beam": 5, "beam_length": 100}
-    return {"model": {"embed": 128, "hidden": 512, "layers": 2}, "length": 1000, "batch_length": 300, "batch": 16, "beam": 5, "beam_length": 300}
+        return {
+            "model": {"embed": 128, "hidden": 512, "layers": 2},
+            "length": 200,
+            "batch_length": 100,
+            "batch": 16,
+            "beam": 5,
+            "beam_length": 100,
+        }
+    return {
+        "model": {"embed": 128, "hidden": 512, "layers": 2},
+        "length": 1000,
+        "batch_length": 300,
+        "batch": 16,
+        "beam": 5,
+        "beam_length": 300,
+    }
 
 
 def run(opts: Options) -> dict:
@@ -55,11 +87,17 @@ def run(opts: Options) -> dict:
     results = [
         _sample_b1(lm, plain, first, s, opts.reps),
         _sample_b1_core(lm, plain, first, s, opts.reps),
+        _sample_b1_one_thread(lm, plain, first, s, opts.reps),
         _sample_batched(lm, plain, first, s, opts.reps),
         _beam(lm, plain, first, s, opts.reps),
     ]
     return {
-        "settings": {**s, "vocab_size": tok.vocab_size, "parameters": model.num_parameters(), "reps": opts.reps},
+        "settings": {
+            **s,
+            "vocab_size": tok.vocab_size,
+            "parameters": model.num_parameters(),
+            "reps": opts.reps,
+        },
         "results": results,
         "notes": [
             "tokens/s counts generated tokens (all rows for batched sampling; decoding steps of the "
@@ -70,7 +108,7 @@ def run(opts: Options) -> dict:
     }
 
 
-def _rate_generate(lm: LoadedLM, length: int, rows: int) -> float:
+def _rate_generate(lm: LoadedLM, length: int, rows: int) -> Callable[[], float]:
     def go() -> float:
         start = _now()
         out = generate(lm, config=GenerateConfig(length=length, num_samples=rows, seed=1))
@@ -79,7 +117,9 @@ def _rate_generate(lm: LoadedLM, length: int, rows: int) -> float:
     return go
 
 
-def _rate_plain(plain, first: int, length: int, rows: int):
+def _rate_plain(
+    plain: reference.PlainLM, first: int, length: int, rows: int
+) -> Callable[[], float]:
     def go() -> float:
         gen = torch.Generator().manual_seed(1)
         start = _now()
@@ -91,7 +131,10 @@ def _rate_plain(plain, first: int, length: int, rows: int):
 
 def _sample_b1(lm, plain, first, s, reps) -> dict:
     runs = alternate(
-        {"textrnn": _rate_generate(lm, s["length"], 1), "reference": _rate_plain(plain, first, s["length"], 1)},
+        {
+            "textrnn": _rate_generate(lm, s["length"], 1),
+            "reference": _rate_plain(plain, first, s["length"], 1),
+        },
         reps=reps,
     )
     return compare(
@@ -121,7 +164,9 @@ def _sample_b1_core(lm, plain, first, s, reps) -> dict:
         )
         return len(out[0].tokens) / (_now() - start)
 
-    runs = alternate({"textrnn": core, "reference": _rate_plain(plain, first, s["length"], 1)}, reps=reps)
+    runs = alternate(
+        {"textrnn": core, "reference": _rate_plain(plain, first, s["length"], 1)}, reps=reps
+    )
     return compare(
         "sample, batch 1 (LMStepper + decoding.sample only)",
         "tokens/s",
@@ -131,10 +176,50 @@ def _sample_b1_core(lm, plain, first, s, reps) -> dict:
     )
 
 
+@contextmanager
+def _threads(n: int):
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _sample_b1_one_thread(lm, plain, first, s, reps) -> dict:
+    """Batch-1 steps are a few small matrix-vector products: threads may cost more than they give."""
+    textrnn, plain_rate = (
+        _rate_generate(lm, s["length"], 1),
+        _rate_plain(plain, first, s["length"], 1),
+    )
+
+    def one_thread(fn: Callable[[], float]) -> Callable[[], float]:
+        def go() -> float:
+            with _threads(1):
+                return fn()
+
+        return go
+
+    runs = alternate(
+        {"textrnn": one_thread(textrnn), "reference": one_thread(plain_rate)}, reps=reps
+    )
+    return compare(
+        "sample, batch 1, torch.set_num_threads(1) for both (generate)",
+        "tokens/s",
+        runs["textrnn"],
+        runs["reference"],
+        tokens=s["length"],
+        threads=1,
+    )
+
+
 def _sample_batched(lm, plain, first, s, reps) -> dict:
     rows, length = s["batch"], s["batch_length"]
     runs = alternate(
-        {"textrnn": _rate_generate(lm, length, rows), "reference": _rate_plain(plain, first, length, rows)},
+        {
+            "textrnn": _rate_generate(lm, length, rows),
+            "reference": _rate_plain(plain, first, length, rows),
+        },
         reps=reps,
     )
     return compare(
@@ -158,9 +243,16 @@ def _beam(lm, plain, first, s, reps) -> dict:
     def plain_beam() -> float:
         with torch.inference_mode():
             start = _now()
-            state = tuple(torch.zeros(plain.rnn.num_layers, 1, plain.rnn.hidden_size) for _ in range(2))
+            state = tuple(
+                torch.zeros(plain.rnn.num_layers, 1, plain.rnn.hidden_size) for _ in range(2)
+            )
             hyp = decoding.beam_search(
-                reference.step_fn(plain), reference.reorder, state, first, config=cfg, banned_ids=banned
+                reference.step_fn(plain),
+                reference.reorder,
+                state,
+                first,
+                config=cfg,
+                banned_ids=banned,
             )[0]
             return len(hyp.tokens) / (_now() - start)
 

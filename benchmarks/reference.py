@@ -18,13 +18,22 @@ class PlainLM(nn.Module):
     """The textbook LSTM language model; parameter names match textrnn's LanguageModel."""
 
     def __init__(
-        self, vocab: int, *, embed: int, hidden: int, layers: int, dropout: float = 0.0, tie: bool = False
+        self,
+        vocab: int,
+        *,
+        embed: int,
+        hidden: int,
+        layers: int,
+        dropout: float = 0.0,
+        tie: bool = False,
     ) -> None:
         super().__init__()
         if tie and embed != hidden:
             raise ValueError("tied weights need embed == hidden here")
         self.embedding = nn.Embedding(vocab, embed)
-        self.rnn = nn.LSTM(embed, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        self.rnn = nn.LSTM(
+            embed, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
+        )
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, vocab)
         if tie:
@@ -36,7 +45,9 @@ class PlainLM(nn.Module):
 
 
 @torch.inference_mode()
-def sample(model: PlainLM, first: int, *, length: int, rows: int, generator: torch.Generator) -> list[list[int]]:
+def sample(
+    model: PlainLM, first: int, *, length: int, rows: int, generator: torch.Generator
+) -> list[list[int]]:
     """Ancestral sampling, one fused-module call per token: (rows, 1) in, softmax, multinomial."""
     model.eval()
     x = torch.full((rows, 1), first, dtype=torch.long)  # (B, 1)

@@ -55,12 +55,17 @@ def render(results: list[dict], areas: dict[str, ModuleType]) -> str:
     if not results:
         parts.append("No results yet: run `python -m benchmarks`.\n")
         return "\n".join(parts)
-    machines = {json.dumps({k: r["machine"].get(k) for k, _ in MACHINE_FIELDS}, sort_keys=True) for r in results}
+    machines = {
+        json.dumps({k: r["machine"].get(k) for k, _ in MACHINE_FIELDS}, sort_keys=True)
+        for r in results
+    }
     if len(machines) == 1:
         parts.append("## Machine\n")
         parts.append("\n".join(machine_lines(results[0]["machine"])) + "\n")
     else:
-        parts.append("## Machine\n\nThe areas below ran on different machines; each lists its own.\n")
+        parts.append(
+            "## Machine\n\nThe areas below ran on different machines; each lists its own.\n"
+        )
     for r in results:
         parts.append(f"## {r['area']}\n")
         flags = " ".join(f for f, on in (("QUICK", r.get("quick")), ("TINY", r.get("tiny"))) if on)

@@ -21,7 +21,13 @@ SHAPES = [
 def make_model(cell: str, *, tie: bool, embed: int, hidden: int, layers: int = 2) -> LanguageModel:
     torch.manual_seed(0)
     cfg = LMConfig(
-        vocab_size=23, cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=0.3, tie_weights=tie
+        vocab_size=23,
+        cell=cell,
+        layers=layers,
+        hidden=hidden,
+        embed=embed,
+        dropout=0.3,
+        tie_weights=tie,
     )
     model = LanguageModel(cfg)
     with torch.no_grad():  # non-zero biases, so that a mis-added bias cannot hide
@@ -130,5 +136,7 @@ def test_unknown_cell_lists_the_valid_ones():
 
 
 def test_config_round_trips_through_dict():
-    cfg = LMConfig(vocab_size=10, cell="gru", layers=1, hidden=16, embed=8, dropout=0.1, tie_weights=True)
+    cfg = LMConfig(
+        vocab_size=10, cell="gru", layers=1, hidden=16, embed=8, dropout=0.1, tie_weights=True
+    )
     assert LMConfig.from_dict(cfg.to_dict()) == cfg

@@ -69,8 +69,10 @@ class LMTask:
     def loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
         x, y = batch
         logits, hidden = self.model(x, self.hidden)  # (B, T, V)
-        self.hidden = detach_state(hidden)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+        # The loop skips a non-finite step; a state that blew up with it must not be
+        # carried on, or every later batch would be non-finite too.
+        self.hidden = detach_state(hidden) if torch.isfinite(loss) else None
         return loss, y.numel()
 
     def evaluate(self) -> dict[str, float]:
@@ -209,9 +211,11 @@ def train_lm(
         corpus_info={**fingerprint, "path": str(Path(corpus).resolve()), "tokens": encoded.tokens, "chars": encoded.chars},
         device=device,
     )
-    trainer = Trainer(task, train_cfg, out=Path(out), device=device, on_progress=on_progress, resume=resume)
+    out = Path(out).absolute()  # resuming from another directory must write to the same place
+    out.parent.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(task, train_cfg, out=out, device=device, on_progress=on_progress, resume=resume)
     state = trainer.fit()
-    return TrainResult(state=state, best=Path(out), last=last_path(Path(out)))
+    return TrainResult(state=state, best=out, last=last_path(out))
 
 
 def load_weights(model: torch.nn.Module, ckpt: Checkpoint) -> None:
@@ -298,23 +302,40 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
 
 
 class TextStream:
-    """Turns one row's token ids into text increments, holding back a possible stop string."""
+    """Turns one row's token ids into text increments, holding back a possible stop string.
+
+    Only the current line is re-decoded for each new token (word detokenization depends
+    on its neighbours, e.g. quote pairs within a line), so the cost per token stays
+    bounded however long the output grows.
+    """
+
+    MAX_WINDOW = 64  # tokens of context kept for decoding when lines run long
 
     def __init__(self, tokenizer: Tokenizer, context: list[int], stop: str, emit: Callable[[str], None]):
         self.tokenizer, self.stop, self.emit = tokenizer, stop, emit
-        self.context = list(context[-4:])  # a few prompt ids give the first token its spacing
-        self.base = tokenizer.decode(self.context)
-        self.ids: list[int] = []
+        newline = tokenizer.encode("\n")
+        self.newline = newline[0] if len(newline) == 1 else None
+        self.window = list(context[-8:])  # a few prompt ids give the first token its spacing
+        if self.newline in self.window:
+            self.window = self.window[len(self.window) - self.window[::-1].index(self.newline) :]
+        self.window_text = tokenizer.decode(self.window)
         self.text = ""  # decoded continuation so far
         self.sent = 0  # characters of `text` already emitted
         self.done = False
 
     def add(self, token: int) -> bool:
         """Add a token; return True when the stop string has been reached."""
-        self.ids.append(token)
-        full = self.tokenizer.decode(self.context + self.ids)
-        self.text = full[len(self.base) :] if full.startswith(self.base) else full
-        if self.stop and self.stop in self.text:
+        self.window.append(token)
+        full = self.tokenizer.decode(self.window)
+        self.text += full[len(self.window_text) :] if full.startswith(self.window_text) else full
+        if token == self.newline:
+            self.window, self.window_text = [], ""
+        elif len(self.window) > self.MAX_WINDOW:
+            self.window = self.window[-self.MAX_WINDOW // 2 :]
+            self.window_text = self.tokenizer.decode(self.window)
+        else:
+            self.window_text = full
+        if self.stop and self.stop in self.text[max(0, self.sent - len(self.stop)) :]:
             self.text = self.text[: self.text.index(self.stop)]
             self.done = True
         self._flush(final=self.done)

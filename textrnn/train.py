@@ -79,7 +79,12 @@ class TrainConfig:
 
 
 class Task(Protocol):
-    """What the loop needs from a task. `metric` names the validation number to minimise."""
+    """What the loop needs from a task.
+
+    The best checkpoint and early stopping follow the validation number named by an
+    optional class attribute `monitor` (default "val_loss"), minimised unless the task
+    sets `higher_is_better = True` (a tagger monitors "val_accuracy").
+    """
 
     model: nn.Module
     name: str  # checkpoint task name: "lm", "tagger", "translit"
@@ -105,6 +110,7 @@ class Progress:
     train_loss: float = float("nan")
     val: dict = field(default_factory=dict)
     best_val_loss: float = float("inf")
+    best_step: int = 0
     tokens_per_s: float = 0.0
     elapsed: float = 0.0
     eta: float = float("nan")
@@ -121,7 +127,8 @@ class TrainState:
     batch_in_epoch: int = 0
     elapsed: float = 0.0  # seconds of training so far (time budgets continue across resumes)
     tokens: int = 0
-    best_val_loss: float = float("inf")
+    best_val_loss: float = float("inf")  # val_loss of the best checkpoint
+    best_score: float = float("inf")  # the monitored metric of the best checkpoint, negated if higher is better
     best_step: int = 0
     bad_evals: int = 0  # validations since the last improvement (early stopping)
     lr_scale: float = 1.0  # lowered after non-finite losses
@@ -278,6 +285,10 @@ class Trainer:
             self._run(log)
             if st.stopped != "interrupted" and (not st.history or st.history[-1]["step"] != st.step):
                 self._validate(log)
+            if not math.isfinite(st.best_score):
+                # Nothing could be validated (no held-out text, e.g. --val-fraction 0):
+                # the final weights are the best there are, so the best checkpoint exists.
+                self._save(self.out, with_training_state=False)
             self._save_last()
         self.on_progress(self._snapshot("done", message=st.stopped))
         return st
@@ -378,10 +389,12 @@ class Trainer:
     def _validate(self, log) -> None:
         st = self.state
         metrics = self.task.evaluate()
-        val_loss = metrics["val_loss"]
-        improved = math.isfinite(val_loss) and val_loss < st.best_val_loss
+        sign = -1.0 if getattr(self.task, "higher_is_better", False) else 1.0
+        score = sign * metrics.get(getattr(self.task, "monitor", "val_loss"), float("nan"))
+        improved = math.isfinite(score) and score < st.best_score
         if improved:
-            st.best_val_loss, st.best_step, st.bad_evals = val_loss, st.step, 0
+            st.best_score, st.best_val_loss = score, metrics["val_loss"]
+            st.best_step, st.bad_evals = st.step, 0
         else:
             st.bad_evals += 1
         entry = {"step": st.step, "epoch": st.epoch, "elapsed": round(st.elapsed, 2), **metrics}
@@ -410,6 +423,7 @@ class Trainer:
             total_steps=total,
             epoch=st.epoch,
             best_val_loss=st.best_val_loss,
+            best_step=st.best_step,
             elapsed=st.elapsed,
             eta=eta,
             lr=self.optimizer.param_groups[0]["lr"],
@@ -470,6 +484,11 @@ class Trainer:
         self.optimizer.load_state_dict(unflatten_state(ckpt.meta["optimizer"], ckpt.tensors))
         known = {f.name for f in fields(TrainState)}
         self.state = TrainState(**{k: v for k, v in training.items() if k in known})
+        if "best_score" not in training:  # written before `monitor` existed: it was val_loss
+            self.state.best_score = self.state.best_val_loss
+        for name in ("best_val_loss", "best_score"):  # JSON keeps inf as null
+            if getattr(self.state, name) is None:
+                setattr(self.state, name, float("inf"))
         self.state.history = list(ckpt.meta.get("history", []))
         self.state.stopped = ""
         restore_rng(ckpt.tensors)

@@ -76,7 +76,7 @@ class TrainDisplay:
             v = p.val
             if math.isfinite(v.get("val_loss", float("nan"))):
                 self.last_val = f"val {v['val_loss']:.4f} ppl {v.get('val_ppl', float('nan')):.2f} {v.get('val_bpc', float('nan')):.3f} bpc"
-                best = " (best)" if v["val_loss"] <= p.best_val_loss else ""
+                best = " (best)" if p.step == p.best_step else ""
                 self.bar.console.print(f"step {p.step} epoch {p.epoch + 1}: {self.last_val}{best}", markup=False)
         if p.event == "log" and p.message:
             self.bar.console.print(p.message, markup=False)

@@ -118,12 +118,16 @@ def train(
         defaults = TrainConfig(seq_len=128 if tok.kind == "char" else 64)
         cfg = config_with_overrides(defaults, **overrides)
         out = out or out_path_for(corpus)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"cannot create the folder for --out {out}: {err.strerror or err}") from None
     log(console, f"training on {corpus} ({tok.kind} tokenizer, {tok.vocab_size} ids) -> {out}")
     with TrainDisplay(console) as display:
         result = train_lm(
             corpus, tok, out=out, model_overrides=model_overrides, train_cfg=cfg, device=dev,
             on_progress=display, on_log=lambda m: log(console, m), resume=ckpt,
+            fit_small_corpus=batch_size is None and seq_len is None,  # an explicit shape is kept
         )  # fmt: skip
     st = result.state
     if st.stopped == "interrupted":

@@ -30,14 +30,18 @@ class LMConfig:
     hidden: int = 512  # units per recurrent layer
     embed: int = 128  # token embedding size
     dropout: float = 0.25  # between recurrent layers and before the output layer
-    tie_weights: bool = False  # share the embedding and output matrices (adds a projection if embed != hidden)
+    tie_weights: bool = (
+        False  # share the embedding and output matrices (adds a projection if embed != hidden)
+    )
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise UsageError(f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         for name in ("vocab_size", "layers", "hidden", "embed"):
             if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise UsageError(
+                    f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}"
+                )
         if not 0.0 <= self.dropout < 1.0:
             raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
 
@@ -56,7 +60,11 @@ class LanguageModel(nn.Module):
         c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embed)
         self.rnn = CELLS[c.cell](
-            c.embed, c.hidden, c.layers, batch_first=True, dropout=c.dropout if c.layers > 1 else 0.0
+            c.embed,
+            c.hidden,
+            c.layers,
+            batch_first=True,
+            dropout=c.dropout if c.layers > 1 else 0.0,
         )
         self.drop = nn.Dropout(c.dropout)
         # Tied weights need the output layer's input to be `embed` wide.
@@ -136,7 +144,20 @@ class LMStepper:
             self.b_hh = [torch.zeros_like(b) for b in self.b_hh]
         # Above layer 0, LSTM/RNN layers multiply [x, h] by one stacked matrix: one
         # matrix-vector product instead of two (the step is memory-bound at batch 1).
-        self.w_cat = [torch.cat([wi, wh]) for wi, wh in zip(self.w_ih, self.w_hh, strict=True)]  # (in+H, G*H)
+        if c.cell == "lstm":  # gate order i,f,g,o -> i,f,o,g: one sigmoid and one tanh per step
+            order = torch.cat(
+                [
+                    torch.arange(0, 2 * c.hidden),
+                    torch.arange(3 * c.hidden, 4 * c.hidden),
+                    torch.arange(2 * c.hidden, 3 * c.hidden),
+                ]
+            )
+            self.w_ih = [w[:, order].contiguous() for w in self.w_ih]
+            self.w_hh = [w[:, order].contiguous() for w in self.w_hh]
+            self.b_ih = [b[order] for b in self.b_ih]
+        self.w_cat = [
+            torch.cat([wi, wh]) for wi, wh in zip(self.w_ih, self.w_hh, strict=True)
+        ]  # (in+H, G*H)
         emb = model.embedding.weight.detach().float()  # (V, E)
         if emb.shape[0] * self.w_ih[0].shape[1] <= MAX_INPUT_TABLE:
             self.table: Tensor | None = torch.addmm(self.b_ih[0], emb, self.w_ih[0])  # (V, G*H)
@@ -165,7 +186,11 @@ class LMStepper:
         for k in range(self.layers):
             h = hs[k]  # (B, H)
             if self.cell == "gru":
-                gx = self._input_gates(tokens) if k == 0 else torch.addmm(self.b_ih[k], x, self.w_ih[k])
+                gx = (
+                    self._input_gates(tokens)
+                    if k == 0
+                    else torch.addmm(self.b_ih[k], x, self.w_ih[k])
+                )
                 gh = torch.addmm(self.b_hh[k], h, self.w_hh[k])  # (B, 3H)
                 xr, xz, xn = gx.chunk(3, dim=1)
                 hr, hz, hn = gh.chunk(3, dim=1)
@@ -177,11 +202,15 @@ class LMStepper:
                 if k == 0:
                     gates = torch.addmm(self._input_gates(tokens), h, self.w_hh[0])  # (B, G*H)
                 else:
-                    gates = torch.addmm(self.b_ih[k], torch.cat([x, h], 1), self.w_cat[k])  # (B, G*H)
+                    gates = torch.addmm(
+                        self.b_ih[k], torch.cat([x, h], 1), self.w_cat[k]
+                    )  # (B, G*H)
                 if self.cell == "lstm":
-                    i, f, g, o = gates.chunk(4, dim=1)
-                    c = torch.sigmoid(f) * state[1][k] + torch.sigmoid(i) * torch.tanh(g)
-                    x = torch.sigmoid(o) * torch.tanh(c)
+                    H = self.hidden
+                    ifo = torch.sigmoid(gates[:, : 3 * H])  # (B, 3H)
+                    g = torch.tanh(gates[:, 3 * H :])  # (B, H)
+                    c = torch.addcmul(ifo[:, H : 2 * H] * state[1][k], ifo[:, :H], g)
+                    x = ifo[:, 2 * H :] * torch.tanh(c)
                     new_c.append(c)
                 else:
                     x = torch.tanh(gates)
@@ -205,4 +234,6 @@ def prime(model: LanguageModel, prompt_ids: Tensor) -> tuple[Tensor, State]:
 
 def sequence_nll(logits: Tensor, targets: Tensor) -> Tensor:
     """Summed cross-entropy in nats of `targets` (B, T) under `logits` (B, T, V)."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
+    )

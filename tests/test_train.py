@@ -1,0 +1,372 @@
+"""The one training loop, driven by the language-model task with tiny real models:
+learning, checkpoints, metric logs, exact resume, stopping rules, non-finite losses."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from textrnn.checkpoint import fingerprint_file, load_checkpoint
+from textrnn.data import encode_corpus, iter_text_chunks
+from textrnn.errors import CheckpointError, TextrnnError, UsageError
+from textrnn.lm import LMTask, train_lm
+from textrnn.models.lm import LanguageModel, LMConfig
+from textrnn.tokenizers import train_tokenizer
+from textrnn.train import TrainConfig, Trainer, last_path, metrics_path
+
+CPU = torch.device("cpu")
+TINY = {"hidden": 32, "layers": 1, "embed": 16, "dropout": 0.0}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEXTRNN_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def shakespeare(shared_data, tmp_path):
+    """Return a function that writes the first `chars` characters of tiny-shakespeare to tmp_path."""
+    text = shared_data("tinyshakespeare/input.txt").read_text(encoding="utf-8")
+
+    def cut(chars: int) -> Path:
+        path = tmp_path / f"shakespeare-{chars}.txt"
+        path.write_text(text[:chars], encoding="utf-8")
+        return path
+
+    return cut
+
+
+def char_tokenizer(path: Path):
+    return train_tokenizer("char", iter_text_chunks(path))
+
+
+def make_task(path: Path, cfg: TrainConfig, model: dict = TINY) -> LMTask:
+    """An LMTask built the way train_lm builds it, for tests that wrap the task."""
+    tok = char_tokenizer(path)
+    encoded = encode_corpus(path, tok, corpus_sha256=fingerprint_file(path)["sha256"])
+    torch.manual_seed(cfg.seed)
+    lm = LanguageModel(LMConfig(vocab_size=tok.vocab_size, **model))
+    return LMTask(lm, tok, encoded, cfg, corpus_info={}, device=CPU)
+
+
+class Wrapped:
+    """A task that behaves like `inner` except for what a subclass overrides."""
+
+    def __init__(self, inner: LMTask) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+def model_tensors(path: Path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_checkpoint(path).tensors.items() if k.startswith("model.")}
+
+
+def all_finite(tensors: dict[str, torch.Tensor]) -> bool:
+    return all(torch.isfinite(t).all() for t in tensors.values())
+
+
+# ---- learning, files, stopping --------------------------------------------------------------
+
+
+def test_training_lowers_validation_loss_and_writes_checkpoints_and_metrics(shakespeare, tmp_path):
+    corpus = shakespeare(20_000)
+    tok = char_tokenizer(corpus)
+    cfg = TrainConfig(
+        batch_size=8,
+        seq_len=32,
+        lr=1e-2,
+        max_steps=60,
+        eval_every=5,
+        log_every=10,
+        precision="fp32",
+    )
+    out = tmp_path / "ck" / "model.ckpt"
+    out.parent.mkdir()
+    events = []
+    result = train_lm(
+        corpus, tok, out=out, model_overrides=TINY, train_cfg=cfg, on_progress=events.append
+    )
+    st = result.state
+
+    assert st.stopped == "max_steps" and st.step == 60
+    vals = [h["val_loss"] for h in st.history]
+    assert [h["step"] for h in st.history] == list(range(5, 61, 5))
+    assert vals[-1] < vals[0] - 0.3
+    assert st.best_val_loss < math.log(tok.vocab_size) - 0.5  # well below a uniform guess
+    assert st.best_val_loss == min(vals)
+
+    assert result.best == out and out.exists()
+    assert result.last == last_path(out) and result.last.exists()
+    best, last = load_checkpoint(out, task="lm"), load_checkpoint(result.last, task="lm")
+    assert best.meta["training"]["has_training_state"] is False
+    assert not any(k.startswith(("optim.", "rng.")) for k in best.tensors)
+    assert last.meta["training"]["has_training_state"] is True
+    assert last.meta["training"]["step"] == 60
+    assert any(k.startswith("optim.") for k in last.tensors) and "rng.torch" in last.tensors
+    assert best.meta["metrics"]["best_step"] == st.best_step
+
+    records = [json.loads(line) for line in metrics_path(out).read_text().splitlines()]
+    evals = [r for r in records if r["event"] == "eval"]
+    trains = [r for r in records if r["event"] == "train"]
+    assert [r["step"] for r in evals] == list(range(5, 61, 5))
+    assert all(math.isfinite(r["val_loss"]) and "val_bpc" in r for r in evals)
+    assert [r["step"] for r in trains] == [10, 20, 30, 40, 50, 60]
+    assert all(math.isfinite(r["train_loss"]) for r in trains)
+
+    assert events[-1].event == "done" and events[-1].message == "max_steps"
+    assert {e.event for e in events} >= {"step", "eval", "done"}
+
+
+def _interrupt_at(step: int):
+    """A progress callback that Ctrl-C's this very process once `step` is reached."""
+
+    def on_progress(p):
+        if p.event == "step" and p.step == step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return on_progress
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_after_interrupt_is_bitwise_exact(shakespeare, tmp_path, precision):
+    """2N steps straight == N steps, Ctrl-C, resume from the last checkpoint, N more steps.
+
+    The corpus is small enough that the run crosses epochs (new stream offsets, reset
+    state), and dropout makes the result depend on the restored random state.
+    """
+    corpus = shakespeare(2_000)
+    tok = char_tokenizer(corpus)
+    model = {"hidden": 32, "layers": 2, "embed": 16, "dropout": 0.2}
+    cfg = TrainConfig(
+        batch_size=4,
+        seq_len=32,
+        max_steps=30,
+        eval_every=7,
+        patience=0,
+        log_every=1,
+        precision=precision,
+        seed=7,
+    )
+    straight = train_lm(corpus, tok, out=tmp_path / "a.ckpt", model_overrides=model, train_cfg=cfg)
+    assert straight.state.epoch >= 2  # the run did cross epoch boundaries
+
+    first = train_lm(
+        corpus,
+        tok,
+        out=tmp_path / "b.ckpt",
+        model_overrides=model,
+        train_cfg=cfg,
+        on_progress=_interrupt_at(15),
+    )
+    assert first.state.stopped == "interrupted" and first.state.step == 15
+    ckpt = load_checkpoint(first.last, task="lm")
+    assert ckpt.meta["training"]["step"] == 15
+    resumed = train_lm(
+        corpus,
+        tok,
+        out=tmp_path / "b.ckpt",
+        train_cfg=TrainConfig.from_dict(ckpt.meta["train_config"]),
+        resume=ckpt,
+    )
+    assert resumed.state.step == 30 and resumed.state.stopped == "max_steps"
+
+    a = load_checkpoint(straight.last).tensors
+    b = load_checkpoint(resumed.last).tensors
+    compared = [k for k in a if k.startswith(("model.", "optim.", "state."))]
+    assert sorted(compared) == sorted(k for k in b if k.startswith(("model.", "optim.", "state.")))
+    for name in compared:
+        assert torch.equal(a[name], b[name]), f"{name} differs after resume ({precision})"
+    assert [h["val_loss"] for h in resumed.state.history] == [
+        h["val_loss"] for h in straight.state.history
+    ]
+    # The metric log of the interrupted run continues in the same file.
+    steps = [
+        json.loads(line)["step"]
+        for line in metrics_path(tmp_path / "b.ckpt").read_text().splitlines()
+    ]
+    assert steps[0] == 1 and steps[-1] == 30 and steps.count(15) == 1
+
+
+def test_resume_from_best_checkpoint_is_refused(shakespeare, tmp_path):
+    corpus = shakespeare(3_000)
+    tok = char_tokenizer(corpus)
+    cfg = TrainConfig(batch_size=4, seq_len=32, max_steps=4, precision="fp32")
+    result = train_lm(corpus, tok, out=tmp_path / "m.ckpt", model_overrides=TINY, train_cfg=cfg)
+    with pytest.raises(CheckpointError, match="no training state") as err:
+        train_lm(
+            corpus, tok, out=tmp_path / "m.ckpt", train_cfg=cfg, resume=load_checkpoint(result.best)
+        )
+    assert str(result.last) in str(err.value)
+
+
+def test_max_steps_stops_exactly(shakespeare, tmp_path):
+    cfg = TrainConfig(batch_size=4, seq_len=16, max_steps=7, epochs=50, precision="fp32")
+    task = make_task(shakespeare(3_000), cfg)
+    st = Trainer(task, cfg, out=tmp_path / "m.ckpt", device=CPU).fit()
+    assert (st.step, st.stopped) == (7, "max_steps")
+    assert st.history[-1]["step"] == 7  # a final validation of the last weights
+
+
+def test_without_validation_text_the_final_weights_are_the_best_checkpoint(shakespeare, tmp_path):
+    cfg = TrainConfig(batch_size=4, seq_len=16, max_steps=5, val_fraction=0.0, precision="fp32")
+    task = make_task(shakespeare(3_000), cfg)
+    st = Trainer(task, cfg, out=tmp_path / "m.ckpt", device=CPU).fit()
+    assert st.step == 5 and not math.isfinite(st.best_val_loss)
+    best, last = model_tensors(tmp_path / "m.ckpt"), model_tensors(tmp_path / "m.last.ckpt")
+    assert all(torch.equal(best[k], last[k]) for k in last)
+
+
+def test_epochs_stop(shakespeare, tmp_path):
+    cfg = TrainConfig(batch_size=4, seq_len=16, epochs=2, precision="fp32")
+    task = make_task(shakespeare(1_500), cfg)
+    st = Trainer(task, cfg, out=tmp_path / "m.ckpt", device=CPU).fit()
+    assert st.stopped == "epochs" and st.step == 2 * task.steps_per_epoch()
+
+
+def test_time_budget_stops(shakespeare, tmp_path):
+    cfg = TrainConfig(batch_size=4, seq_len=16, epochs=100_000, time_budget=0.3, precision="fp32")
+    task = make_task(shakespeare(1_500), cfg)
+    trainer = Trainer(task, cfg, out=tmp_path / "m.ckpt", device=CPU)
+    st = trainer.fit()
+    assert st.stopped == "time_budget"
+    assert st.elapsed >= 0.3 and st.step < trainer.total_steps()
+
+
+class FlatValidation(Wrapped):
+    """Validation never improves after the first evaluation."""
+
+    def evaluate(self):
+        return {"val_loss": 2.0}
+
+
+def test_early_stopping_after_patience_evaluations(shakespeare, tmp_path):
+    cfg = TrainConfig(
+        batch_size=4, seq_len=16, max_steps=200, eval_every=2, patience=3, precision="fp32"
+    )
+    task = FlatValidation(make_task(shakespeare(3_000), cfg))
+    st = Trainer(task, cfg, out=tmp_path / "m.ckpt", device=CPU).fit()
+    # step 2 improves on inf; steps 4, 6, 8 do not: the third one stops training.
+    assert (st.stopped, st.step, st.best_step, st.bad_evals) == ("early_stopping", 8, 2, 3)
+
+
+# ---- non-finite losses --------------------------------------------------------------------------
+
+
+class NanLossAt(Wrapped):
+    """The loss of the given training steps (1-based) is NaN, as after an fp overflow."""
+
+    def __init__(self, inner, steps):
+        super().__init__(inner)
+        self.bad = set(steps)
+
+    def loss(self, batch):
+        self.calls += 1
+        loss, tokens = self.inner.loss(batch)
+        return (loss * float("nan") if self.calls in self.bad else loss), tokens
+
+
+class NanStateAt(Wrapped):
+    """At the given step the forward blows up: the carried hidden state becomes NaN."""
+
+    def __init__(self, inner, step):
+        super().__init__(inner)
+        self.step = step
+
+    def loss(self, batch):
+        self.calls += 1
+        if self.calls == self.step and self.inner.hidden is not None:
+            self.inner.hidden = tuple(torch.full_like(h, float("nan")) for h in self.inner.hidden)
+        return self.inner.loss(batch)
+
+
+def test_transient_nan_steps_are_skipped_and_lr_halved(shakespeare, tmp_path):
+    cfg = TrainConfig(batch_size=4, seq_len=16, max_steps=12, eval_every=3, precision="fp32")
+    task = NanLossAt(make_task(shakespeare(3_000), cfg), steps={4, 5})
+    messages = []
+    st = Trainer(
+        task,
+        cfg,
+        out=tmp_path / "m.ckpt",
+        device=CPU,
+        on_progress=lambda p: messages.append(p.message),
+    ).fit()
+    assert st.stopped == "max_steps" and st.step == 12
+    assert st.lr_scale == 0.25
+    assert sum("non-finite" in m for m in messages) == 2
+    assert all(math.isfinite(h["val_loss"]) for h in st.history)
+    assert all_finite(model_tensors(tmp_path / "m.ckpt"))
+    assert all_finite(model_tensors(tmp_path / "m.last.ckpt"))
+
+
+def test_nan_carried_state_does_not_poison_later_batches(shakespeare, tmp_path):
+    """A forward that produced a NaN state is skipped, and the NaN state is not carried on."""
+    cfg = TrainConfig(batch_size=4, seq_len=16, max_steps=12, eval_every=3, precision="fp32")
+    task = NanStateAt(make_task(shakespeare(3_000), cfg), step=4)
+    st = Trainer(task, cfg, out=tmp_path / "m.ckpt", device=CPU).fit()
+    assert st.stopped == "max_steps" and st.step == 12
+    assert st.lr_scale == 0.5  # exactly one step was skipped
+    assert all_finite(model_tensors(tmp_path / "m.ckpt"))
+
+
+def test_divergence_stops_with_error_and_keeps_best_checkpoint_finite(shakespeare, tmp_path):
+    cfg = TrainConfig(batch_size=4, seq_len=16, max_steps=50, eval_every=2, precision="fp32")
+    task = NanLossAt(make_task(shakespeare(3_000), cfg), steps=range(5, 100))
+    trainer = Trainer(task, cfg, out=tmp_path / "m.ckpt", device=CPU)
+    with pytest.raises(TextrnnError, match="diverged"):
+        trainer.fit()
+    assert trainer.state.step == 8  # steps 5-8 skipped; the fifth non-finite one in a row stops
+    best = model_tensors(tmp_path / "m.ckpt")
+    assert all_finite(best) and all_finite(model_tensors(tmp_path / "m.last.ckpt"))
+    assert load_checkpoint(tmp_path / "m.ckpt").meta["training"]["best_step"] == 4
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_huge_learning_rate_diverges_with_error_and_finite_checkpoints(
+    shakespeare, tmp_path, precision
+):
+    corpus = shakespeare(5_000)
+    cfg = TrainConfig(
+        batch_size=4,
+        seq_len=32,
+        lr=1e6,
+        warmup_steps=0,
+        max_steps=60,
+        eval_every=5,
+        precision=precision,
+    )
+    with pytest.raises(TextrnnError, match="diverged"):
+        train_lm(
+            corpus,
+            char_tokenizer(corpus),
+            out=tmp_path / "m.ckpt",
+            model_overrides=TINY,
+            train_cfg=cfg,
+        )
+    assert all_finite(model_tensors(tmp_path / "m.ckpt"))
+    assert all_finite(model_tensors(tmp_path / "m.last.ckpt"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "option"),
+    [
+        ({"seq_len": 0}, "--seq-len"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"lr": 0.0}, "--lr"),
+        ({"lr": float("nan")}, "--lr"),
+        ({"val_fraction": 1.0}, "--val-fraction"),
+        ({"precision": "fp8"}, "--precision"),
+        ({"patience": -1}, "--patience"),
+    ],
+)
+def test_train_config_validation_names_the_option(kwargs, option):
+    with pytest.raises(UsageError, match=option):
+        TrainConfig(**kwargs)
