@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from benchmarks import generate_speed, quality, report, scale, tokenizer_speed, train_speed
 from benchmarks.common import (
@@ -29,6 +30,7 @@ from benchmarks.common import (
     machine_info,
     utc_now,
 )
+from textrnn.errors import TextrnnError
 
 AREAS = {
     "train_speed": train_speed,
@@ -96,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold]{area}[/bold] ...")
         try:
             result = run_area(area, opts, sizes_flag=args.sizes)
+        except TextrnnError as err:  # e.g. the reference data is missing: one clear line
+            console.print(
+                f"[red]{area} failed: {escape(str(err))}; its JSON file was not written[/red]"
+            )
+            failed.append(area)
+            continue
         except Exception:
             traceback.print_exc()
             console.print(f"[red]{area} failed; its JSON file was not written[/red]")

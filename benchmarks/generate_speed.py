@@ -41,31 +41,22 @@ TARGETS = {"b1_ratio": 8.0, "b1_abs": 1500.0, "beam_abs": 500.0}
 
 
 def settings(opts: Options) -> dict:
-    if opts.tiny:
-        return {
-            "model": {"embed": 16, "hidden": 32, "layers": 2},
-            "length": 40,
-            "batch_length": 20,
-            "batch": 16,
-            "beam": 5,
-            "beam_length": 20,
-        }
-    if opts.quick:
-        return {
-            "model": {"embed": 128, "hidden": 512, "layers": 2},
-            "length": 200,
-            "batch_length": 100,
-            "batch": 16,
-            "beam": 5,
-            "beam_length": 100,
-        }
+    """Model shape and lengths (tokens per row) for this run."""
+    model = (
+        {"embed": 16, "hidden": 32, "layers": 2}
+        if opts.tiny
+        else {"embed": 128, "hidden": 512, "layers": 2}
+    )
+    length, batch_length, beam_length = (
+        (40, 20, 20) if opts.tiny else (200, 100, 100) if opts.quick else (1000, 300, 300)
+    )
     return {
-        "model": {"embed": 128, "hidden": 512, "layers": 2},
-        "length": 1000,
-        "batch_length": 300,
+        "model": model,
+        "length": length,  # batch-1 sampling
         "batch": 16,
+        "batch_length": batch_length,
         "beam": 5,
-        "beam_length": 300,
+        "beam_length": beam_length,
     }
 
 

@@ -30,6 +30,7 @@ Tensors that share memory (tied weights) are written as separate copies; the mod
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -124,9 +125,25 @@ def _prepare_tensors(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def _temp_path(path: Path, pid: int | str) -> Path:
+    return path.with_name(f".{path.name}.tmp-{pid}")
+
+
+def remove_partial_saves(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that saves of `path` killed mid-write (SIGKILL, power cut)
+    left beside it; return them. Call it only when no save of `path` can be in progress
+    (the training loop holds a lock on its output)."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(glob.escape(_temp_path(path, "").name) + "*"):
+        _remove_quietly(tmp)
+        removed.append(tmp)
+    return removed
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write to `.<name>.tmp-<pid>` beside `path`, fsync, rename over `path`, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = _temp_path(path, os.getpid())
     done = False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

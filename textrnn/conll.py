@@ -53,7 +53,9 @@ def check_column(column: str) -> str:
     """Return `column` if it names a tag column (upos, xpos, deprel, misc:KEY), else raise UsageError."""
     if column in TAG_COLUMNS or (column.startswith("misc:") and len(column) > 5):
         return column
-    raise UsageError(f"--column must be one of {', '.join(TAG_COLUMNS)} or misc:KEY, got {column!r}")
+    raise UsageError(
+        f"--column must be one of {', '.join(TAG_COLUMNS)} or misc:KEY, got {column!r}"
+    )
 
 
 def check_format(fmt: str) -> str:
@@ -132,7 +134,9 @@ def _tag_of(cols: list[str], column: str) -> str:
     return cols[_COLUMN_INDEX[column]]
 
 
-def parse_conllu(lines: Iterable[str], *, name: str = "<input>", column: str = "upos") -> Iterator[Sentence]:
+def parse_conllu(
+    lines: Iterable[str], *, name: str = "<input>", column: str = "upos"
+) -> Iterator[Sentence]:
     """Sentences of CoNLL-U `lines` (with or without line endings); `name` labels errors."""
     rows: list[str | list[str]] = []
     words: list[str] = []
@@ -153,12 +157,16 @@ def parse_conllu(lines: Iterable[str], *, name: str = "<input>", column: str = "
             start = lineno
         if line.startswith("#"):
             if words:
-                raise DataError(f"{name}:{lineno}: comment line inside a sentence (missing blank line before it?)")
+                raise DataError(
+                    f"{name}:{lineno}: comment line inside a sentence (missing blank line before it?)"
+                )
             rows.append(line)
             continue
         cols = line.split("\t")
         if len(cols) != 10:
-            raise DataError(f"{name}:{lineno}: expected 10 tab-separated CoNLL-U columns, found {len(cols)}")
+            raise DataError(
+                f"{name}:{lineno}: expected 10 tab-separated CoNLL-U columns, found {len(cols)}"
+            )
         ident = cols[0]
         if "-" in ident or "." in ident:  # multi-word token range or empty node: not tagged
             _check_compound_id(ident, name, lineno)
@@ -214,8 +222,9 @@ def format_conllu(sentence: Sentence, *, column: str = "upos") -> str:
     ID, FORM and the tag column, with `_` elsewhere.
     """
     if not sentence.rows:
+        tags = list(sentence.tags or []) or ["_"] * len(sentence.words)
         sentence = conllu_skeleton(sentence.words)
-        set_tags(sentence, list(sentence.tags or []) or ["_"] * len(sentence.words), column=column)
+        set_tags(sentence, tags, column=column)
     lines = [r if isinstance(r, str) else "\t".join(r) for r in sentence.rows]
     return "\n".join(lines) + "\n\n"
 
@@ -265,7 +274,11 @@ def format_tsv(sentence: Sentence) -> str:
 
 
 def write_sentences(
-    path: str | os.PathLike, sentences: Iterable[Sentence], *, fmt: str = "conllu", column: str = "upos"
+    path: str | os.PathLike,
+    sentences: Iterable[Sentence],
+    *,
+    fmt: str = "conllu",
+    column: str = "upos",
 ) -> None:
     """Write sentences as CoNLL-U or two-column text (UTF-8, `\\n` line endings)."""
     with open(path, "w", encoding="utf-8", newline="\n") as f:
@@ -293,7 +306,10 @@ def split_sentences(
 
 
 def split_file(
-    path: str | os.PathLike, out_dir: str | os.PathLike, *, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
 ) -> tuple[Path, Path, Path]:
     """Split a CoNLL-U file into <stem>-train/-dev/-test.conllu in `out_dir` (lines kept verbatim)."""
     sentences = list(read_sentences(path, fmt="conllu"))

@@ -12,6 +12,7 @@ import codecs
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,18 +61,19 @@ def iter_text_chunks(path: str | os.PathLike, *, chunk_bytes: int = CHUNK_BYTES)
         while True:
             raw = f.read(chunk_bytes)
             final = not raw
+            held = decoder.getstate()[0]  # the start of a character cut by the last chunk
             try:
                 text = decoder.decode(raw, final=final)
-            except UnicodeDecodeError as err:
-                bad_at = offset + err.start
-                bad_line = line + pending.count("\n") + raw[: err.start].count(b"\n")
+            except UnicodeDecodeError as err:  # err.start counts from the held bytes
+                bad_at = offset - len(held) + err.start
+                bad_line = line + pending.count("\n") + (held + raw)[: err.start].count(b"\n")
                 raise DataError(
                     f"{p}: invalid UTF-8 at byte {bad_at} (line {bad_line}); "
                     "textrnn reads UTF-8 text only"
                 ) from None
-            if first and text.startswith("\ufeff"):
-                text = text[1:]  # a UTF-8 byte-order mark is not part of the text
-            first = False
+            if first and text:  # (a chunk may end inside the mark: wait for decoded text)
+                text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark is not part of the text
+                first = False
             offset += len(raw)
             pending += text
             if final:
@@ -135,35 +137,64 @@ def encode_corpus(path: str | os.PathLike, tokenizer, *, corpus_sha256: str) -> 
     folder = cache_dir() / "tokens"
     ids_file = folder / f"{key}.{dtype.name}"
     info_file = folder / f"{key}.json"
-    if not (ids_file.exists() and info_file.exists()):
+    info = _cached_info(ids_file, info_file, dtype)
+    if info is None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            _encode_to(path, tokenizer, dtype, ids_file, info_file)
+            info = _encode_to(path, tokenizer, dtype, ids_file, info_file)
         except OSError:  # read-only home, full disk: fall back to a private temp folder
-            folder = Path(tempfile.mkdtemp(prefix="textrnn-tokens-"))
-            ids_file, info_file = folder / ids_file.name, folder / info_file.name
-            _encode_to(path, tokenizer, dtype, ids_file, info_file)
-    info = json.loads(info_file.read_text())
+            private = None
+            try:
+                private = Path(tempfile.mkdtemp(prefix="textrnn-tokens-"))
+                ids_file, info_file = private / ids_file.name, private / info_file.name
+                info = _encode_to(path, tokenizer, dtype, ids_file, info_file)
+            except OSError as err:
+                if private is not None:
+                    shutil.rmtree(private, ignore_errors=True)
+                raise DataError(
+                    f"{path}: cannot write the encoded corpus to {cache_dir()} or a temp folder "
+                    f"({err.strerror or err}); free some disk space or set TEXTRNN_CACHE"
+                ) from None
     if info["tokens"] == 0:
         raise DataError(f"{path}: no tokens after tokenization")
     ids = np.memmap(ids_file, dtype=dtype, mode="r", shape=(info["tokens"],))
     return EncodedCorpus(ids=ids, chars=info["chars"], path=str(path))
 
 
-def _encode_to(path, tokenizer, dtype: np.dtype, ids_file: Path, info_file: Path) -> None:
+def _cached_info(ids_file: Path, info_file: Path, dtype: np.dtype) -> dict | None:
+    """The {"tokens", "chars"} of a complete cache entry; None when it is absent or damaged
+    (a process killed while writing it, a disk that filled up): it is then encoded again."""
+    try:
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+        counts = [info["tokens"], info["chars"]]
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+            return None
+        return info if ids_file.stat().st_size == info["tokens"] * dtype.itemsize else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _encode_to(path, tokenizer, dtype: np.dtype, ids_file: Path, info_file: Path) -> dict:
+    """Encode `path` into `ids_file` and its sizes into `info_file`, each written to a
+    temp file and renamed, so that a reader never sees a partial entry."""
     tmp = ids_file.with_name(ids_file.name + f".tmp-{os.getpid()}")
+    info_tmp = info_file.with_name(info_file.name + f".tmp-{os.getpid()}")
     tokens = chars = 0
     try:
         with tmp.open("wb") as f:
             for chunk in iter_text_chunks(path):
                 ids = np.asarray(tokenizer.encode(chunk), dtype=dtype)
-                ids.tofile(f)
+                f.write(ids.tobytes())  # not tofile(): its OSError loses the errno (disk full)
                 tokens += ids.shape[0]
                 chars += tokenizer.count_chars(chunk)
         os.replace(tmp, ids_file)
+        info = {"tokens": tokens, "chars": chars}
+        info_tmp.write_text(json.dumps(info), encoding="utf-8")
+        os.replace(info_tmp, info_file)
     finally:
         tmp.unlink(missing_ok=True)
-    info_file.write_text(json.dumps({"tokens": tokens, "chars": chars}))
+        info_tmp.unlink(missing_ok=True)
+    return info
 
 
 # ---- token ids -> batches --------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from textrnn import decoding
-from textrnn.checkpoint import Checkpoint, fingerprint_file, load_checkpoint
+from textrnn.checkpoint import Checkpoint, fingerprint_file, load_checkpoint, read_meta
 from textrnn.data import EncodedCorpus, TokenStreams, encode_corpus, fit_batch_shape, read_text
-from textrnn.errors import CheckpointError, DataError, UsageError
+from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
 from textrnn.models.lm import LanguageModel, LMConfig, LMStepper, State, detach_state, reorder_state
 from textrnn.tokenizers import Tokenizer, tokenizer_from_dict
 from textrnn.train import Progress, TrainConfig, Trainer, TrainState, last_path, seed_everything
@@ -93,7 +94,20 @@ class LMTask:
 
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
         keys = sorted(k for k in tensors if k.startswith("hidden."))
-        self.hidden = tuple(tensors[k].to(self.device) for k in keys) if keys else None
+        if not keys:
+            self.hidden = None
+            return
+        c = self.model.config
+        shape, count = (c.layers, self.streams.batch_size, c.hidden), 2 if c.cell == "lstm" else 1
+        if len(keys) != count or any(tuple(tensors[k].shape) != shape or not tensors[k].is_floating_point() for k in keys):
+            raise CheckpointError(
+                f"the checkpoint's carried state does not fit this run (expected {count} float tensor(s) "
+                f"of shape {shape}); was --batch-size changed?"
+            )
+        # In the parameters' dtype: a state carried under bf16 autocast is bf16, and resuming
+        # with --precision fp32 must not hand it to an fp32 LSTM (bf16 -> fp32 -> bf16 is exact).
+        dtype = next(self.model.parameters()).dtype
+        self.hidden = tuple(tensors[k].to(self.device, dtype) for k in keys)
 
     def checkpoint_meta(self) -> dict:
         return {
@@ -188,6 +202,7 @@ def train_lm(
         if old and old != fingerprint["sha256"]:
             on_log(f"warning: {corpus} differs from the corpus this checkpoint was trained on")
     encoded = encode_corpus(corpus, tokenizer, corpus_sha256=fingerprint["sha256"])
+    _check_not_constant(encoded, tokenizer)
     if fit_small_corpus and resume is None:
         n_train = int(encoded.tokens * (1 - train_cfg.val_fraction))
         B, T = fit_batch_shape(n_train, train_cfg.batch_size, train_cfg.seq_len)
@@ -196,13 +211,14 @@ def train_lm(
             train_cfg = TrainConfig.from_dict({**train_cfg.to_dict(), "batch_size": B, "seq_len": T})
     seed_everything(train_cfg.seed)
     if resume is not None:
-        model_cfg = LMConfig.from_dict(resume.meta["model_config"])
+        model = model_from_checkpoint(resume).to(device)
+        if model.config.vocab_size != tokenizer.vocab_size:
+            raise CheckpointError(
+                f"checkpoint tokenizer has {tokenizer.vocab_size} ids but its model expects {model.config.vocab_size}"
+            )
     else:
         shape = {**DEFAULT_MODEL.get(tokenizer.kind, DEFAULT_MODEL["char"]), **(model_overrides or {})}
-        model_cfg = LMConfig(vocab_size=tokenizer.vocab_size, **shape)
-    model = LanguageModel(model_cfg).to(device)
-    if resume is not None:
-        load_weights(model, resume)
+        model = LanguageModel(LMConfig(vocab_size=tokenizer.vocab_size, **shape)).to(device)
     task = LMTask(
         model,
         tokenizer,
@@ -218,23 +234,99 @@ def train_lm(
     return TrainResult(state=state, best=out, last=last_path(out))
 
 
-def load_weights(model: torch.nn.Module, ckpt: Checkpoint) -> None:
-    """Load the checkpoint's `model.*` tensors, checking every name and shape first."""
-    weights = {k[len("model.") :]: v for k, v in ckpt.tensors.items() if k.startswith("model.")}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
+def _check_not_constant(corpus: EncodedCorpus, tokenizer: Tokenizer) -> None:
+    """DataError for a corpus that is one token repeated: there is nothing to predict."""
+    ids, step = corpus.ids, 1 << 20
+    first = ids[0]
+    if any(np.any(ids[i : i + step] != first) for i in range(0, len(ids), step)):
+        return
+    raise DataError(
+        f"{corpus.path}: the text is one token ({tokenizer.id_to_piece(int(first))!r}) repeated; "
+        "a language model needs a text with at least two distinct tokens"
+    )
+
+
+def lm_config(meta: dict, *, source: str = "checkpoint") -> LMConfig:
+    """The validated `model_config` of a checkpoint's meta; CheckpointError if it has none
+    or an invalid one (a value that would be a usage error as an option is a corrupt file here)."""
+    try:
+        return LMConfig.from_dict(meta["model_config"])
+    except (KeyError, TypeError, ValueError, UsageError) as err:
+        raise CheckpointError(f"{source}: checkpoint metadata is incomplete or invalid (model config: {err})") from None
+
+
+def _checked_model(config: LMConfig, shapes: dict[str, tuple[int, ...]], *, source: str) -> LanguageModel:
+    """A freshly initialised model of `config`, after checking that the checkpoint's weights
+    (`shapes`, names without "model.") can fill it.
+
+    A config that claims far more weights than the file holds is refused before anything
+    is allocated, so a hostile file cannot make us build a huge model; smaller mismatches
+    are named by the shape check. (Not built on the meta device: that imports
+    torch._dynamo, seconds at every start.)
+    """
+    c = config
+    gates = {"lstm": 4, "gru": 3}.get(c.cell, 1)
+    # A lower bound of the model's weights: embedding, first and further recurrent layers.
+    claimed = c.vocab_size * c.embed + gates * c.hidden * (c.embed + c.hidden) + (c.layers - 1) * gates * c.hidden * 2 * c.hidden
+    held = sum(math.prod(shape) for shape in shapes.values())
+    if claimed > 4 * held + 1_000_000:
+        where = f"{source}: checkpoint" if source else "checkpoint"
+        raise CheckpointError(
+            f"{where} model config describes at least {claimed:,} weights but the file holds {held:,}"
+        )
+    try:
+        model = LanguageModel(config)
+    except (RuntimeError, ValueError, TypeError, OverflowError) as err:
+        raise CheckpointError(f"{source or 'checkpoint'}: cannot build its model config ({err})") from None
+    check_weight_shapes(model, shapes, source=source)
+    return model
+
+
+def check_weight_shapes(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]], *, source: str = "") -> None:
+    """CheckpointError unless `shapes` ({name: shape}, without "model.") has exactly the
+    model's weights, each of the model's shape. `source` (the file) prefixes the message."""
+    where = f"{source}: checkpoint" if source else "checkpoint"
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"checkpoint weights do not match its model config (missing: {missing[:3]}, unexpected: {unexpected[:3]})"
+            f"{where} weights do not match its model config (missing: {missing[:3]}, unexpected: {unexpected[:3]})"
         )
-    for name, tensor in weights.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape):
+    for name, shape in shapes.items():
+        if tuple(shape) != expected[name]:
             raise CheckpointError(
-                f"checkpoint tensor {name} has shape {tuple(tensor.shape)}, "
-                f"its model config needs {tuple(expected[name].shape)}"
+                f"{where} tensor {name} has shape {tuple(shape)}, its model config needs {expected[name]}"
             )
+
+
+def load_weights(model: torch.nn.Module, ckpt: Checkpoint, *, source: str = "") -> None:
+    """Load the checkpoint's `model.*` tensors, checking every name, shape and value first."""
+    weights = {k[len("model.") :]: v for k, v in ckpt.tensors.items() if k.startswith("model.")}
+    check_weight_shapes(model, {k: tuple(v.shape) for k, v in weights.items()}, source=source)
+    for name, tensor in weights.items():
+        # Training never saves non-finite weights, so these come from a damaged file.
+        if (tensor.is_floating_point() or tensor.is_complex()) and not torch.isfinite(tensor).all():
+            where = f"{source}: checkpoint" if source else "checkpoint"
+            raise CheckpointError(f"{where} tensor {name} holds NaN or infinite values")
     model.load_state_dict(weights)
+
+
+def model_from_checkpoint(ckpt: Checkpoint, *, source: str = "") -> LanguageModel:
+    """The checkpoint's language model with its weights, its config checked before any allocation."""
+    config = lm_config(ckpt.meta, source=source or "checkpoint")
+    shapes = {k[len("model.") :]: tuple(v.shape) for k, v in ckpt.tensors.items() if k.startswith("model.")}
+    model = _checked_model(config, shapes, source=source)
+    load_weights(model, ckpt, source=source)
+    return model
+
+
+def check_lm_header(path: str | Path) -> None:
+    """Check a language-model checkpoint's config against its tensor shapes, from the header alone."""
+    _, meta = read_meta(path)
+    tensors = meta["header"]["tensors"]
+    shapes = {k[len("model.") :]: tuple(e["shape"]) for k, e in tensors.items() if k.startswith("model.")}
+    _checked_model(lm_config(meta, source=str(path)), shapes, source=str(path))
 
 
 # ---- loading a trained model ---------------------------------------------------------------
@@ -250,17 +342,18 @@ class LoadedLM:
 def load_lm(path: str | Path, *, device: torch.device = torch.device("cpu")) -> LoadedLM:
     """Load a language-model checkpoint (refusing other tasks) ready for inference."""
     ckpt = load_checkpoint(path, task="lm")
+    cfg = lm_config(ckpt.meta, source=str(path))
     try:
-        cfg = LMConfig.from_dict(ckpt.meta["model_config"])
         tokenizer = tokenizer_from_dict(ckpt.meta["tokenizer"])
-    except (KeyError, TypeError) as err:
+    except KeyError as err:
         raise CheckpointError(f"{path}: checkpoint metadata is incomplete ({err})") from None
+    except TextrnnError as err:
+        raise CheckpointError(f"{path}: {err}") from None
     if tokenizer.vocab_size != cfg.vocab_size:
         raise CheckpointError(
             f"{path}: tokenizer has {tokenizer.vocab_size} ids but the model expects {cfg.vocab_size}"
         )
-    model = LanguageModel(cfg)
-    load_weights(model, ckpt)
+    model = model_from_checkpoint(ckpt, source=str(path))
     model.to(device).eval()
     return LoadedLM(model=model, tokenizer=tokenizer, checkpoint=ckpt)
 
@@ -380,23 +473,46 @@ def generate(
         TextStream(tok, ids, config.stop, (lambda text, r=r: on_text(r, text)) if on_text else (lambda text: None))
         for r in range(config.num_samples)
     ]
-    samples = decoding.sample(
-        stepper.step,
-        state,
-        last,
-        max_new_tokens=config.length,
-        config=sampling,
-        generator=generator,
-        banned_ids=sorted(tok.special_ids),
-        is_done=lambda row, tokens: streams[row].done,
-        on_token=lambda row, token: streams[row].add(token),
-        history=[ids] * config.num_samples,
-    )
+    with generation_threads(config.num_samples, last.device):
+        samples = decoding.sample(
+            stepper.step,
+            state,
+            last,
+            max_new_tokens=config.length,
+            config=sampling,
+            generator=generator,
+            banned_ids=sorted(tok.special_ids),
+            is_done=lambda row, tokens: streams[row].done,
+            on_token=lambda row, token: streams[row].add(token),
+            history=[ids] * config.num_samples,
+        )
     results = []
     for s, stream in zip(samples, streams, strict=True):
         stream.finish()
         results.append(Generated(text=stream.text, logprob=s.logprob, tokens=len(s.tokens)))
     return results
+
+
+@contextmanager
+def generation_threads(rows: int, device: torch.device):
+    """One CPU thread while stepping a few rows at a time.
+
+    A single step is a few matrix-vector products: a second thread adds synchronisation
+    and no speed, and when the CPU is busy with anything else, threads waiting on each
+    other made batch-1 sampling several times slower (see benchmarks/RESULTS.md).
+    """
+    if device.type != "cpu" or rows > SINGLE_THREAD_ROWS:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+SINGLE_THREAD_ROWS = 8  # generation with at most this many rows (samples x beam) uses one thread
 
 
 def _prime(lm: LoadedLM, stepper: LMStepper, ids: list[int], rows: int) -> tuple[State, Tensor]:
@@ -429,15 +545,16 @@ def beam_generate(
     def is_done(row: int, tokens) -> bool:
         return bool(stop) and stop in _continuation(tok, ids, list(tokens))
 
-    hyps = decoding.beam_search(
-        stepper.step,
-        reorder_state,
-        state,
-        int(last[0]),
-        config=beam,
-        is_done=is_done if stop else None,
-        banned_ids=sorted(tok.special_ids),
-    )
+    with generation_threads(beam.beam, last.device):
+        hyps = decoding.beam_search(
+            stepper.step,
+            reorder_state,
+            state,
+            int(last[0]),
+            config=beam,
+            is_done=is_done if stop else None,
+            banned_ids=sorted(tok.special_ids),
+        )
     out = []
     for h in hyps:
         text = _continuation(tok, ids, list(h.tokens))

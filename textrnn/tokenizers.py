@@ -385,7 +385,10 @@ class SubwordTokenizer:
                 lines.append([])
             else:
                 lines[-1].append(i)
-        return NEWLINE.join(self._sp.decode(lines))
+        try:
+            return NEWLINE.join(self._sp.decode(lines))
+        except UnicodeDecodeError:  # pieces that join into invalid UTF-8 (a damaged model)
+            return NEWLINE.join(b.decode("utf-8", "replace") for b in self._sp.decode(lines, out_type=bytes))
 
     def id_to_piece(self, i: int) -> str:
         if i == self.newline_id:
@@ -429,7 +432,11 @@ def _load_sentencepiece(model: bytes) -> spm.SentencePieceProcessor:
     sp = spm.SentencePieceProcessor()
     try:
         sp.LoadFromSerializedProto(model)
-    except (RuntimeError, OSError, ValueError):
+        # sentencepiece loads pieces (or an <unk> surface) that are not UTF-8, from a
+        # damaged file, and fails only when they are decoded: decode each once here.
+        sp.id_to_piece(list(range(sp.get_piece_size())))
+        sp.decode([[i] for i in range(sp.get_piece_size())])
+    except (RuntimeError, OSError, ValueError):  # UnicodeDecodeError is a ValueError
         raise ValueError("not a valid sentencepiece model") from None
     return sp
 
@@ -795,6 +802,8 @@ def save_tokenizer(tok: Tokenizer, path: str | os.PathLike) -> Path:
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     """Read a tokenizer file written by `save_tokenizer`."""
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory, expected a tokenizer file")
     if not p.is_file():
         raise DataError(f"{p}: no such tokenizer file")
     hint = ""
@@ -802,7 +811,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         hint = " (a sentencepiece model? import it with `textrnn tokenize train --tokenizer-model`)"
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # (nested 100,000 deep)
         raise DataError(f"{p}: not a textrnn tokenizer file{hint}") from None
     except OSError as err:
         raise DataError(f"{p}: cannot read ({err.strerror})") from None

@@ -22,11 +22,22 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+try:  # POSIX; the lock falls back to O_EXCL without it (Windows)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from textrnn.checkpoint import Checkpoint, flatten_state, save_checkpoint, unflatten_state
+from textrnn.checkpoint import (
+    Checkpoint,
+    flatten_state,
+    remove_partial_saves,
+    save_checkpoint,
+    unflatten_state,
+)
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -58,8 +69,9 @@ class TrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         non_negative = ("weight_decay", "warmup_steps", "clip", "max_steps", "time_budget", "eval_every", "patience")
         for name in non_negative:
-            if getattr(self, name) < 0:
-                raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):  # NaN fails every comparison
+                raise UsageError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise UsageError(f"--lr must be a positive number, got {self.lr}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -193,11 +205,15 @@ def rng_tensors() -> dict[str, Tensor]:
 
 
 def restore_rng(tensors: dict[str, Tensor]) -> None:
-    if "rng.torch" in tensors:
-        torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
-    cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([tensors[k].to(torch.uint8) for k in cuda])
+    try:
+        if "rng.torch" in tensors:
+            torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
+        cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
+        if cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([tensors[k].to(torch.uint8) for k in cuda])
+    except (RuntimeError, TypeError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"checkpoint is corrupt: its random-generator state is unusable ({reason})") from None
 
 
 class _InterruptFlag:
@@ -234,6 +250,95 @@ def last_path(out: Path) -> Path:
 
 def metrics_path(out: Path) -> Path:
     return out.with_name(out.stem + ".metrics.jsonl")
+
+
+def lock_path(out: Path) -> Path:
+    """The lock file of a training that writes `out`: x.ckpt -> x.ckpt.lock."""
+    return out.with_name(out.name + ".lock")
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[Path]:
+    """Hold `<out>.lock` (holding the PID) while a training writes `out` and its siblings.
+
+    A second training into the same path fails with a message naming the lock and the
+    PID that holds it. The lock is an flock on the file, so the kernel releases it when
+    its holder dies, even by SIGKILL: a lock file left behind is simply taken over.
+    Without flock (Windows) the file is created with O_EXCL and one left behind by a
+    crash must be deleted by hand; the message says so.
+    """
+    path = lock_path(out)
+    fd = _take_lock(path) if fcntl is not None else _take_lock_excl(path)
+    try:
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as err:  # a full disk
+            raise TextrnnError(f"cannot write the lock file {path}: {err.strerror or err}") from None
+        yield path
+    finally:
+        try:
+            path.unlink(missing_ok=True)  # while still held: no one can take a file that goes away
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _take_lock(path: Path) -> int:
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise TextrnnError(f"cannot create the lock file {path}: {err.strerror or err}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise _locked_error(path, holder, stale_hint=False) from None
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # its holder removed the file while we waited for it: start again
+
+
+def _take_lock_excl(path: Path) -> int:  # pragma: no cover - platforms without flock
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        fd = os.open(path, os.O_RDONLY)
+        holder = _lock_holder(fd)
+        os.close(fd)
+        raise _locked_error(path, holder, stale_hint=True) from None
+    except OSError as err:
+        raise TextrnnError(f"cannot create the lock file {path}: {err.strerror or err}") from None
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        text = ""
+    return text if text.isdigit() else "unknown"
+
+
+def _locked_error(path: Path, holder: str, *, stale_hint: bool) -> TextrnnError:
+    out = path.with_name(path.name.removesuffix(".lock"))
+    hint = "; if that process has ended, delete the lock file" if stale_hint else ""
+    return TextrnnError(
+        f"another training (PID {holder}) is writing {out}: {path} is locked; "
+        f"wait for it to finish or choose another --out{hint}"
+    )
+
+
+def _open_log(path: Path):
+    """The metrics log, unbuffered: a failed write leaves nothing behind to fail again at close."""
+    try:
+        return path.open("ab", buffering=0)
+    except OSError as err:
+        raise TextrnnError(f"cannot write the metrics log {path}: {err.strerror or err}") from None
 
 
 class Trainer:
@@ -277,21 +382,28 @@ class Trainer:
         """Train until a stopping rule fires; return the final state (`stopped` says why).
 
         An interrupt (Ctrl-C, SIGTERM) saves the resumable last checkpoint and returns
-        with `stopped == "interrupted"`.
+        with `stopped == "interrupted"`. `<out>.lock` is held meanwhile (see `output_lock`).
         """
         st = self.state
         self.interrupt = _InterruptFlag()
-        with metrics_path(self.out).open("a", encoding="utf-8") as log, self.interrupt.installed():
-            self._run(log)
-            if st.stopped != "interrupted" and (not st.history or st.history[-1]["step"] != st.step):
-                self._validate(log)
-            if not math.isfinite(st.best_score):
-                # Nothing could be validated (no held-out text, e.g. --val-fraction 0):
-                # the final weights are the best there are, so the best checkpoint exists.
-                self._save(self.out, with_training_state=False)
-            self._save_last()
+        with output_lock(self.out):
+            for path in (self.out, last_path(self.out)):
+                remove_partial_saves(path)  # left by a killed run; the lock says none is in progress
+            with _open_log(metrics_path(self.out)) as log, self.interrupt.installed():
+                self._fit(log)
         self.on_progress(self._snapshot("done", message=st.stopped))
         return st
+
+    def _fit(self, log) -> None:
+        st = self.state
+        self._run(log)
+        if st.stopped != "interrupted" and (not st.history or st.history[-1]["step"] != st.step):
+            self._validate(log)
+        if not math.isfinite(st.best_score):
+            # Nothing could be validated (no held-out text, e.g. --val-fraction 0):
+            # the final weights are the best there are, so the best checkpoint exists.
+            self._save(self.out, with_training_state=False)
+        self._save_last()
 
     def _run(self, log) -> None:
         st, cfg = self.state, self.cfg
@@ -441,10 +553,13 @@ class Trainer:
             "elapsed": round(p.elapsed, 2),
         }
 
-    @staticmethod
-    def _write_log(log, record: dict) -> None:
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+    def _write_log(self, log, record: dict) -> None:
+        data = (json.dumps(record) + "\n").encode("utf-8")
+        try:
+            while data:
+                data = data[log.write(data) :]
+        except OSError as err:  # a full disk: say so in one line, like a failed checkpoint save
+            raise TextrnnError(f"cannot write the metrics log {log.name}: {err.strerror or err}") from None
 
     # ---- checkpoints -------------------------------------------------------------
     def _save_last(self) -> None:
@@ -476,25 +591,67 @@ class Trainer:
 
     def _load_resume(self, ckpt: Checkpoint) -> None:
         training = ckpt.meta.get("training", {})
-        if not training.get("has_training_state") or "optimizer" not in ckpt.meta:
+        if not isinstance(training, dict) or not training.get("has_training_state") or "optimizer" not in ckpt.meta:
             raise CheckpointError(
                 "this checkpoint holds no training state (it is a 'best' checkpoint); "
                 f"resume from {last_path(self.out)} instead"
             )
-        self.optimizer.load_state_dict(unflatten_state(ckpt.meta["optimizer"], ckpt.tensors))
-        known = {f.name for f in fields(TrainState)}
-        self.state = TrainState(**{k: v for k, v in training.items() if k in known})
-        if "best_score" not in training:  # written before `monitor` existed: it was val_loss
-            self.state.best_score = self.state.best_val_loss
-        for name in ("best_val_loss", "best_score"):  # JSON keeps inf as null
-            if getattr(self.state, name) is None:
-                setattr(self.state, name, float("inf"))
-        self.state.history = list(ckpt.meta.get("history", []))
-        self.state.stopped = ""
+        self._load_optimizer(unflatten_state(ckpt.meta["optimizer"], ckpt.tensors))
+        self.state = _resumed_state(training, ckpt.meta.get("history", []))
         restore_rng(ckpt.tensors)
         self.task.load_state_tensors(
             {k[len("state.") :]: v for k, v in ckpt.tensors.items() if k.startswith("state.")}
         )
+
+    def _load_optimizer(self, state: Any) -> None:
+        """Load saved optimizer state, checked: it comes from a file, and torch checks little
+        (a moment of the wrong shape or a hyperparameter of the wrong type fails mid-step).
+
+        Only the moments and step counts are taken from the file; the hyperparameters are
+        this run's, from the same config (so a --weight-decay given on resume applies).
+        """
+        try:
+            current = self.optimizer.state_dict()["param_groups"]
+            groups = state["param_groups"]
+            if not (isinstance(groups, list) and len(groups) == len(current) and all(isinstance(g, dict) for g in groups)):
+                raise ValueError("its parameter groups do not match the model's")
+            fresh = [{**now, "params": saved["params"]} for now, saved in zip(current, groups, strict=True)]
+            self.optimizer.load_state_dict({"state": state["state"], "param_groups": fresh})
+            for param, moments in self.optimizer.state.items():
+                for key, value in moments.items():
+                    if not isinstance(value, Tensor):
+                        continue
+                    fits = value.numel() == 1 if key == "step" else value.is_floating_point() and value.shape == param.shape
+                    if not fits:
+                        raise ValueError(f"{key} of shape {tuple(value.shape)} ({value.dtype}) for a parameter of shape {tuple(param.shape)}")
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise CheckpointError(f"checkpoint is corrupt: its optimizer state does not fit the model ({reason})") from None
+
+
+def _resumed_state(training: dict, history: Any) -> TrainState:
+    """The TrainState saved in a checkpoint's `training`, its types checked (it comes from a file)."""
+    state = TrainState()
+    for f in fields(TrainState):
+        if f.name in ("history", "stopped") or f.name not in training:
+            continue
+        value, default = training[f.name], getattr(state, f.name)
+        if value is None and f.name in ("best_val_loss", "best_score"):
+            value = float("inf")  # JSON keeps inf as null
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
+        if ok and isinstance(default, int):  # counters
+            ok = isinstance(value, int) and value >= 0
+        elif ok and f.name in ("elapsed", "lr_scale"):
+            ok = math.isfinite(value) and value >= 0 and (value > 0 or f.name == "elapsed")
+        if not ok:
+            raise CheckpointError(f"checkpoint is corrupt: training.{f.name} is {value!r}")
+        setattr(state, f.name, value)
+    if "best_score" not in training:  # written before `monitor` existed: it was val_loss
+        state.best_score = state.best_val_loss
+    if not (isinstance(history, list) and all(isinstance(h, dict) and isinstance(h.get("step"), int) for h in history)):
+        raise CheckpointError("checkpoint is corrupt: its validation history is not a list of records")
+    state.history = list(history)
+    return state
 
 
 def _json_safe(obj: Any) -> Any:

@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover
     from click.exceptions import UsageError as ClickUsageError
 
 from textrnn.cli import tokenize
+from textrnn.cli import tag
 from textrnn.errors import TextrnnError
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(tokenize.app, name="tokenize")
+app.add_typer(tag.app, name="tag")
 
 # Commands register themselves on `app` when their modules are imported.
 from textrnn.cli import lm  # noqa: E402,F401

@@ -15,24 +15,33 @@ from textrnn.checkpoint import describe, load_checkpoint
 from textrnn.cli import app
 from textrnn.cli.display import TrainDisplay, log, stderr_console
 from textrnn.data import check_text_file, iter_text_chunks
-from textrnn.errors import DataError, UsageError
+from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
 from textrnn.lm import (
     GenerateConfig,
     beam_generate,
+    check_lm_header,
     encode_prompt,
     evaluate_file,
     evaluate_text,
     generate,
+    lm_config,
     load_lm,
     train_lm,
 )
 from textrnn.tokenizers import (
+    Tokenizer,
     load_sentencepiece_model,
     load_tokenizer,
     tokenizer_from_dict,
     train_tokenizer,
 )
-from textrnn.train import TrainConfig, config_with_overrides, default_device, out_path_for
+from textrnn.train import (
+    TrainConfig,
+    config_with_overrides,
+    default_device,
+    last_path,
+    out_path_for,
+)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Show no progress or log lines on stderr.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -105,10 +114,18 @@ def train(
         ckpt = load_checkpoint(resume, task="lm")
         if model_overrides:
             raise UsageError("model options (--layers, --hidden, ...) cannot change when resuming")
-        tok = tokenizer_from_dict(ckpt.meta["tokenizer"])
-        cfg = config_with_overrides(TrainConfig.from_dict(ckpt.meta["train_config"]), **overrides)
-        corpus = corpus or Path(ckpt.meta.get("corpus", {}).get("path", ""))
-        out = out or Path(ckpt.meta["training"].get("best_checkpoint") or out_path_for(corpus))
+        tok, saved_cfg, saved_corpus, saved_out = _resume_settings(resume, ckpt.meta)
+        for name in ("batch_size", "seq_len"):  # the saved batch position and carried state depend on them
+            if overrides[name] is not None and overrides[name] != getattr(saved_cfg, name):
+                raise UsageError(
+                    f"--{name.replace('_', '-')} cannot change when resuming "
+                    f"(the checkpoint was trained with {getattr(saved_cfg, name)})"
+                )
+        cfg = config_with_overrides(saved_cfg, **overrides)
+        if corpus is None and saved_corpus is None:
+            raise UsageError("the checkpoint does not say which corpus it was trained on; give CORPUS")
+        corpus = corpus or Path(saved_corpus)
+        out = out or (Path(saved_out) if saved_out else out_path_for(corpus))
         check_text_file(corpus)
     else:
         if corpus is None:
@@ -130,20 +147,40 @@ def train(
             fit_small_corpus=batch_size is None and seq_len is None,  # an explicit shape is kept
         )  # fmt: skip
     st = result.state
+    best_file, last_file = out, last_path(out)  # as the user named them (train_lm's are absolute)
     if st.stopped == "interrupted":
         print(
-            f"textrnn: interrupted at step {st.step}; resume with: textrnn train --resume {result.last}",
+            f"textrnn: interrupted at step {st.step}; resume with: textrnn train --resume {last_file}",
             file=sys.stderr,
         )
         raise typer.Exit(130)
-    log(console, f"done ({st.stopped}) after {st.step} steps; best val loss {st.best_val_loss:.4f} at step {st.best_step}: {result.best}")
+    log(console, f"done ({st.stopped}) after {st.step} steps; best val loss {st.best_val_loss:.4f} at step {st.best_step}: {best_file}")
     if json_out:
         best = next((h for h in st.history if h["step"] == st.best_step), {})
         print(json.dumps({
-            "checkpoint": str(result.best), "last_checkpoint": str(result.last), "steps": st.step, "epochs": st.epoch,
+            "checkpoint": str(best_file), "last_checkpoint": str(last_file), "steps": st.step, "epochs": st.epoch,
             "stopped": st.stopped, "best_step": st.best_step, "best_val_loss": best.get("val_loss"),
             "best_val_bpc": best.get("val_bpc"), "elapsed": round(st.elapsed, 2), "tokens": st.tokens,
         }))  # fmt: skip
+
+
+def _resume_settings(path: Path, meta: dict) -> tuple[Tokenizer, TrainConfig, str | None, str | None]:
+    """The tokenizer, training config, corpus path and best-checkpoint path that a last
+    checkpoint saved; CheckpointError when they are missing or malformed."""
+    lm_config(meta, source=str(path))  # a bad model config is named with the file here
+    try:
+        tok = tokenizer_from_dict(meta["tokenizer"])
+        cfg = TrainConfig.from_dict(meta["train_config"])
+        corpus = meta.get("corpus", {}).get("path")
+        out = meta.get("training", {}).get("best_checkpoint")
+    except KeyError as err:
+        raise CheckpointError(f"{path}: checkpoint metadata is incomplete (no {err})") from None
+    except (TypeError, AttributeError, TextrnnError) as err:
+        raise CheckpointError(f"{path}: checkpoint metadata is invalid ({err})") from None
+    for name, value in (("corpus path", corpus), ("best checkpoint path", out)):
+        if not (value is None or (isinstance(value, str) and value)):
+            raise CheckpointError(f"{path}: checkpoint metadata is invalid ({name} {value!r})")
+    return tok, cfg, corpus, out
 
 
 def _build_tokenizer(corpus, kind, vocab_size, min_count, unit, normalize, tokenizer_file, tokenizer_model):
@@ -177,7 +214,7 @@ def _read_stdin_prompt() -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise DataError(f"prompt on stdin is not valid UTF-8 (byte {err.start})") from None
+        raise DataError(f"stdin is not valid UTF-8 (byte {err.start}); textrnn reads UTF-8 text only") from None
 
 
 @app.command()
@@ -326,6 +363,8 @@ def info(
     Example: textrnn info checkpoints/input.ckpt
     """
     summary = describe(checkpoint)
+    if summary["task"] == "lm":
+        check_lm_header(checkpoint)  # a config that its tensors do not fit is not a usable model
     if json_out:
         print(json.dumps(summary, ensure_ascii=False))
         return

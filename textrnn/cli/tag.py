@@ -1,0 +1,538 @@
+"""`textrnn tag train | predict | eval | split`: BiLSTM(-CRF) sequence taggers (POS, NER)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from textrnn.checkpoint import load_checkpoint
+from textrnn.cli.display import TrainDisplay, log, stderr_console
+from textrnn.conll import (
+    Sentence,
+    check_column,
+    conllu_skeleton,
+    format_conllu,
+    format_tsv,
+    iter_file_lines,
+    load_sentences,
+    parse_conllu,
+    set_tags,
+    split_file,
+)
+from textrnn.data import check_text_file
+from textrnn.errors import DataError, UsageError
+from textrnn.tagging import (
+    DEFAULT_MODEL,
+    DEFAULT_TRAIN,
+    READ_AHEAD,
+    LoadedTagger,
+    evaluate,
+    load_tagger,
+    predict,
+    train_tagger,
+)
+from textrnn.train import Progress, TrainConfig, config_with_overrides, default_device, out_path_for
+
+app = typer.Typer(help="Sequence taggers (POS, NER): train, predict, eval.", no_args_is_help=True)
+
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Show no progress or log lines on stderr.")
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+Device = Annotated[
+    str, typer.Option(help="auto | cpu | cuda | mps (auto: CUDA, then MPS, then CPU).")
+]
+CheckpointOpt = Annotated[Path, typer.Option("--checkpoint", "-c", help="Tagger checkpoint.")]
+Threads = Annotated[
+    int,
+    typer.Option(
+        help="CPU threads (0 = PyTorch's default, one per core). The small matrix products of "
+        "a tagger gain little from more threads and lose a lot when other programs share "
+        "the cores: use 1 on a busy machine."
+    ),
+]
+
+
+def _set_threads(threads: int) -> None:
+    if threads < 0:
+        raise UsageError(f"--threads must not be negative, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
+
+
+class DataFormat(str, Enum):
+    auto = "auto"
+    conllu = "conllu"
+    tsv = "tsv"
+
+
+class InputFormat(str, Enum):
+    text = "text"
+    conllu = "conllu"
+
+
+class OutputFormat(str, Enum):
+    slash = "slash"
+    tsv = "tsv"
+    conllu = "conllu"
+    json = "json"
+
+
+# ---- train ------------------------------------------------------------------------------------
+
+
+class TagDisplay(TrainDisplay):
+    """The training display, reporting dev accuracy instead of perplexity."""
+
+    def __call__(self, p: Progress) -> None:
+        if p.event == "eval" and p.val and self.bar is not None:
+            v = p.val
+            self.last_val = f"dev acc {_pct(v.get('val_accuracy'))} (unseen words {_pct(v.get('val_oov_accuracy'))})"
+            best = " (best)" if p.step == p.best_step else ""
+            self.bar.console.print(
+                f"step {p.step} epoch {p.epoch + 1}: {self.last_val}{best}", markup=False
+            )
+            p = replace(p, val={})  # the parent's line shows perplexity: skip it
+        super().__call__(p)
+
+
+def _pct(x: float | None) -> str:
+    return f"{100 * x:.2f}%" if x is not None and math.isfinite(x) else "-"
+
+
+@app.command()
+def train(
+    train: Annotated[
+        Path | None,
+        typer.Option(
+            "--train",
+            help="Training data: CoNLL-U or token<TAB>tag lines (optional with --resume).",
+        ),
+    ] = None,
+    dev: Annotated[
+        Path | None,
+        typer.Option(
+            "--dev",
+            help="Development data for validation each epoch (default: hold out the last 5% of --train).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Best checkpoint (default: checkpoints/<train>.ckpt); the last one goes beside it as <name>.last.ckpt."
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue exactly where this (last) checkpoint stopped.")
+    ] = None,
+    data_format: Annotated[
+        DataFormat,
+        typer.Option("--format", help="Data format (auto: .conllu or 10 columns -> conllu)."),
+    ] = DataFormat.auto,
+    column: Annotated[
+        str, typer.Option(help="CoNLL-U tag column: upos | xpos | deprel | misc:KEY.")
+    ] = "upos",
+    crf: Annotated[
+        bool,
+        typer.Option("--crf/--no-crf", help="Add a CRF layer (Viterbi decoding); useful for NER."),
+    ] = False,
+    embeddings: Annotated[
+        Path | None, typer.Option(help="Pretrained word vectors, word2vec/fastText text format.")
+    ] = None,
+    embeddings_limit: Annotated[
+        int, typer.Option(help="Read at most this many vectors (0 = all).")
+    ] = 200_000,
+    lowercase: Annotated[
+        bool,
+        typer.Option(
+            "--lowercase/--no-lowercase",
+            help="Look words up lowercased (the character model still sees case).",
+        ),
+    ] = True,
+    min_count: Annotated[
+        int, typer.Option(help="Words seen fewer times get no embedding of their own.")
+    ] = 1,
+    word_dim: Annotated[
+        int | None,
+        typer.Option(help=f"Word embedding size (default: {DEFAULT_MODEL['word_dim']})."),
+    ] = None,
+    char_dim: Annotated[
+        int | None,
+        typer.Option(help=f"Character embedding size (default: {DEFAULT_MODEL['char_dim']})."),
+    ] = None,
+    char_hidden: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Character BiLSTM units per direction, 0 = none (default: {DEFAULT_MODEL['char_hidden']})."
+        ),
+    ] = None,
+    hidden: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Sentence BiLSTM units per direction (default: {DEFAULT_MODEL['hidden']})."
+        ),
+    ] = None,
+    layers: Annotated[
+        int | None,
+        typer.Option(help=f"Sentence BiLSTM layers (default: {DEFAULT_MODEL['layers']})."),
+    ] = None,
+    dropout: Annotated[
+        float | None, typer.Option(help=f"Dropout (default: {DEFAULT_MODEL['dropout']}).")
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help=f"Sentences per batch (default: {DEFAULT_TRAIN['batch_size']})."),
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help=f"Peak learning rate (default: {DEFAULT_TRAIN['lr']}).")
+    ] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option(help="AdamW weight decay (default: 0.01).")
+    ] = None,
+    clip: Annotated[
+        float | None,
+        typer.Option(help=f"Gradient-norm clipping, 0 = off (default: {DEFAULT_TRAIN['clip']})."),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help=f"Passes over the data (default: {DEFAULT_TRAIN['epochs']}).")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(help="Stop after this many seconds; the schedule fits the budget."),
+    ] = None,
+    eval_every: Annotated[
+        int | None, typer.Option(help="Validate every N steps (default: each epoch).")
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Early stopping: validations without a better dev accuracy (default: {DEFAULT_TRAIN['patience']}, 0 = off)."
+        ),
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="auto | fp32 | bf16 (default: auto).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: 1234).")] = None,
+    device: Device = "auto",
+    threads: Threads = 0,
+    quiet: Quiet = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Train a BiLSTM tagger (word + character BiLSTM, optional CRF) on CoNLL-U or token<TAB>tag data.
+
+    The best checkpoint is the one with the highest dev accuracy.
+
+    Example: textrnn tag train --train en_ewt-ud-train.conllu --dev en_ewt-ud-dev.conllu --time-budget 900
+    """
+    console = stderr_console(quiet)
+    _set_threads(threads)
+    dev_ = default_device(device)
+    overrides = dict(
+        batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs, max_steps=max_steps,
+        time_budget=time_budget, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
+    )  # fmt: skip
+    model_overrides = {
+        k: v
+        for k, v in dict(word_dim=word_dim, char_dim=char_dim, char_hidden=char_hidden, hidden=hidden,
+                         layers=layers, dropout=dropout).items()
+        if v is not None
+    }  # fmt: skip
+    if crf:
+        model_overrides["crf"] = True
+    ckpt = None
+    if resume is not None:
+        ckpt = load_checkpoint(resume, task="tagger")
+        if model_overrides or embeddings is not None:
+            raise UsageError(
+                "model options (--hidden, --crf, --embeddings, ...) cannot change when resuming"
+            )
+        corpus = ckpt.meta.get("corpus", {})
+        train = train or Path((corpus.get("train") or {}).get("path", ""))
+        if dev is None and corpus.get("dev"):
+            dev = Path(corpus["dev"]["path"])
+        column = (ckpt.meta.get("tokenizers", {}).get("tag", {}) or {}).get("column", column)
+        cfg = config_with_overrides(TrainConfig.from_dict(ckpt.meta["train_config"]), **overrides)
+        out = out or Path(ckpt.meta["training"].get("best_checkpoint") or out_path_for(train))
+    else:
+        if train is None:
+            raise UsageError("missing --train FILE (or --resume CHECKPOINT)")
+        cfg = config_with_overrides(TrainConfig(**DEFAULT_TRAIN), **overrides)
+        out = out or out_path_for(train)
+    check_column(column)
+    for path in (train, dev, embeddings):
+        if path is not None:
+            check_text_file(path)
+    if min_count < 1:
+        raise UsageError(f"--min-count must be at least 1, got {min_count}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log(console, f"training a tagger on {train} (column {column}) -> {out}")
+    with TagDisplay(console) as display:
+        result = train_tagger(
+            train, dev, out=out, column=column, fmt=data_format.value, model_overrides=model_overrides,
+            train_cfg=cfg, lowercase=lowercase, min_count=min_count, embeddings=embeddings,
+            embeddings_limit=embeddings_limit, device=dev_, on_progress=display,
+            on_log=lambda m: log(console, m), resume=ckpt,
+        )  # fmt: skip
+    st = result.state
+    if st.stopped == "interrupted":
+        print(
+            f"textrnn: interrupted at step {st.step}; resume with: textrnn tag train --resume {result.last}",
+            file=sys.stderr,
+        )
+        raise typer.Exit(130)
+    best = next((h for h in st.history if h["step"] == st.best_step), {})
+    log(
+        console,
+        f"done ({st.stopped}) after {st.step} steps; best dev accuracy {_pct(best.get('val_accuracy'))} at step {st.best_step}: {result.best}",
+    )
+    if json_out:
+        print(json.dumps({
+            "checkpoint": str(result.best), "last_checkpoint": str(result.last), "steps": st.step, "epochs": st.epoch,
+            "stopped": st.stopped, "best_step": st.best_step, "best_val_accuracy": best.get("val_accuracy"),
+            "best_val_oov_accuracy": best.get("val_oov_accuracy"), "best_val_loss": best.get("val_loss"),
+            "elapsed": round(st.elapsed, 2), "tokens": st.tokens,
+        }))  # fmt: skip
+
+
+# ---- predict ------------------------------------------------------------------------------------
+
+
+def _stdin_lines() -> Iterator[str]:
+    """Lines of stdin (UTF-8 checked), each without its "\\n"."""
+    if sys.stdin is None:
+        return
+    if not hasattr(sys.stdin, "buffer"):  # a text stream put in place by a caller
+        for line in sys.stdin:
+            yield line.removesuffix("\n")
+        return
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(
+                f"<stdin>:{number}: invalid UTF-8; textrnn reads UTF-8 text only"
+            ) from None
+        if number == 1:
+            line = line.removeprefix("\ufeff")
+        yield line.removesuffix("\n")
+
+
+def _interactive() -> bool:
+    return sys.stdin is not None and hasattr(sys.stdin, "isatty") and sys.stdin.isatty()
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _render(sentence: Sentence, fmt: str, column: str) -> str:
+    words, tags = sentence.words, sentence.tags or []
+    if fmt == "slash":
+        return " ".join(f"{w}/{t}" for w, t in zip(words, tags, strict=True)) + "\n"
+    if fmt == "tsv":
+        return format_tsv(sentence)
+    if fmt == "json":
+        return json.dumps({"words": words, "tags": tags}, ensure_ascii=False) + "\n"
+    if not sentence.rows:
+        sentence = replace(conllu_skeleton(words), tags=tags)
+    set_tags(sentence, list(tags), column=column)
+    return format_conllu(sentence, column=column)
+
+
+@app.command("predict")
+def predict_(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Input (default: stdin): one whitespace-tokenized sentence per line, or CoNLL-U."
+        ),
+    ] = None,
+    checkpoint: CheckpointOpt = ...,  # type: ignore[assignment]
+    input_format: Annotated[
+        InputFormat,
+        typer.Option(help="text: a sentence per line; conllu: fill the tag column, keep the rest."),
+    ] = InputFormat.text,
+    out_format: Annotated[
+        OutputFormat | None,
+        typer.Option(
+            "--format",
+            help="slash (word/TAG) | tsv | conllu | json (a JSON object per sentence) (default: slash; conllu for CoNLL-U input).",
+        ),
+    ] = None,
+    column: Annotated[
+        str | None,
+        typer.Option(help="CoNLL-U column to fill (default: the one the tagger was trained on)."),
+    ] = None,
+    read_ahead: Annotated[
+        int,
+        typer.Option(
+            help="Sentences read, then tagged together in batches of similar length (1 when stdin is a terminal)."
+        ),
+    ] = READ_AHEAD,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (bf16 where the CPU/GPU has it: about twice as fast, a few tags in 10,000 may differ) | fp32 | bf16."
+        ),
+    ] = "auto",
+    device: Device = "cpu",
+    threads: Threads = 0,
+) -> None:
+    """Tag sentences, streaming: output follows input batch by batch.
+
+    Example: echo "I saw her duck ." | textrnn tag predict -c checkpoints/en_ewt-ud-train.ckpt
+    """
+    if read_ahead < 1:
+        raise UsageError(f"--read-ahead must be at least 1, got {read_ahead}")
+    _set_threads(threads)
+    tagger = load_tagger(checkpoint, device=default_device(device), precision=precision)
+    column = check_column(column or tagger.vocab.column)
+    fmt = (
+        out_format.value
+        if out_format
+        else ("conllu" if input_format == InputFormat.conllu else "slash")
+    )
+    if file is None and _interactive():
+        read_ahead = 1
+    name = "<stdin>" if file is None else str(file)
+    lines = _stdin_lines() if file is None else iter_file_lines(check_text_file(file))
+    if input_format == InputFormat.conllu:
+        sentences: Iterable[Sentence] = parse_conllu(lines, name=name, column=column)
+    else:
+        sentences = (Sentence(line.split()) for line in lines)
+    out = sys.stdout
+    for chunk in _chunks(sentences, read_ahead):
+        tags = predict(tagger, [s.words for s in chunk], read_ahead=read_ahead)
+        out.write(
+            "".join(
+                _render(replace(s, tags=t), fmt, column) for s, t in zip(chunk, tags, strict=True)
+            )
+        )
+        out.flush()
+
+
+# ---- eval ---------------------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_(
+    file: Annotated[Path, typer.Argument(help="Tagged data: CoNLL-U or token<TAB>tag lines.")],
+    checkpoint: CheckpointOpt = ...,  # type: ignore[assignment]
+    data_format: Annotated[
+        DataFormat,
+        typer.Option("--format", help="Data format (auto: .conllu or 10 columns -> conllu)."),
+    ] = DataFormat.auto,
+    column: Annotated[
+        str | None,
+        typer.Option(help="CoNLL-U gold column (default: the one the tagger was trained on)."),
+    ] = None,
+    precision: Annotated[
+        str, typer.Option(help="fp32 (the figure training reported) | bf16 | auto.")
+    ] = "fp32",
+    device: Device = "cpu",
+    threads: Threads = 0,
+    json_out: JsonOut = False,
+) -> None:
+    """Score a tagger on gold data: accuracy, unseen-word accuracy, per-tag and span F1.
+
+    Reports token accuracy, accuracy on words unseen in training, per-tag
+    precision/recall/F1 and, for BIO/BIOES tags, span precision/recall/F1 with
+    conlleval semantics.
+
+    Example: textrnn tag eval -c checkpoints/en_ewt-ud-train.ckpt en_ewt-ud-dev.conllu --json
+    """
+    _set_threads(threads)
+    tagger = load_tagger(checkpoint, device=default_device(device), precision=precision)
+    column = check_column(column or tagger.vocab.column)
+    sentences = load_sentences(file, fmt=data_format.value, column=column)
+    result = {"file": str(file), **evaluate(tagger, sentences)}
+    if json_out:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    _print_eval(result, tagger)
+
+
+def _print_eval(result: dict, tagger: LoadedTagger) -> None:
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    summary = Table(
+        title=f"{result['file']}: {result['sentences']} sentences, {result['tokens']} tokens",
+        show_header=False,
+    )
+    summary.add_column("measure")
+    summary.add_column("value", justify="right")
+    summary.add_row("accuracy", _pct(result["accuracy"]))
+    summary.add_row(
+        f"unseen-word accuracy ({result['oov_tokens']} tokens)", _pct(result["oov_accuracy"])
+    )
+    if "span_f1" in result:
+        summary.add_row(f"span precision ({result['scheme']})", _pct(result["span_precision"]))
+        summary.add_row("span recall", _pct(result["span_recall"]))
+        summary.add_row("span F1", _pct(result["span_f1"]))
+    console.print(summary)
+    for title, rows in (("per tag", result["per_tag"]), ("per span type", result.get("spans"))):
+        if not rows:
+            continue
+        table = Table(title=title)
+        for name, justify in (
+            ("tag", "left"),
+            ("precision", "right"),
+            ("recall", "right"),
+            ("F1", "right"),
+            ("support", "right"),
+        ):
+            table.add_column(name, justify=justify)
+        for tag, r in rows.items():
+            table.add_row(
+                tag, _pct(r["precision"]), _pct(r["recall"]), _pct(r["f1"]), str(r["support"])
+            )
+        console.print(table)
+
+
+# ---- split -----------------------------------------------------------------------------------------------
+
+
+@app.command()
+def split(
+    file: Annotated[Path, typer.Argument(help="A CoNLL-U file to split.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", help="Folder for <name>-train/-dev/-test.conllu.")
+    ],
+    train_fraction: Annotated[
+        float, typer.Option(help="Fraction of sentences for training (the first ones).")
+    ] = 0.8,
+    dev_fraction: Annotated[
+        float, typer.Option(help="Fraction for dev (the next ones); the rest is test.")
+    ] = 0.1,
+) -> None:
+    """Split a CoNLL-U file deterministically in file order (first 80% train, next 10% dev, last 10% test).
+
+    Example: textrnn tag split hi_pud-ud-first800.conllu --out-dir data/hi_pud
+    """
+    test_fraction = 1.0 - train_fraction - dev_fraction
+    if min(train_fraction, dev_fraction) < 0 or test_fraction < -1e-9:
+        raise UsageError(
+            "--train-fraction and --dev-fraction must be non-negative and sum to at most 1"
+        )
+    for path in split_file(
+        file, out_dir, fractions=(train_fraction, dev_fraction, max(0.0, test_fraction))
+    ):
+        print(path)
