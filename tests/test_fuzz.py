@@ -43,8 +43,9 @@ RUNS = [
 SAMPLES = ["Hello, world!\nthe lamp\tlit 😀", "क्षण शास्त्र।", "", "\n\n", "<unk> ▁ \ufeff\u200d"]
 
 
-def fuzz(examples: int, strategy, check) -> None:
-    """Run `check(value)` on `examples` values drawn from `strategy`."""
+def fuzz(examples: int, strategy, check) -> int:
+    """Run `check(value)` on `examples` values drawn from `strategy`; return how many ran."""
+    ran = 0
 
     @settings(
         max_examples=examples,
@@ -54,9 +55,14 @@ def fuzz(examples: int, strategy, check) -> None:
     )
     @given(strategy)
     def run(value):
+        nonlocal ran
+        ran += 1
         check(value)
 
     run()
+    assert ran >= examples, f"hypothesis ran {ran} of {examples} examples"
+    print(f"{ran} examples")
+    return ran
 
 
 @pytest.fixture(scope="module")
@@ -377,9 +383,16 @@ TENSORS = [
     "rng.torch",
     "state.hidden.0",
 ]
+plausible = st.one_of(
+    st.integers(-2, 70),
+    st.floats(-1, 3),
+    st.booleans(),
+    st.sampled_from(["lstm", "gru", "char", "nfc"]),
+)
 meta_edits = st.lists(
     st.one_of(
         st.tuples(st.just("set"), st.sampled_from(META_PATHS), json_values),
+        st.tuples(st.just("set"), st.sampled_from(META_PATHS), plausible),
         st.tuples(st.just("delete"), st.sampled_from(META_PATHS)),
         st.tuples(st.just("drop tensor"), st.sampled_from(TENSORS)),
         st.tuples(
@@ -411,6 +424,9 @@ def edit_checkpoint(meta: dict, tensors: dict, edits: list[tuple]) -> None:
             tensors.pop(edit[1], None)
         else:
             tensors[edit[1]] = torch.zeros(edit[2], dtype=edit[3])
+
+
+OUTCOMES: dict = {}
 
 
 def check_checkpoint(folder: Path, edits: list[tuple]) -> None:
@@ -445,6 +461,7 @@ def check_checkpoint(folder: Path, edits: list[tuple]) -> None:
     with pytest.raises(SystemExit) as exit_:  # anything else escaping main is a bug
         main([*args, "--max-steps", str(step + 1), "--quiet"])
     assert exit_.value.code in (0, 1, 2)
+    OUTCOMES[exit_.value.code] = OUTCOMES.get(exit_.value.code, 0) + 1
 
 
 @pytest.mark.parametrize(
@@ -462,4 +479,6 @@ def test_lm_checkpoint_metadata(tiny_lm, monkeypatch, capsys, examples):
         err = capsys.readouterr().err
         assert "Traceback" not in err and len(err.splitlines()) <= 1, err
 
+    OUTCOMES.clear()
     fuzz(examples, meta_edits, check)
+    print("`train --resume` exit codes:", OUTCOMES)

@@ -163,7 +163,7 @@ def stream_nll(
 
 # Model shapes that suit each tokenizer when the user passes only a corpus.
 DEFAULT_MODEL = {
-    "char": {"embed": 128, "hidden": 512, "layers": 2, "dropout": 0.25, "tie_weights": False},
+    "char": {"embed": 128, "hidden": 512, "layers": 2, "dropout": 0.1, "tie_weights": False},
     "word": {"embed": 512, "hidden": 512, "layers": 2, "dropout": 0.4, "tie_weights": True},
     "bpe": {"embed": 512, "hidden": 512, "layers": 2, "dropout": 0.3, "tie_weights": True},
     "unigram": {"embed": 512, "hidden": 512, "layers": 2, "dropout": 0.3, "tie_weights": True},
@@ -246,11 +246,19 @@ def _check_not_constant(corpus: EncodedCorpus, tokenizer: Tokenizer) -> None:
     )
 
 
+_CONFIG_TYPES = {"vocab_size": int, "layers": int, "hidden": int, "embed": int, "dropout": int | float, "tie_weights": bool, "cell": str}
+
+
 def lm_config(meta: dict, *, source: str = "checkpoint") -> LMConfig:
     """The validated `model_config` of a checkpoint's meta; CheckpointError if it has none
     or an invalid one (a value that would be a usage error as an option is a corrupt file here)."""
     try:
-        return LMConfig.from_dict(meta["model_config"])
+        config = LMConfig.from_dict(meta["model_config"])
+        for name, kind in _CONFIG_TYPES.items():  # LMConfig checks values, not types
+            value = getattr(config, name)
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+                raise TypeError(f"{name} is {value!r}")
+        return config
     except (KeyError, TypeError, ValueError, UsageError) as err:
         raise CheckpointError(f"{source}: checkpoint metadata is incomplete or invalid (model config: {err})") from None
 
@@ -512,7 +520,7 @@ def generation_threads(rows: int, device: torch.device):
         torch.set_num_threads(previous)
 
 
-SINGLE_THREAD_ROWS = 8  # generation with at most this many rows (samples x beam) uses one thread
+SINGLE_THREAD_ROWS = 64  # generation with at most this many rows (samples x beam) uses one thread
 
 
 def _prime(lm: LoadedLM, stepper: LMStepper, ids: list[int], rows: int) -> tuple[State, Tensor]:

@@ -41,6 +41,7 @@ from textrnn.checkpoint import (
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
 
 PRECISIONS = ("auto", "fp32", "bf16")
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string"}
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,17 @@ class TrainConfig:
     log_every: int = 20  # steps between progress reports and metric-log lines
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # (a config read from a checkpoint may hold anything)
+            value, kind = getattr(self, f.name), type(f.default)
+            if kind not in _KIND_NAMES:
+                continue
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if kind is int:
+                ok = ok and isinstance(value, int)
+            elif kind is str:
+                ok = isinstance(value, str)
+            if not ok:
+                raise UsageError(f"--{f.name.replace('_', '-')} must be {_KIND_NAMES[kind]}, got {value!r}")
         positive = ("batch_size", "seq_len", "epochs")
         for name in positive:
             if getattr(self, name) < 1:
@@ -277,11 +289,19 @@ def output_lock(out: Path) -> Iterator[Path]:
             raise TextrnnError(f"cannot write the lock file {path}: {err.strerror or err}") from None
         yield path
     finally:
-        try:
-            path.unlink(missing_ok=True)  # while still held: no one can take a file that goes away
-        except OSError:
-            pass
-        os.close(fd)
+        if fcntl is not None:  # unlinked while still held: no one can take a file that goes away
+            _unlink_quietly(path)
+            os.close(fd)
+        else:  # pragma: no cover - Windows cannot delete an open file
+            os.close(fd)
+            _unlink_quietly(path)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _take_lock(path: Path) -> int:
@@ -292,10 +312,12 @@ def _take_lock(path: Path) -> int:
             raise TextrnnError(f"cannot create the lock file {path}: {err.strerror or err}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             holder = _lock_holder(fd)
             os.close(fd)
             raise _locked_error(path, holder, stale_hint=False) from None
+        except OSError:  # a filesystem without flock: the file still names the PID
+            return fd
         try:
             if os.path.samestat(os.fstat(fd), os.stat(path)):
                 return fd
@@ -318,7 +340,8 @@ def _take_lock_excl(path: Path) -> int:  # pragma: no cover - platforms without 
 
 def _lock_holder(fd: int) -> str:
     try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 32).decode("ascii", "replace").strip()
     except OSError:
         text = ""
     return text if text.isdigit() else "unknown"
@@ -563,7 +586,10 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------
     def _save_last(self) -> None:
+        if getattr(self, "_last_saved_step", None) == self.state.step and self.state.stopped != "interrupted":
+            return  # already written at this step (a final validation saves it too)
         self._save(last_path(self.out), with_training_state=True)
+        self._last_saved_step = self.state.step
 
     def _save(self, path: Path, *, with_training_state: bool) -> None:
         model = self.task.model

@@ -9,6 +9,7 @@ Conventions for every command:
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import typer
@@ -38,8 +39,12 @@ app.add_typer(tag.app, name="tag")
 # Commands register themselves on `app` when their modules are imported.
 from textrnn.cli import lm  # noqa: E402,F401
 
+# What str.splitlines() breaks at: a message quoting a file's content stays one line.
+_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
 
 def _fail(message: str, code: int) -> None:
+    message = _LINE_BREAKS.sub(lambda m: repr(m[0])[1:-1], message)
     print(f"textrnn: error: {message}", file=sys.stderr)
     raise SystemExit(code)
 

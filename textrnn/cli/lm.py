@@ -74,7 +74,7 @@ def train(
     layers: Annotated[int | None, typer.Option(help="Recurrent layers [default: 2].")] = None,
     hidden: Annotated[int | None, typer.Option(help="Units per layer [default: 512].")] = None,
     embed: Annotated[int | None, typer.Option(help="Embedding size [default: 128 char, 512 otherwise].")] = None,
-    dropout: Annotated[float | None, typer.Option(help="Dropout [default: 0.25 char, 0.3-0.4 otherwise].")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout [default: 0.1 char, 0.3-0.4 otherwise].")] = None,
     tie_weights: Annotated[bool | None, typer.Option("--tie-weights/--no-tie-weights", help="Share input and output embeddings [default: on for word/subword].")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Sequences per batch [default: 64].")] = None,
     seq_len: Annotated[int | None, typer.Option(help="Back-propagation length [default: 128 char, 64 otherwise].")] = None,
