@@ -599,6 +599,7 @@ def child(req):
         os.close(f)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     sys.stdin = open(os.devnull)
+    sys.dont_write_bytecode = True  # a size limit must never leave truncated .pyc files behind
     if req["fsize"]:  # a "disk" that takes no file larger than this: writes fail with EFBIG
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (req["fsize"], req["fsize"]))

@@ -15,7 +15,6 @@ import torch
 from textrnn.checkpoint import load_checkpoint
 from textrnn.conll import load_sentences, write_sentences
 from textrnn.errors import CheckpointError
-from textrnn.lm import LMTask  # noqa: F401  (the LM task shares the loop; imported to prove no cycle)
 from textrnn.metrics import allowed_transition
 from textrnn.models.tagger import CRF, BiLSTM, Tagger, TaggerConfig, reverse_index, viterbi
 from textrnn.tagging import (

@@ -9,6 +9,14 @@ word vocabulary generalises; the character model reads the untouched graphemes
 (case included). Rare words are replaced by <unk> during training with probability
 alpha / (alpha + count) (Kiperwasser & Goldberg 2016), so <unk> is trained on words
 like the unknown ones seen later and the character model learns to carry them.
+
+Defaults (DEFAULT_MODEL, DEFAULT_TRAIN) were chosen on UD English EWT with short CPU
+runs: word 100 + character BiLSTM 2x100 (char emb 50) -> 2-layer BiLSTM 2x200, dropout
+0.33, AdamW lr 3e-3 with warm-up and cosine decay, 32 sentences per batch, clipping 5,
+bf16 autocast where the CPU has it (same accuracy per step as fp32, ~20% faster).
+A larger model (2x256, char 2x128, dropout 0.4) or dropout 0.5 was no better at equal
+time; lr 3e-3 learned faster than 2e-3; case-sensitive word keys were worse;
+alpha = 1 gave the same accuracy as 0.25 with better unseen-word accuracy.
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ from textrnn.train import (
 
 SPECIALS = ("<pad>", "<unk>")  # ids PAD and UNK of the word and character vocabularies
 MAX_UNITS = 24  # a longer word is read by its first and last MAX_UNITS // 2 graphemes
-WORD_DROPOUT_ALPHA = 0.25  # P(<unk> replaces a training word seen c times) = alpha / (alpha + c)
+WORD_DROPOUT_ALPHA = 1.0  # P(<unk> replaces a training word seen c times) = alpha / (alpha + c)
 READ_AHEAD = 2048  # sentences read, length-sorted and tagged together when predicting
 BATCH_TOKENS = 8192  # padded positions per inference batch (at most MAX_BATCH sentences)
 MAX_BATCH = 512

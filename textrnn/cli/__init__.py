@@ -21,8 +21,7 @@ except ImportError:  # pragma: no cover
     from click.exceptions import ClickException
     from click.exceptions import UsageError as ClickUsageError
 
-from textrnn.cli import tokenize
-from textrnn.cli import tag
+from textrnn.cli import tag, tokenize
 from textrnn.errors import TextrnnError
 
 app = typer.Typer(
