@@ -14,6 +14,7 @@ from textrnn import decoding
 from textrnn.checkpoint import describe, load_checkpoint
 from textrnn.cli import app
 from textrnn.cli.display import TrainDisplay, log, stderr_console
+from textrnn.cli.options import Device, JsonOut, Quiet
 from textrnn.data import check_text_file, iter_text_chunks
 from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
 from textrnn.lm import (
@@ -42,10 +43,6 @@ from textrnn.train import (
     last_path,
     out_path_for,
 )
-
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Show no progress or log lines on stderr.")]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-Device = Annotated[str, typer.Option(help="auto | cpu | cuda | mps (auto: CUDA, then MPS, then CPU).")]
 
 
 class Kind(str, Enum):

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from textrnn.checkpoint import load_checkpoint
 from textrnn.cli.display import TrainDisplay, log, stderr_console
+from textrnn.cli.options import Device, JsonOut, Quiet
 from textrnn.conll import (
     Sentence,
     check_column,
@@ -46,13 +47,6 @@ from textrnn.train import Progress, TrainConfig, config_with_overrides, default_
 
 app = typer.Typer(help="Sequence taggers (POS, NER): train, predict, eval.", no_args_is_help=True)
 
-Quiet = Annotated[
-    bool, typer.Option("--quiet", "-q", help="Show no progress or log lines on stderr.")
-]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-Device = Annotated[
-    str, typer.Option(help="auto | cpu | cuda | mps (auto: CUDA, then MPS, then CPU).")
-]
 CheckpointOpt = Annotated[Path, typer.Option("--checkpoint", "-c", help="Tagger checkpoint.")]
 Threads = Annotated[
     int,
