@@ -200,6 +200,66 @@ def _encode_to(path, tokenizer, dtype: np.dtype, ids_file: Path, info_file: Path
 # ---- token ids -> batches --------------------------------------------------------
 
 
+VAL_BLOCKS = 20  # held-out text is taken from this many places spread over the corpus
+
+
+class Spans:
+    """Some (start, stop) slices of a token array, read as one array without copying it.
+
+    The training text is the corpus with the validation blocks cut out; keeping it as
+    spans of the memory-mapped ids means a 1 GB corpus never has to be in memory.
+    """
+
+    def __init__(self, ids: np.ndarray, spans: list[tuple[int, int]]) -> None:
+        self.ids = ids
+        self.spans = [(a, b) for a, b in spans if b > a]
+        self.starts = np.cumsum([0] + [b - a for a, b in self.spans])  # position of each span in the view
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def take(self, start: int, n: int) -> np.ndarray:
+        """The `n` tokens from view position `start` (a view into the array when one span holds them)."""
+        if start < 0 or start + n > len(self):
+            raise IndexError(f"tokens {start}..{start + n} outside 0..{len(self)}")
+        if n == 0:
+            return self.ids[:0]
+        i = int(np.searchsorted(self.starts, start, side="right")) - 1
+        parts = []
+        while n > 0:
+            a, b = self.spans[i]
+            lo = a + start - int(self.starts[i])
+            k = min(n, b - lo)
+            parts.append(self.ids[lo : lo + k])
+            n, start, i = n - k, start + k, i + 1
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def array(self) -> np.ndarray:
+        """All the tokens, copied into one array."""
+        return np.concatenate([self.ids[a:b] for a, b in self.spans]) if self.spans else self.ids[:0]
+
+
+def split_validation(n_tokens: int, n_val: int, *, min_block: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Train and validation spans of a corpus of `n_tokens`, `n_val` of them held out.
+
+    The corpus is cut into up to VAL_BLOCKS equal parts and the end of each part is held
+    out, so validation samples the whole text (a novel's last chapter is not its average)
+    and the training text keeps the neighbourhood of every held-out block. Blocks hold
+    at least `min_block` tokens so that a few boundaries do not dominate the score.
+    """
+    if n_val <= 0:
+        return [(0, n_tokens)], []
+    blocks = max(1, min(VAL_BLOCKS, n_val // max(1, min_block)))
+    part = n_tokens // blocks
+    train, val = [], []
+    for i in range(blocks):
+        start, stop = i * part, (n_tokens if i == blocks - 1 else (i + 1) * part)
+        held = n_val // blocks + (1 if i < n_val % blocks else 0)
+        train.append((start, stop - held))
+        val.append((stop - held, stop))
+    return train, val
+
+
 class TokenStreams:
     """`batch_size` contiguous streams over a token array, cut into `seq_len` windows.
 
@@ -208,15 +268,17 @@ class TokenStreams:
     truncated back-propagation, as in char-rnn). Each epoch starts the streams at
     a different offset in [0, seq_len), drawn from (seed, epoch), so window
     boundaries move between epochs while any epoch's batches can be regenerated
-    exactly on resume.
+    exactly on resume. `ids` is an array or the `Spans` left for training.
     """
 
-    def __init__(self, ids: np.ndarray, *, batch_size: int, seq_len: int, seed: int) -> None:
-        self.ids, self.batch_size, self.seq_len, self.seed = ids, batch_size, seq_len, seed
-        self.row_len = (len(ids) - 1 - seq_len) // batch_size  # room for any offset < seq_len
+    def __init__(self, ids: np.ndarray | Spans, *, batch_size: int, seq_len: int, seed: int) -> None:
+        self.ids = ids if isinstance(ids, Spans) else Spans(ids, [(0, len(ids))])
+        self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
+        n = len(self.ids)
+        self.row_len = (n - 1 - seq_len) // batch_size  # room for any offset < seq_len
         if self.row_len < seq_len:
             raise DataError(
-                f"corpus too small: {len(ids)} training tokens, need at least "
+                f"corpus too small: {n} training tokens, need at least "
                 f"{batch_size * seq_len + seq_len + 1} for one batch of {batch_size} x {seq_len}; "
                 "use a smaller --batch-size or --seq-len, or a larger corpus"
             )
@@ -230,14 +292,11 @@ class TokenStreams:
     def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (inputs, targets), each (B, T) int64, from window `start` of `epoch` on."""
         B, T, L = self.batch_size, self.seq_len, self.row_len
-        off = self.offset(epoch)
-        span = self.ids[off : off + B * L + 1]
-        x_rows = span[:-1].reshape(B, L)  # views into the memmap: nothing is copied yet
-        y_rows = span[1:].reshape(B, L)
+        row_starts = self.offset(epoch) + L * np.arange(B)
         for k in range(start, self.steps_per_epoch()):
-            x = torch.from_numpy(x_rows[:, k * T : (k + 1) * T].astype(np.int64))
-            y = torch.from_numpy(y_rows[:, k * T : (k + 1) * T].astype(np.int64))
-            yield x, y
+            # Only this batch's B windows of T + 1 tokens are read from the memmap.
+            w = np.stack([self.ids.take(int(s) + k * T, T + 1) for s in row_starts]).astype(np.int64)  # (B, T+1)
+            yield torch.from_numpy(np.ascontiguousarray(w[:, :-1])), torch.from_numpy(np.ascontiguousarray(w[:, 1:]))
 
 
 def fit_batch_shape(n_tokens: int, batch_size: int, seq_len: int) -> tuple[int, int]:

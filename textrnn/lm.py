@@ -20,7 +20,15 @@ from torch import Tensor
 
 from textrnn import decoding
 from textrnn.checkpoint import Checkpoint, fingerprint_file, load_checkpoint, read_meta
-from textrnn.data import EncodedCorpus, TokenStreams, encode_corpus, fit_batch_shape, read_text
+from textrnn.data import (
+    EncodedCorpus,
+    Spans,
+    TokenStreams,
+    encode_corpus,
+    fit_batch_shape,
+    read_text,
+    split_validation,
+)
 from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
 from textrnn.models.lm import LanguageModel, LMConfig, LMStepper, State, detach_state, reorder_state
 from textrnn.tokenizers import Tokenizer, tokenizer_from_dict
@@ -50,8 +58,11 @@ class LMTask:
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.corpus_info = corpus_info
         n_val = min(int(corpus.tokens * cfg.val_fraction), MAX_VAL_TOKENS)
-        self.train_ids = corpus.ids[: corpus.tokens - n_val]
-        self.val_ids = corpus.ids[corpus.tokens - n_val :] if n_val > cfg.seq_len else None
+        if n_val <= cfg.seq_len:
+            n_val = 0
+        train, val = split_validation(corpus.tokens, n_val, min_block=4 * cfg.seq_len)
+        self.train_ids = Spans(corpus.ids, train)
+        self.val_ids = Spans(corpus.ids, val).array() if n_val else None
         self.chars_per_token = corpus.chars / max(1, corpus.tokens)
         self.streams = TokenStreams(self.train_ids, batch_size=cfg.batch_size, seq_len=cfg.seq_len, seed=cfg.seed)
         self.seq_len = cfg.seq_len

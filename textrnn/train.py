@@ -56,7 +56,7 @@ class TrainConfig:
     epochs: int = 20  # passes over the training data (an upper bound with early stopping)
     max_steps: int = 0  # stop after this many optimizer steps (0 = no limit)
     time_budget: float = 0.0  # stop after this many seconds of training (0 = no limit)
-    val_fraction: float = 0.05  # the last fraction of the corpus held out for validation
+    val_fraction: float = 0.05  # fraction of the training data held out for validation (when no dev set is given)
     eval_every: int = 0  # validate every N steps (0 = once per epoch, at most every 1000 steps)
     patience: int = 5  # stop after this many validations without improvement (0 = never)
     precision: str = "auto"  # auto (bf16 where the CPU/GPU supports it) | fp32 | bf16

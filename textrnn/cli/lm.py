@@ -81,7 +81,7 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Passes over the data [default: 20].")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")] = None,
     time_budget: Annotated[float | None, typer.Option(help="Stop after this many seconds; the schedule fits the budget.")] = None,
-    val_fraction: Annotated[float | None, typer.Option(help="Last fraction of the corpus held out [default: 0.05].")] = None,
+    val_fraction: Annotated[float | None, typer.Option(help="Fraction of the corpus held out for validation, in blocks spread over it [default: 0.05].")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Validate every N steps [default: each epoch, at most 1000].")] = None,
     patience: Annotated[int | None, typer.Option(help="Early stopping: validations without improvement [default: 5, 0 = off].")] = None,
     precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 [default: auto].")] = None,
