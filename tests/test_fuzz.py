@@ -312,10 +312,6 @@ def check_tagged_file(scratch: Path, case) -> None:
         sentences = conll.load_sentences(path, fmt=fmt, column=column, keep_rows=True)
     except TextrnnError:
         return
-    except ValueError as err:  # the one known bug: see the xfail test below
-        if "invalid literal for int()" not in str(err):
-            raise
-        return
     for s in sentences:
         assert s.words and len(s.words) == len(s.tags)
         if s.rows:  # CoNLL-U written back reads as the same words
@@ -335,17 +331,12 @@ def test_conllu_and_tsv_readers(scratch, examples):
     fuzz(examples, strategy, lambda c: check_tagged_file(scratch, c))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="conll.parse_conllu calls int() on IDs that str.isdigit() accepts, such as '²'",
-)
-def test_conllu_word_id_with_a_non_ascii_digit_is_a_data_error():
-    """Found by the fuzzer; textrnn/conll.py belongs to the tagger's owner. When it is fixed
-    this test passes and the xfail marker must go."""
+@pytest.mark.parametrize("ident", ["\u00b2", "\u0663", "1-\u00b2", "\u00b2.1"])
+def test_conllu_word_id_with_a_non_ascii_digit_is_a_data_error(ident):
+    """Found by the fuzzer: str.isdigit() accepts '²', and int() then failed on it."""
     conll = pytest.importorskip("textrnn.conll")
-    with pytest.raises(DataError):
-        list(conll.parse_conllu(["\u00b2\tx" + "\t_" * 8]))
+    with pytest.raises(DataError, match="ID"):
+        list(conll.parse_conllu([f"{ident}\tx" + "\t_" * 8]))
 
 
 # ---- language-model checkpoint metadata --------------------------------------------------------------

@@ -172,7 +172,7 @@ def parse_conllu(
             _check_compound_id(ident, name, lineno)
             rows.append(cols)
             continue
-        if not ident.isdigit() or int(ident) != len(words) + 1:
+        if not _is_number(ident) or int(ident) != len(words) + 1:
             raise DataError(
                 f"{name}:{lineno}: word ID {ident!r} out of sequence (expected {len(words) + 1})"
             )
@@ -188,10 +188,15 @@ def parse_conllu(
         yield Sentence(words, tags, start, rows, word_rows)
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' and '٣', which are no CoNLL-U IDs."""
+    return text.isascii() and text.isdigit()
+
+
 def _check_compound_id(ident: str, name: str, lineno: int) -> None:
     sep = "-" if "-" in ident else "."
     a, _, b = ident.partition(sep)
-    if not (a.isdigit() and b.isdigit()):
+    if not (_is_number(a) and _is_number(b)):
         raise DataError(f"{name}:{lineno}: malformed ID {ident!r}")
 
 
