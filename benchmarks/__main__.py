@@ -20,7 +20,7 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
-from benchmarks import generate_speed, quality, report, scale, tokenizer_speed, train_speed
+from benchmarks import generate_speed, quality, report, scale, tagger, tokenizer_speed, train_speed
 from benchmarks.common import (
     SCHEMA,
     Options,
@@ -37,6 +37,7 @@ AREAS = {
     "generate_speed": generate_speed,
     "quality": quality,
     "tokenizer_speed": tokenizer_speed,
+    "tagger": tagger,
     "scale": scale,
 }
 HERE = Path(__file__).resolve().parent

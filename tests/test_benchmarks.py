@@ -89,6 +89,22 @@ def test_results_markdown(tiny_run: Path):
     assert again.read_text() == text
 
 
+def test_tagger_json(tmp_path):
+    """The tagger area trains through the CLI, evaluates, and compares words/s with its reference."""
+    cmd = [sys.executable, "-m", "benchmarks", "tagger", "--quick", "--tiny",
+           "--out", str(tmp_path), "--results", str(tmp_path / "RESULTS.md")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "tagger.json").read_text())
+    _envelope(result, "tagger")
+    (quality,) = result["results"]["quality"]
+    assert 0.0 < quality["accuracy"] <= 1.0 and quality["commands"][-1].startswith("textrnn tag eval")
+    assert [r["case"] for r in result["results"]["throughput"]] == ["tag EWT dev, fp32", "tag EWT dev, bf16"]
+    for row in result["results"]["throughput"]:
+        assert COMPARISON_KEYS <= set(row) and row["unit"] == "words/s"
+    assert "## tagger" in (tmp_path / "RESULTS.md").read_text()
+
+
 def test_alternate_interleaves_and_reverses():
     calls = []
     runs = alternate(
