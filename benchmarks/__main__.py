@@ -13,6 +13,8 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -79,6 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--results", type=Path, default=HERE / "RESULTS.md", help="the Markdown report to rewrite"
     )
+    p.add_argument(
+        "--keep", type=Path, help="keep each area's working folder (models, corpora) in KEEP/AREA"
+    )
     args = p.parse_args(argv)
     unknown = [a for a in args.areas if a not in AREAS]
     if unknown:
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     for area in args.areas or list(AREAS):
         console.print(f"[bold]{area}[/bold] ...")
         try:
-            result = run_area(area, opts, sizes_flag=args.sizes)
+            result = run_area(area, opts, sizes_flag=args.sizes, keep=args.keep)
         except TextrnnError as err:  # e.g. the reference data is missing: one clear line
             console.print(
                 f"[red]{area} failed: {escape(str(err))}; its JSON file was not written[/red]"
@@ -121,12 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def run_area(area: str, opts: Options, *, sizes_flag: str | None) -> dict:
-    """Run one area in a private temporary folder (also its encoded-corpus cache)."""
+def run_area(area: str, opts: Options, *, sizes_flag: str | None, keep: Path | None = None) -> dict:
+    """Run one area in a private temporary folder (also its encoded-corpus cache), or in
+    `keep/area` when the trained models are wanted afterwards."""
     machine = machine_info()
     extra = [f"--sizes {sizes_flag}"] if area == "scale" and sizes_flag else []
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=f"textrnn-bench-{area}-") as tmp:
+    with _workdir(area, keep) as tmp:
         with environment(TEXTRNN_CACHE=str(Path(tmp) / "cache")):
             body = AREAS[area].run(replace(opts, workdir=Path(tmp)))
     machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -141,6 +147,17 @@ def run_area(area: str, opts: Options, *, sizes_flag: str | None) -> dict:
         "machine": machine,
         **body,
     }
+
+
+@contextmanager
+def _workdir(area: str, keep: Path | None) -> Iterator[str]:
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix=f"textrnn-bench-{area}-") as tmp:
+            yield tmp
+        return
+    folder = keep / area
+    folder.mkdir(parents=True, exist_ok=True)
+    yield str(folder)
 
 
 if __name__ == "__main__":
