@@ -227,13 +227,18 @@ class TokenStreams:
     def offset(self, epoch: int) -> int:
         return int(np.random.default_rng([self.seed, epoch]).integers(0, self.seq_len)) if epoch else 0
 
-    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (inputs, targets), each (B, T) int64, from window `start` of `epoch` on."""
+    def batches(
+        self, epoch: int, start: int = 0, *, rows: slice = slice(None)
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (inputs, targets), each (B, T) int64, from window `start` of `epoch` on.
+
+        `rows` picks some of the B streams (a process's share when several train together).
+        """
         B, T, L = self.batch_size, self.seq_len, self.row_len
         off = self.offset(epoch)
         span = self.ids[off : off + B * L + 1]
-        x_rows = span[:-1].reshape(B, L)  # views into the memmap: nothing is copied yet
-        y_rows = span[1:].reshape(B, L)
+        x_rows = span[:-1].reshape(B, L)[rows]  # views into the memmap: nothing is copied yet
+        y_rows = span[1:].reshape(B, L)[rows]
         for k in range(start, self.steps_per_epoch()):
             x = torch.from_numpy(x_rows[:, k * T : (k + 1) * T].astype(np.int64))
             y = torch.from_numpy(y_rows[:, k * T : (k + 1) * T].astype(np.int64))
