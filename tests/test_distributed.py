@@ -333,3 +333,26 @@ def test_a_single_process_joins_no_group(monkeypatch):
     assert distributed.all_sum([1.5, 2.0]) == [1.5, 2.0] and distributed.broadcast_object(
         {"a": 1}
     ) == {"a": 1}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_over_loopback_with_c10d_rendezvous(lm_runs, tmp_path):
+    """The README's multi-node command, as two 1-process "nodes" on this machine: ranks
+    come from the rendezvous (RANK 1 has LOCAL_RANK 0), and the result is the 2-process one."""
+    endpoint = f"127.0.0.1:{free_port()}"
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+            "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}", "--rdzv-id=readme", "-m", "textrnn",
+            "train", str(CORPUS), *LM, "--max-steps=6", "--eval-every=3", "--out", "nodes.ckpt"]  # fmt: skip
+    procs = [subprocess.Popen(node, cwd=tmp_path, env=env(tmp_path), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    for proc in procs:
+        finish(proc)
+    assert_same_training(tmp_path / "nodes.last.ckpt", lm_runs / "two.last.ckpt")
