@@ -186,6 +186,76 @@ def test_ctrl_c_to_torchrun_stops_every_rank_at_the_same_step(tmp_path):
     assert err.count(f"interrupted at step {step}; resume with") == 1  # rank 0 alone says so
 
 
+RESUME_SCRIPT = """
+import os, signal, sys
+import torch
+from textrnn import distributed
+from textrnn.checkpoint import load_checkpoint
+from textrnn.data import iter_text_chunks
+from textrnn.lm import train_lm
+from textrnn.tokenizers import train_tokenizer
+from textrnn.train import TrainConfig
+
+corpus, out, stop_at, resume = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+distributed.join(torch.device("cpu"))  # the Python API under torchrun: join, then train as usual
+cfg = TrainConfig(batch_size=8, seq_len=32, max_steps=12, eval_every=5, log_every=1, precision="fp32", seed=3)
+model = {"hidden": 32, "layers": 2, "embed": 16, "dropout": 0.3}  # dropout: the random state matters
+
+def interrupt(p):  # called on rank 0 only; the other rank learns of it through the loop
+    if p.event == "step" and p.step == stop_at:
+        os.kill(os.getpid(), signal.SIGINT)
+
+tok = train_tokenizer("char", iter_text_chunks(corpus))
+ckpt = load_checkpoint(resume[0]) if resume else None
+train_lm(corpus, tok, out=out, model_overrides=None if ckpt else model, train_cfg=cfg,
+         on_progress=interrupt if stop_at else None, resume=ckpt)
+"""
+
+
+def test_resume_on_the_same_number_of_processes_is_bitwise_exact(tmp_path):
+    """2 processes with dropout: 12 steps straight == 5 steps, Ctrl-C on rank 0, resume to 12."""
+    script = tmp_path / "run.py"
+    script.write_text(RESUME_SCRIPT)
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        str(script),
+        str(CORPUS),
+    ]
+
+    def run(*args) -> None:
+        res = subprocess.run(
+            [*launch, *map(str, args)],
+            cwd=tmp_path,
+            env=env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert res.returncode == 0, res.stderr[-4000:]
+
+    run("a.ckpt", 0)
+    run("b.ckpt", 5)
+    first = load_checkpoint(tmp_path / "b.last.ckpt")
+    assert (
+        first.meta["training"]["stopped"] == "interrupted" and first.meta["training"]["step"] == 5
+    )
+    run("b.ckpt", 0, "b.last.ckpt")
+    a, b = (
+        load_checkpoint(tmp_path / "a.last.ckpt").tensors,
+        load_checkpoint(tmp_path / "b.last.ckpt").tensors,
+    )
+    names = [k for k in a if k.startswith(("model.", "optim.", "state."))]
+    assert names and sorted(names) == sorted(
+        k for k in b if k.startswith(("model.", "optim.", "state."))
+    )
+    for name in names:
+        assert torch.equal(a[name], b[name]), name
+
+
 # ---- the tagger ----------------------------------------------------------------------------------
 
 NOUNS, VERBS, DETS = ["cat", "dog", "bird", "Anna", "tree"], ["sees", "likes", "eats"], ["the", "a"]
