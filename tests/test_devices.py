@@ -17,7 +17,7 @@ from torch import nn
 import textrnn.train
 from textrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from textrnn.data import iter_text_chunks
-from textrnn.errors import UsageError
+from textrnn.errors import CheckpointError, UsageError
 from textrnn.lm import GenerateConfig, evaluate_text, generate, load_lm, train_lm
 from textrnn.tokenizers import train_tokenizer
 from textrnn.train import TrainConfig, Trainer, last_path
@@ -168,6 +168,17 @@ def test_fp16_resume_restores_the_grad_scaler_and_is_bitwise_exact(fp16_on_cpu, 
     for name in (k for k in a.tensors if k.startswith(("model.", "optim."))):
         assert torch.equal(a.tensors[name], b.tensors[name]), name
     assert a.meta["grad_scaler"] == b.meta["grad_scaler"]
+
+
+@pytest.mark.parametrize(
+    "bad", [{"scale": "big"}, {**SCALE, "scale": -1.0}, {**SCALE, "_growth_tracker": True}, [1, 2]]
+)
+def test_a_damaged_grad_scaler_state_is_a_checkpoint_error(fp16_on_cpu, tmp_path, bad):
+    fp16_trainer(tmp_path / "m.ckpt").fit()
+    ckpt = load_checkpoint(last_path(tmp_path / "m.ckpt"))
+    ckpt.meta["grad_scaler"] = bad
+    with pytest.raises(CheckpointError, match="gradient-scaler state"):
+        fp16_trainer(tmp_path / "m.ckpt", resume=ckpt)
 
 
 # ---- checkpoints crossing devices ---------------------------------------------------------------------

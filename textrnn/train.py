@@ -738,10 +738,11 @@ class Trainer:
         """The fp16 gradient scale of the run resumed (none when it was not fp16: a fresh scale)."""
         if not self.scaler.is_enabled() or saved is None:
             return
-        ok = isinstance(saved, dict) and all(
-            isinstance(saved.get(k), int | float) and not isinstance(saved.get(k), bool) and saved[k] > 0
-            for k in ("scale", "growth_factor", "backoff_factor", "growth_interval")
-        ) and isinstance(saved.get("_growth_tracker"), int)
+        def number(value: Any, kinds: tuple[type, ...] = (int, float)) -> bool:
+            return type(value) in kinds and value >= 0 and math.isfinite(value)  # (no bools)
+
+        ok = isinstance(saved, dict) and number(saved.get("_growth_tracker"), (int,))
+        ok = ok and all(number(saved.get(k)) and saved[k] > 0 for k in ("scale", "growth_factor", "backoff_factor", "growth_interval"))
         if not ok:
             raise CheckpointError(f"checkpoint is corrupt: its gradient-scaler state is {saved!r}")
         self.scaler.load_state_dict(saved)
