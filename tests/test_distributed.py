@@ -197,7 +197,7 @@ from textrnn.tokenizers import train_tokenizer
 from textrnn.train import TrainConfig
 
 corpus, out, stop_at, resume = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
-distributed.join(torch.device("cpu"))  # the Python API under torchrun: join, then train as usual
+_, device = distributed.join(torch.device("cpu"))  # the Python API under torchrun: join, then train
 cfg = TrainConfig(batch_size=8, seq_len=32, max_steps=12, eval_every=5, log_every=1, precision="fp32", seed=3)
 model = {"hidden": 32, "layers": 2, "embed": 16, "dropout": 0.3}  # dropout: the random state matters
 
@@ -207,7 +207,7 @@ def interrupt(p):  # called on rank 0 only; the other rank learns of it through 
 
 tok = train_tokenizer("char", iter_text_chunks(corpus))
 ckpt = load_checkpoint(resume[0]) if resume else None
-train_lm(corpus, tok, out=out, model_overrides=None if ckpt else model, train_cfg=cfg,
+train_lm(corpus, tok, out=out, model_overrides=None if ckpt else model, train_cfg=cfg, device=device,
          on_progress=interrupt if stop_at else None, resume=ckpt)
 """
 

@@ -14,6 +14,9 @@ How a step stays the single-process step on the same global batch:
 Everything else the loop decides (skip a non-finite step, stop on a time budget or an
 interrupt, early stopping) is agreed through the collectives below, so that no rank
 waits in a collective that another rank will never enter.
+
+From Python, under torchrun: call `join(device)` first (it initialises the group and
+picks this rank's GPU), then `train_lm` / `train_tagger` as in a single process.
 """
 
 from __future__ import annotations
@@ -89,10 +92,12 @@ def join(device: torch.device) -> tuple[Dist, torch.device]:
     """Join the process group torchrun described (when WORLD_SIZE > 1); return the placement
     and this rank's device: on CUDA the GPU numbered LOCAL_RANK, with nccl; else gloo."""
     placement = from_env()
-    if not placement.active or dist.is_initialized():
-        return context() if placement.active else placement, device
+    if not placement.active:
+        return placement, device
     if not dist.is_available():  # pragma: no cover - builds without torch.distributed
         raise UsageError("this PyTorch build has no torch.distributed: train with one process")
+    if dist.is_initialized():  # joined already (by the caller, from Python)
+        return context(), device
     if device.type == "mps":
         raise UsageError(
             "training on several processes needs CUDA GPUs or CPUs (--device cuda or cpu), not MPS"
@@ -197,7 +202,11 @@ def sum_gradients(state, bucket):  # no annotations: DDP compares them to real t
 
 def replicate(task, device: torch.device) -> nn.Module:
     """DistributedDataParallel over `task.loss`; rank 0's weights are copied to every rank."""
-    ids = [device.index] if device.type == "cuda" else None
+    ids = (
+        [torch.cuda.current_device() if device.index is None else device.index]
+        if device.type == "cuda"
+        else None
+    )
     ddp = nn.parallel.DistributedDataParallel(TaskLoss(task), device_ids=ids)
     ddp.register_comm_hook(None, sum_gradients)
     return ddp
