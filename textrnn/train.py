@@ -181,13 +181,21 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision != "auto":
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if _cuda_bf16_native() else "fp16"
     if device.type == "cpu":
         try:
             return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
         except (AttributeError, RuntimeError):
             return "fp32"
     return "fp32"
+
+
+def _cuda_bf16_native() -> bool:
+    """bf16 computed by the GPU itself (Ampere and later), not emulated (slowly) on older ones."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.3: no emulation to rule out
+        return torch.cuda.is_bf16_supported()
 
 
 def autocast(precision: str, device: torch.device):
