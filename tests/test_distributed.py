@@ -281,21 +281,25 @@ def write_tsv(path: Path, sentences: list[Sentence]) -> Path:
     return path
 
 
-def test_tagger_trains_on_two_processes_with_a_last_batch_smaller_than_the_world(tmp_path):
-    # 25 sentences in batches of 8: the last global batch has one sentence, so rank 1
-    # takes part in that step with a stand-in that weighs nothing.
+def test_tagger_on_two_processes_stops_early_together_after_a_batch_smaller_than_the_world(
+    tmp_path,
+):
+    # 25 sentences in batches of 8: the 4th (last) global batch has one sentence, so rank 1
+    # takes part in that step with a stand-in that weighs nothing. A learning rate too small
+    # to change a tag makes dev accuracy flat: patience 1 stops both ranks at the 2nd validation.
     train = write_tsv(tmp_path / "train.tsv", toy_sentences(25, seed=1))
     dev = write_tsv(tmp_path / "dev.tsv", toy_sentences(8, seed=2))
     args = ["tag", "train", "--train", train, "--dev", dev, "--out", "t.ckpt", "--batch-size", 8,
-            "--max-steps", 8, "--eval-every", 4, "--hidden", 16, "--char-hidden", 8, "--word-dim", 8,
-            "--char-dim", 8, "--layers", 1, "--precision", "fp32", "--json"]  # fmt: skip
+            "--max-steps", 20, "--eval-every", 2, "--patience", 1, "--lr", 1e-9, "--hidden", 16,
+            "--char-hidden", 8, "--word-dim", 8, "--char-dim", 8, "--layers", 1, "--precision", "fp32", "--json"]  # fmt: skip
     res = finish(start(args, tmp_path, nproc=2, TEXTRNN_WEIGHT_DIGESTS=str(tmp_path / "digests")))
-    ranks = digests(tmp_path / "digests")
-    assert len(ranks) == 2 and len(ranks[0]) == 8 and ranks[0] == ranks[1]
     summary = json.loads(res.stdout)
-    assert summary["steps"] == 8 and summary["tokens"] == 2 * sum(
+    assert (summary["stopped"], summary["steps"], summary["best_step"]) == ("early_stopping", 4, 2)
+    ranks = digests(tmp_path / "digests")
+    assert len(ranks) == 2 and len(ranks[0]) == 4 and ranks[0] == ranks[1]
+    assert summary["tokens"] == sum(
         len(s.words) for s in toy_sentences(25, seed=1)
-    )
+    )  # one epoch, no stand-in
     tagger = load_tagger(tmp_path / "t.ckpt")
     assert len(next(iter(predict(tagger, [["the", "cat", "sees"]])))) == 3
 
