@@ -22,7 +22,16 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
-from benchmarks import generate_speed, quality, report, scale, tagger, tokenizer_speed, train_speed
+from benchmarks import (
+    distributed,
+    generate_speed,
+    quality,
+    report,
+    scale,
+    tagger,
+    tokenizer_speed,
+    train_speed,
+)
 from benchmarks.common import (
     SCHEMA,
     Options,
@@ -41,6 +50,7 @@ AREAS = {
     "tokenizer_speed": tokenizer_speed,
     "tagger": tagger,
     "scale": scale,
+    "distributed": distributed,
 }
 HERE = Path(__file__).resolve().parent
 

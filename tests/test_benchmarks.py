@@ -129,3 +129,21 @@ def test_help():
     assert proc.returncode == 0
     for area in AREAS:
         assert area in proc.stdout
+
+
+@pytest.mark.slow
+def test_distributed_json(tmp_path):
+    """The distributed area launches real 1- and 2-process trainings (torchrun) and reports tokens/s."""
+    cmd = [sys.executable, "-m", "benchmarks", "distributed", "--quick", "--tiny",
+           "--out", str(tmp_path), "--results", str(tmp_path / "RESULTS.md")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "distributed.json").read_text())
+    _envelope(result, "distributed")
+    cases = [r["case"] for r in result["results"]]
+    assert any("2 processes (gloo) / 1 process" in c for c in cases)
+    assert any("GPU / CPU" in c for c in cases) == (result["settings"]["gpus"] > 0)
+    for row in result["results"]:
+        assert COMPARISON_KEYS <= set(row) and row["unit"] == "tokens/s"
+        assert row["textrnn"]["median"] > 0 and row["reference"]["median"] > 0
+    assert "## distributed" in (tmp_path / "RESULTS.md").read_text()

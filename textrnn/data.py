@@ -289,13 +289,18 @@ class TokenStreams:
     def offset(self, epoch: int) -> int:
         return int(np.random.default_rng([self.seed, epoch]).integers(0, self.seq_len)) if epoch else 0
 
-    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (inputs, targets), each (B, T) int64, from window `start` of `epoch` on."""
+    def batches(
+        self, epoch: int, start: int = 0, *, rows: slice = slice(None)
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (inputs, targets), each (B, T) int64, from window `start` of `epoch` on.
+
+        `rows` picks some of the B streams (a process's share when several train together).
+        """
         B, T, L = self.batch_size, self.seq_len, self.row_len
-        row_starts = self.offset(epoch) + L * np.arange(B)
+        row_starts = (self.offset(epoch) + L * np.arange(B))[rows]  # this process's streams
         for k in range(start, self.steps_per_epoch()):
-            # Only this batch's B windows of T + 1 tokens are read from the memmap.
-            w = np.stack([self.ids.take(int(s) + k * T, T + 1) for s in row_starts]).astype(np.int64)  # (B, T+1)
+            # Only this batch's windows of T + 1 tokens are read from the memmap.
+            w = np.stack([self.ids.take(int(s) + k * T, T + 1) for s in row_starts]).astype(np.int64)  # (b, T+1)
             yield torch.from_numpy(np.ascontiguousarray(w[:, :-1])), torch.from_numpy(np.ascontiguousarray(w[:, 1:]))
 
 

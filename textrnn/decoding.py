@@ -167,7 +167,12 @@ def select_next(
     if config.top_p < 1.0:
         before = probs.cumsum(dim=-1) - probs  # (B, C) mass of more probable candidates
         probs = probs.masked_fill(before >= config.top_p, 0.0)  # top token: before == 0 < p
-    pick = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+    if generator is not None and generator.device != probs.device:
+        # A seeded CPU generator draws for a model on a GPU: the same seed gives the same
+        # text on any device (up to the logits' rounding), and multinomial needs both on one.
+        pick = torch.multinomial(probs.cpu(), 1, generator=generator).to(probs.device)  # (B, 1)
+    else:
+        pick = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
     if index is not None:
         pick = index.gather(1, pick)  # (B, 1)
     return pick.squeeze(1)  # (B,)

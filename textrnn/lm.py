@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from textrnn import decoding
+from textrnn import decoding, distributed
 from textrnn.checkpoint import Checkpoint, fingerprint_file, load_checkpoint, read_meta
 from textrnn.data import (
     EncodedCorpus,
@@ -41,9 +41,15 @@ MAX_VAL_TOKENS = 2_000_000  # validation is capped so that it stays cheap on lar
 
 
 class LMTask:
-    """Stateful truncated-BPTT language modelling over contiguous token streams."""
+    """Stateful truncated-BPTT language modelling over contiguous token streams.
+
+    With several processes, the `batch_size` streams are split among them: rank r of W
+    reads streams r*B/W .. (r+1)*B/W - 1 and carries their state. A checkpoint holds the
+    state of all B streams, so a run resumes on any number of processes that divides B.
+    """
 
     name = "lm"
+    data_parallel = True
 
     def __init__(
         self,
@@ -66,13 +72,20 @@ class LMTask:
         self.chars_per_token = corpus.chars / max(1, corpus.tokens)
         self.streams = TokenStreams(self.train_ids, batch_size=cfg.batch_size, seq_len=cfg.seq_len, seed=cfg.seed)
         self.seq_len = cfg.seq_len
+        self.dist = distributed.context()
+        if cfg.batch_size % self.dist.world:
+            raise UsageError(
+                f"--batch-size {cfg.batch_size} is the batch of all {self.dist.world} processes together: "
+                f"it must be a multiple of {self.dist.world}"
+            )
+        self.rows = self.dist.rows(cfg.batch_size)  # this rank's streams
         self.hidden: State | None = None
 
     def steps_per_epoch(self) -> int:
         return self.streams.steps_per_epoch()
 
     def batches(self, epoch: int, start: int) -> Iterator[tuple[Tensor, Tensor]]:
-        for x, y in self.streams.batches(epoch, start):
+        for x, y in self.streams.batches(epoch, start, rows=self.rows):
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def reset_epoch(self) -> None:
@@ -80,8 +93,9 @@ class LMTask:
 
     def loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
         x, y = batch
-        logits, hidden = self.model(x, self.hidden)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+        logits, hidden = self.model(x, self.hidden)  # (B/W, T, V)
+        # This rank's share of the global mean: every rank has B/W of the B rows.
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1)) / self.dist.world
         # The loop skips a non-finite step; a state that blew up with it must not be
         # carried on, or every later batch would be non-finite too.
         self.hidden = detach_state(hidden) if torch.isfinite(loss) else None
@@ -99,9 +113,14 @@ class LMTask:
         }
 
     def state_tensors(self) -> dict[str, Tensor]:
-        if self.hidden is None:
-            return {}
-        return {f"hidden.{i}": h.detach().cpu() for i, h in enumerate(self.hidden)}
+        """The carried state of all B streams (gathered from every rank)."""
+        if not self.dist.active:
+            return {} if self.hidden is None else {f"hidden.{i}": h.detach().cpu() for i, h in enumerate(self.hidden)}
+        # Every rank must take part; a rank without a state (a skipped non-finite step) sends
+        # zeros, which is what an LSTM starts from anyway.
+        hidden = self.hidden or self.model.initial_state(self.rows.stop - self.rows.start, device=self.device)
+        dtype = next(self.model.parameters()).dtype
+        return {f"hidden.{i}": distributed.gather_rows(h.to(dtype), dim=1).cpu() for i, h in enumerate(hidden)}
 
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
         keys = sorted(k for k in tensors if k.startswith("hidden."))
@@ -118,7 +137,7 @@ class LMTask:
         # In the parameters' dtype: a state carried under bf16 autocast is bf16, and resuming
         # with --precision fp32 must not hand it to an fp32 LSTM (bf16 -> fp32 -> bf16 is exact).
         dtype = next(self.model.parameters()).dtype
-        self.hidden = tuple(tensors[k].to(self.device, dtype) for k in keys)
+        self.hidden = tuple(tensors[k][:, self.rows].to(self.device, dtype).contiguous() for k in keys)
 
     def checkpoint_meta(self) -> dict:
         return {
@@ -217,6 +236,8 @@ def train_lm(
     if fit_small_corpus and resume is None:
         n_train = int(encoded.tokens * (1 - train_cfg.val_fraction))
         B, T = fit_batch_shape(n_train, train_cfg.batch_size, train_cfg.seq_len)
+        world = distributed.context().world
+        B = max(world, B - B % world)  # the global batch is split evenly among the processes
         if (B, T) != (train_cfg.batch_size, train_cfg.seq_len):
             on_log(f"small corpus ({encoded.tokens} tokens): using --batch-size {B} --seq-len {T}")
             train_cfg = TrainConfig.from_dict({**train_cfg.to_dict(), "batch_size": B, "seq_len": T})

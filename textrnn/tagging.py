@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from textrnn import metrics
+from textrnn import distributed, metrics
 from textrnn.checkpoint import Checkpoint, fingerprint_file, load_checkpoint
 from textrnn.conll import Sentence, iter_file_lines, load_sentences
 from textrnn.data import check_text_file
@@ -49,6 +49,7 @@ from textrnn.train import (
     Trainer,
     TrainState,
     autocast,
+    check_precision,
     last_path,
     resolve_precision,
     seed_everything,
@@ -323,6 +324,15 @@ def bucket_batches(
 # ---- the task the training loop runs -------------------------------------------------------------
 
 
+@dataclass
+class Shard:
+    """This process's sentences of a global batch (all of it for a single process)."""
+
+    batch: Batch
+    global_tokens: int  # tokens of the whole global batch: the denominator of the mean loss
+    stand_in: bool = False  # the global batch had fewer sentences than processes: weighs nothing
+
+
 def token_loss(model: Tagger, emissions: Tensor, batch: Batch) -> Tensor:
     """Summed loss of a batch: CRF negative log-likelihood or per-token cross-entropy."""
     if model.crf is not None:
@@ -335,9 +345,15 @@ def token_loss(model: Tagger, emissions: Tensor, batch: Batch) -> Tensor:
 
 
 class TaggerTask:
-    """Tagging as a task for `Trainer`: bucketed sentence batches, word dropout, dev accuracy."""
+    """Tagging as a task for `Trainer`: bucketed sentence batches, word dropout, dev accuracy.
+
+    With several processes, each global batch of `batch_size` sentences is cut into one
+    contiguous share per process, and each share's loss is divided by the tokens of the
+    whole global batch: the summed gradients are those of the single-process batch.
+    """
 
     name = "tagger"
+    data_parallel = True
     monitor = "val_accuracy"  # best checkpoint and early stopping follow dev accuracy
     higher_is_better = True
 
@@ -363,25 +379,35 @@ class TaggerTask:
         for i in range(2, 2 + vocab.train_words):
             drop[i] = WORD_DROPOUT_ALPHA / (WORD_DROPOUT_ALPHA + counts[vocab.words[i]])
         self.drop_p = drop.to(device)
+        self.dist = distributed.context()
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.train) / self.cfg.batch_size)
 
-    def batches(self, epoch: int, start: int) -> Iterator[Batch]:
+    def batches(self, epoch: int, start: int) -> Iterator[Shard]:
         order = bucket_batches(self.lengths, self.cfg.batch_size, seed=self.cfg.seed, epoch=epoch)
         for idx in order[start:]:
-            words = [self.train[i][0] for i in idx]
-            tags = [self.train[i][1] for i in idx]
-            yield self.encoder.batch(words, tags).to(self.device)
+            total = sum(self.lengths[i] for i in idx)
+            part = np.array_split(idx, self.dist.world)[self.dist.rank]
+            # A rank must take part in every step: with no sentence of its own it reads
+            # one of the batch's and weighs it 0.
+            stand_in = len(part) == 0
+            part = idx[:1] if stand_in else part
+            words = [self.train[i][0] for i in part]
+            tags = [self.train[i][1] for i in part]
+            yield Shard(self.encoder.batch(words, tags).to(self.device), total, stand_in)
 
-    def loss(self, batch: Batch) -> tuple[Tensor, int]:
+    def loss(self, shard: Shard) -> tuple[Tensor, int]:
+        batch = shard.batch
         words = batch.words
         if self.model.training:
             unk = torch.rand(words.shape, device=words.device) < self.drop_p[words]
             words = words.masked_fill(unk, UNK)
         emissions = self.model(words, batch.lengths, batch.chars, batch.char_lengths, batch.types)
-        tokens = batch.tokens
-        return token_loss(self.model, emissions, batch) / tokens, tokens
+        loss = token_loss(self.model, emissions, batch) / shard.global_tokens
+        if shard.stand_in:
+            return loss * 0.0, 0
+        return loss, batch.tokens
 
     def evaluate(self) -> dict[str, float]:
         if not self.dev:
@@ -675,7 +701,8 @@ def load_tagger(
     """Load a tagger checkpoint (refusing other tasks) ready for inference.
 
     `precision` "auto" tags in bf16 where the hardware computes it natively (about
-    twice as fast on a recent CPU; a few tags in 10,000 may change), else fp32.
+    twice as fast on a recent CPU; a few tags in 10,000 may change), else in fp16 on a
+    CUDA GPU, else fp32.
     """
     if precision not in PRECISIONS:
         raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -692,9 +719,9 @@ def load_tagger(
     load_weights(model, ckpt)
     _apply_constraints(model, vocab, None, lambda m: None)
     model.to(device).eval()
-    return LoadedTagger(
-        model=model, vocab=vocab, checkpoint=ckpt, precision=resolve_precision(precision, device)
-    )
+    resolved = resolve_precision(precision, device)
+    check_precision(resolved, device)
+    return LoadedTagger(model=model, vocab=vocab, checkpoint=ckpt, precision=resolved)
 
 
 def predict(

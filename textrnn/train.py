@@ -3,9 +3,10 @@
 A task (language model now; tagger and transliterator later) supplies the model,
 batches at a resumable position, a loss, an evaluation and any extra state (the
 language model's carried hidden state). This loop owns everything else: AdamW,
-warm-up + cosine schedule, gradient clipping, mixed precision, time budgets,
-periodic validation, early stopping, best/last checkpoints, exact resume,
-Ctrl-C/SIGTERM, and progress reported through a callback.
+warm-up + cosine schedule, gradient clipping, mixed precision (bf16, or fp16 with a
+gradient scaler), time budgets, periodic validation, early stopping, best/last
+checkpoints, exact resume, Ctrl-C/SIGTERM, progress reported through a callback, and
+data-parallel training over several processes (see `textrnn.distributed`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from textrnn import distributed
 from textrnn.checkpoint import (
     Checkpoint,
     flatten_state,
@@ -40,13 +42,14 @@ from textrnn.checkpoint import (
 )
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+FP16_DEVICES = ("cuda",)  # device types whose fp16 autocast covers the recurrent layers
 _KIND_NAMES = {int: "an integer", float: "a number", str: "a string"}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    batch_size: int = 64  # sequences per batch
+    batch_size: int = 64  # sequences per optimizer step, over all processes together (the global batch)
     seq_len: int = 128  # tokens per sequence (truncated back-propagation length for LMs)
     lr: float = 3e-3  # peak learning rate of AdamW
     weight_decay: float = 0.01  # AdamW decoupled weight decay on matrices (not biases/embeddings' norms)
@@ -59,7 +62,7 @@ class TrainConfig:
     val_fraction: float = 0.05  # fraction of the training data held out for validation (when no dev set is given)
     eval_every: int = 0  # validate every N steps (0 = once per epoch, at most every 1000 steps)
     patience: int = 5  # stop after this many validations without improvement (0 = never)
-    precision: str = "auto"  # auto (bf16 where the CPU/GPU supports it) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 where supported, else fp16 on CUDA, else fp32) | fp32 | bf16 | fp16 (CUDA)
     seed: int = 1234  # seeds parameters, batch order and dropout
     log_every: int = 20  # steps between progress reports and metric-log lines
 
@@ -108,6 +111,18 @@ class Task(Protocol):
     The best checkpoint and early stopping follow the validation number named by an
     optional class attribute `monitor` (default "val_loss"), minimised unless the task
     sets `higher_is_better = True` (a tagger monitors "val_accuracy").
+
+    Several processes (torchrun) train a task that sets `data_parallel = True`, which
+    promises, with `distributed.context()` giving this process's rank r of W:
+    - `steps_per_epoch` and the order of global batches are the same on every rank;
+    - `batches` yields rank r's share of each global batch of `cfg.batch_size` rows;
+    - `loss` returns its shard's share of the global batch's mean loss (sum of the
+      shard's token losses / tokens in the global batch), so that the shares sum to
+      the single-process loss; the loop sums gradients over ranks. A rank whose share
+      is empty must still return a loss that touches every parameter (times 0);
+    - `state_tensors` is called on every rank and returns the whole state (gathered
+      with `distributed.gather_rows`); `load_state_tensors` takes rank r's part.
+    `evaluate` runs on rank 0 alone; its metrics are sent to the other ranks.
     """
 
     model: nn.Module
@@ -115,7 +130,7 @@ class Task(Protocol):
 
     def steps_per_epoch(self) -> int: ...
     def batches(self, epoch: int, start: int) -> Iterator[Any]: ...
-    def loss(self, batch: Any) -> tuple[Tensor, int]: ...  # mean loss, tokens in batch
+    def loss(self, batch: Any) -> tuple[Tensor, int]: ...  # mean loss (this rank's share), tokens in this rank's batch
     def evaluate(self) -> dict[str, float]: ...  # must hold "val_loss"; lower is better
     def reset_epoch(self) -> None: ...  # called when a new epoch starts (e.g. zero carried state)
     def state_tensors(self) -> dict[str, Tensor]: ...  # extra state for exact resume
@@ -161,11 +176,12 @@ class TrainState:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' means bf16 where the hardware computes it natively, else fp32."""
+    """'auto' means bf16 where the hardware computes it natively, else fp16 on a CUDA GPU
+    (with a gradient scaler), else fp32."""
     if precision != "auto":
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if _cuda_bf16_native() else "fp16"
     if device.type == "cpu":
         try:
             return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
@@ -174,10 +190,25 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
+def _cuda_bf16_native() -> bool:
+    """bf16 computed by the GPU itself (Ampere and later), not emulated (slowly) on older ones."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.3: no emulation to rule out
+        return torch.cuda.is_bf16_supported()
+
+
 def autocast(precision: str, device: torch.device):
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        return torch.autocast(device.type, dtype=torch.float16)
     return nullcontext()
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision == "fp16" and device.type not in FP16_DEVICES:
+        raise UsageError(f"--precision fp16 needs a CUDA GPU (this run is on {device.type}); use bf16 or fp32")
 
 
 def lr_factor(step: int, *, warmup: int, progress: float, floor: float) -> float:
@@ -208,21 +239,36 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_tensors() -> dict[str, Tensor]:
-    tensors = {"rng.torch": torch.get_rng_state()}
+def rng_prefix(rank: int) -> str:
+    """Checkpoint names of a rank's random state: "rng.torch", "rng.cuda" for rank 0 (and a
+    single process); "rng.rank3.torch" ... for the others."""
+    return "rng." if rank == 0 else f"rng.rank{rank}."
+
+
+def rng_tensors(rank: int = 0) -> dict[str, Tensor]:
+    """This process's random state: the CPU generator and, when in use, its current GPU's."""
+    prefix = rng_prefix(rank)
+    tensors = {prefix + "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
+        tensors[prefix + "cuda"] = torch.cuda.get_rng_state()
     return tensors
 
 
-def restore_rng(tensors: dict[str, Tensor]) -> None:
+def restore_rng(tensors: dict[str, Tensor], rank: int = 0) -> bool:
+    """Restore `rank`'s random state from checkpoint tensors; False when they hold none for it
+    (a run resumed with more processes than it had). A GPU state is restored only where a
+    GPU is: a checkpoint trained on a GPU resumes on a CPU and the reverse."""
+    prefix = rng_prefix(rank)
     try:
-        if "rng.torch" in tensors:
-            torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
-        cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
-        if cuda and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([tensors[k].to(torch.uint8) for k in cuda])
+        if prefix + "torch" not in tensors:
+            return False
+        torch.set_rng_state(tensors[prefix + "torch"].to(torch.uint8))
+        # "rng.cuda.<i>": one per GPU, written before each process kept only its own.
+        legacy = f"rng.cuda.{torch.cuda.current_device()}" if torch.cuda.is_available() and rank == 0 else ""
+        cuda = tensors.get(prefix + "cuda", tensors.get(legacy))
+        if cuda is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(cuda.to(torch.uint8))
+        return True
     except (RuntimeError, TypeError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"checkpoint is corrupt: its random-generator state is unusable ({reason})") from None
@@ -379,11 +425,24 @@ class Trainer:
     ) -> None:
         self.task, self.cfg, self.out, self.device = task, cfg, Path(out), device
         self.precision = resolve_precision(cfg.precision, device)
-        self.on_progress = on_progress or (lambda p: None)
+        check_precision(self.precision, device)
+        self.dist = distributed.context()
+        # Only rank 0 reports progress (and writes files: see fit and _save).
+        self.on_progress = (on_progress or (lambda p: None)) if self.dist.main else (lambda p: None)
+        self.forward: Callable[[Any], tuple[Tensor, int]] = task.loss
+        if self.dist.active:
+            if not getattr(task, "data_parallel", False):
+                raise UsageError(f"the {task.name} task cannot train on several processes; start one process")
+            self.forward = distributed.replicate(task, device)  # rank 0's weights on every rank
         self.optimizer = make_optimizer(task.model, cfg)
+        # fp16 gradients underflow without a scale; bf16 and fp32 need none (enabled=False: a no-op).
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         self.state = TrainState()
         if resume is not None:
             self._load_resume(resume)
+        elif self.dist.rank:  # each rank its own dropout masks; rank 0 draws as a single process would
+            torch.manual_seed(distributed.rank_seed(cfg.seed, self.dist.rank))
+        self._digests = _digest_file(self.dist.rank)
 
     # ---- schedule and stopping -------------------------------------------------
     def total_steps(self) -> int:
@@ -409,13 +468,22 @@ class Trainer:
         """
         st = self.state
         self.interrupt = _InterruptFlag()
+        with self._output_files() as log, self.interrupt.installed():
+            self._fit(log)
+        self.on_progress(self._snapshot("done", message=st.stopped))
+        return st
+
+    @contextmanager
+    def _output_files(self):
+        """Rank 0 holds the output lock and the metrics log; the other ranks write nothing."""
+        if not self.dist.main:
+            yield None
+            return
         with output_lock(self.out):
             for path in (self.out, last_path(self.out)):
                 remove_partial_saves(path)  # left by a killed run; the lock says none is in progress
-            with _open_log(metrics_path(self.out)) as log, self.interrupt.installed():
-                self._fit(log)
-        self.on_progress(self._snapshot("done", message=st.stopped))
-        return st
+            with _open_log(metrics_path(self.out)) as log:
+                yield log
 
     def _fit(self, log) -> None:
         st = self.state
@@ -445,6 +513,9 @@ class Trainer:
                 t_mark = now
                 st.step += 1
                 st.batch_in_epoch += 1
+                if self._digests is not None:
+                    with self._digests.open("a", encoding="utf-8") as f:
+                        f.write(f"{st.step} {distributed.weights_digest(self.task.model)}\n")
                 st.tokens += tokens
                 if loss is not None:
                     window_loss += loss
@@ -455,12 +526,23 @@ class Trainer:
                     window_loss, window_tokens, window_steps = 0.0, 0, 0
                 if st.step % self.eval_interval() == 0:
                     self._validate(log)  # its time counts: a budget is wall-clock time
+                self._agree_on_stopping()
                 if self.interrupt.requested:
                     st.stopped = "interrupted"
                 if self._should_stop():
                     return
             st.epoch += 1
             st.batch_in_epoch = 0
+
+    def _agree_on_stopping(self) -> None:
+        """Every rank takes the largest elapsed time and any rank's interrupt, so that all
+        stop at the same step (a rank that stopped alone would leave the others waiting)
+        and a time budget's learning-rate schedule is the same on every rank."""
+        if not self.dist.active:
+            return
+        elapsed, interrupted = distributed.all_max([self.state.elapsed, float(self.interrupt.requested)])
+        self.state.elapsed = elapsed
+        self.interrupt.requested = self.interrupt.requested or interrupted > 0
 
     def _should_stop(self) -> bool:
         st, cfg = self.state, self.cfg
@@ -479,19 +561,34 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * factor * st.lr_scale
         with autocast(self.precision, self.device):
-            loss, tokens = self.task.loss(batch)
+            loss, tokens = self.forward(batch)  # this rank's share of the global batch's loss
         self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
+        # The global batch's loss and tokens: every rank takes the same decision below.
+        total, tokens = self._global_loss(loss, tokens)
+        if not math.isfinite(total):
             return self._skip_nonfinite(), tokens
-        loss.backward()
+        self.scaler.scale(loss).backward()  # several processes: gradients summed over ranks here
         if cfg.clip:
+            self.scaler.unscale_(self.optimizer)
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             if not torch.isfinite(norm):
+                if self.scaler.is_enabled():  # fp16 overflow: the scaler skips the step, lowers its scale
+                    self.scaler.update()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    return total, tokens
                 self.optimizer.zero_grad(set_to_none=True)
                 return self._skip_nonfinite(), tokens
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self._nonfinite_streak = 0
-        return loss.item(), tokens
+        return total, tokens
+
+    def _global_loss(self, loss: Tensor, tokens: int) -> tuple[float, int]:
+        """The loss of the global batch (the sum of the ranks' shares) and its tokens."""
+        if not self.dist.active:
+            return loss.item(), tokens
+        total, count = distributed.all_sum([loss.item(), float(tokens)])
+        return total, int(count)
 
     def _skip_nonfinite(self) -> None:
         """Skip a step whose loss or gradient is not finite and halve the learning rate.
@@ -523,7 +620,8 @@ class Trainer:
 
     def _validate(self, log) -> None:
         st = self.state
-        metrics = self.task.evaluate()
+        # Rank 0 validates; every rank applies its numbers, so all keep the same state.
+        metrics = distributed.broadcast_object(self.task.evaluate() if self.dist.main else None)
         sign = -1.0 if getattr(self.task, "higher_is_better", False) else 1.0
         score = sign * metrics.get(getattr(self.task, "monitor", "val_loss"), float("nan"))
         improved = math.isfinite(score) and score < st.best_score
@@ -577,6 +675,8 @@ class Trainer:
         }
 
     def _write_log(self, log, record: dict) -> None:
+        if log is None:  # not rank 0
+            return
         data = (json.dumps(record) + "\n").encode("utf-8")
         try:
             while data:
@@ -592,6 +692,15 @@ class Trainer:
         self._last_saved_step = self.state.step
 
     def _save(self, path: Path, *, with_training_state: bool) -> None:
+        """Write a checkpoint from rank 0. With the training state, every rank must call
+        this: the task's state and each rank's random state are gathered from all ranks."""
+        if with_training_state:
+            task_state = self.task.state_tensors()
+            rngs: dict[str, Tensor] = {}
+            for part in distributed.gather_objects(rng_tensors(self.dist.rank)):
+                rngs.update(part)
+        if not self.dist.main:
+            return
         model = self.task.model
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         meta = self.task.checkpoint_meta()
@@ -610,9 +719,11 @@ class Trainer:
         if with_training_state:
             opt_tensors, opt_skeleton = flatten_state(self.optimizer.state_dict(), "optim")
             tensors.update(opt_tensors)
-            tensors.update(rng_tensors())
-            tensors.update({f"state.{k}": v for k, v in self.task.state_tensors().items()})
+            tensors.update(rngs)
+            tensors.update({f"state.{k}": v for k, v in task_state.items()})
             meta["optimizer"] = opt_skeleton
+            if self.scaler.is_enabled():
+                meta["grad_scaler"] = self.scaler.state_dict()
         save_checkpoint(path, Checkpoint(task=self.task.name, meta=_json_safe(meta), tensors=tensors))
 
     def _load_resume(self, ckpt: Checkpoint) -> None:
@@ -624,10 +735,25 @@ class Trainer:
             )
         self._load_optimizer(unflatten_state(ckpt.meta["optimizer"], ckpt.tensors))
         self.state = _resumed_state(training, ckpt.meta.get("history", []))
-        restore_rng(ckpt.tensors)
+        if not restore_rng(ckpt.tensors, self.dist.rank):  # more processes than the run had
+            torch.manual_seed(distributed.rank_seed(self.cfg.seed + self.state.step, self.dist.rank))
+        self._load_scaler(ckpt.meta.get("grad_scaler"))
         self.task.load_state_tensors(
             {k[len("state.") :]: v for k, v in ckpt.tensors.items() if k.startswith("state.")}
         )
+
+    def _load_scaler(self, saved: Any) -> None:
+        """The fp16 gradient scale of the run resumed (none when it was not fp16: a fresh scale)."""
+        if not self.scaler.is_enabled() or saved is None:
+            return
+        def number(value: Any, kinds: tuple[type, ...] = (int, float)) -> bool:
+            return type(value) in kinds and value >= 0 and math.isfinite(value)  # (no bools)
+
+        ok = isinstance(saved, dict) and number(saved.get("_growth_tracker"), (int,))
+        ok = ok and all(number(saved.get(k)) and saved[k] > 0 for k in ("scale", "growth_factor", "backoff_factor", "growth_interval"))
+        if not ok:
+            raise CheckpointError(f"checkpoint is corrupt: its gradient-scaler state is {saved!r}")
+        self.scaler.load_state_dict(saved)
 
     def _load_optimizer(self, state: Any) -> None:
         """Load saved optimizer state, checked: it comes from a file, and torch checks little
@@ -653,6 +779,16 @@ class Trainer:
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as err:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise CheckpointError(f"checkpoint is corrupt: its optimizer state does not fit the model ({reason})") from None
+
+
+def _digest_file(rank: int) -> Path | None:
+    """With $TEXTRNN_WEIGHT_DIGESTS=DIR, each rank appends "step digest" lines to DIR/rank<r>.txt
+    after every step: a check (used by the tests) that the replicas stay bitwise identical."""
+    folder = os.environ.get("TEXTRNN_WEIGHT_DIGESTS")
+    if not folder:
+        return None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return Path(folder) / f"rank{rank}.txt"
 
 
 def _resumed_state(training: dict, history: Any) -> TrainState:

@@ -44,8 +44,14 @@ _LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 def _fail(message: str, code: int) -> None:
     message = _LINE_BREAKS.sub(lambda m: repr(m[0])[1:-1], message)
-    print(f"textrnn: error: {message}", file=sys.stderr)
+    print(f"textrnn{_rank_label()}: error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def _rank_label() -> str:
+    """' (rank 3 of 8)' in a process that torchrun started among several: errors say which one failed."""
+    world, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK", "?")
+    return f" (rank {rank} of {world})" if world.isdigit() and int(world) > 1 else ""
 
 
 class _StdoutClosed(Exception):

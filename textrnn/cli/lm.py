@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from textrnn import decoding
+from textrnn import decoding, distributed
 from textrnn.checkpoint import describe, load_checkpoint
 from textrnn.cli import app
 from textrnn.cli.display import TrainDisplay, log, stderr_console
@@ -73,7 +73,7 @@ def train(
     embed: Annotated[int | None, typer.Option(help="Embedding size.", show_default="128 char, 512 otherwise")] = None,
     dropout: Annotated[float | None, typer.Option(help="Dropout.", show_default="0.1 char, 0.3-0.4 otherwise")] = None,
     tie_weights: Annotated[bool | None, typer.Option("--tie-weights/--no-tie-weights", help="Share input and output embeddings.", show_default="on for word/subword")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Sequences per batch.", show_default="64")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sequences per step, all processes together.", show_default="64")] = None,
     seq_len: Annotated[int | None, typer.Option(help="Back-propagation length.", show_default="128 char, 64 otherwise")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.", show_default="3e-3")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.", show_default="0.01")] = None,
@@ -84,7 +84,7 @@ def train(
     val_fraction: Annotated[float | None, typer.Option(help="Fraction of the corpus held out for validation, in blocks spread over it.", show_default="0.05")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Validate every N steps.", show_default="each epoch, at most 1000")] = None,
     patience: Annotated[int | None, typer.Option(help="Early stopping: validations without improvement.", show_default="5, 0 = off")] = None,
-    precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16.", show_default="auto")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 | fp16 (CUDA, with a gradient scaler).", show_default="auto: bf16 where supported, else fp16 on CUDA, else fp32")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.", show_default="1234")] = None,
     device: Device = "auto",
     quiet: Quiet = False,
@@ -92,10 +92,13 @@ def train(
 ) -> None:
     """Train a char/word/subword LSTM (GRU, RNN) language model on a text file.
 
+    Several processes (GPUs, machines): torchrun --nproc-per-node 2 -m textrnn train CORPUS;
+    --batch-size is then the batch of all processes together.
+
     Example: textrnn train corpora/english.txt --time-budget 60
     """
-    console = stderr_console(quiet)
-    dev = default_device(device)
+    group, dev = distributed.join(default_device(device))
+    console = stderr_console(quiet or not group.main)
     overrides = dict(
         batch_size=batch_size, seq_len=seq_len, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs,
         max_steps=max_steps, time_budget=time_budget, val_fraction=val_fraction, eval_every=eval_every,
@@ -128,7 +131,9 @@ def train(
         if corpus is None:
             raise UsageError("missing CORPUS: the text file to train on (or --resume CHECKPOINT)")
         check_text_file(corpus)
-        tok = _build_tokenizer(corpus, tokenizer.value, vocab_size, min_count, unit, normalize, tokenizer_file, tokenizer_model)
+        tok = _build_tokenizer(corpus, tokenizer.value, vocab_size, min_count, unit, normalize, tokenizer_file, tokenizer_model) if group.main else None
+        if group.active:  # rank 0 built the tokenizer and sends it: every rank must number tokens alike
+            tok = tokenizer_from_dict(distributed.broadcast_object(tok.to_dict() if group.main else None))
         defaults = TrainConfig(seq_len=128 if tok.kind == "char" else 64)
         cfg = config_with_overrides(defaults, **overrides)
         out = out or out_path_for(corpus)
@@ -136,7 +141,8 @@ def train(
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DataError(f"cannot create the folder for --out {out}: {err.strerror or err}") from None
-    log(console, f"training on {corpus} ({tok.kind} tokenizer, {tok.vocab_size} ids) -> {out}")
+    processes = f", {group.world} processes" if group.active else ""
+    log(console, f"training on {corpus} ({tok.kind} tokenizer, {tok.vocab_size} ids{processes}) -> {out}")
     with TrainDisplay(console) as display:
         result = train_lm(
             corpus, tok, out=out, model_overrides=model_overrides, train_cfg=cfg, device=dev,
@@ -146,13 +152,16 @@ def train(
     st = result.state
     best_file, last_file = out, last_path(out)  # as the user named them (train_lm's are absolute)
     if st.stopped == "interrupted":
+        if not group.main:
+            raise typer.Exit(130)
+        launcher = " (launched with torchrun, as this run was)" if group.active else ""
         print(
-            f"textrnn: interrupted at step {st.step}; resume with: textrnn train --resume {last_file}",
+            f"textrnn: interrupted at step {st.step}; resume with: textrnn train --resume {last_file}{launcher}",
             file=sys.stderr,
         )
         raise typer.Exit(130)
     log(console, f"done ({st.stopped}) after {st.step} steps; best val loss {st.best_val_loss:.4f} at step {st.best_step}: {best_file}")
-    if json_out:
+    if json_out and group.main:
         best = next((h for h in st.history if h["step"] == st.best_step), {})
         print(json.dumps({
             "checkpoint": str(best_file), "last_checkpoint": str(last_file), "steps": st.step, "epochs": st.epoch,

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from textrnn import distributed
 from textrnn.checkpoint import load_checkpoint
 from textrnn.cli.display import TrainDisplay, log, stderr_console
 from textrnn.cli.options import Device, JsonOut, Quiet
@@ -186,7 +187,7 @@ def train(
     ] = None,
     batch_size: Annotated[
         int | None,
-        typer.Option(help=f"Sentences per batch (default: {DEFAULT_TRAIN['batch_size']})."),
+        typer.Option(help=f"Sentences per step, all processes together (default: {DEFAULT_TRAIN['batch_size']})."),
     ] = None,
     lr: Annotated[
         float | None, typer.Option(help=f"Peak learning rate (default: {DEFAULT_TRAIN['lr']}).")
@@ -216,7 +217,7 @@ def train(
         ),
     ] = None,
     precision: Annotated[
-        str | None, typer.Option(help="auto | fp32 | bf16 (default: auto).")
+        str | None, typer.Option(help="auto | fp32 | bf16 | fp16 (CUDA; with a gradient scaler) (default: auto: bf16 where supported, else fp16 on CUDA, else fp32).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: 1234).")] = None,
     device: Device = "auto",
@@ -226,13 +227,15 @@ def train(
 ) -> None:
     """Train a BiLSTM tagger (word + character BiLSTM, optional CRF) on CoNLL-U or token<TAB>tag data.
 
-    The best checkpoint is the one with the highest dev accuracy.
+    The best checkpoint is the one with the highest dev accuracy. Several processes:
+    torchrun --nproc-per-node 2 -m textrnn tag train ...; --batch-size is then the batch
+    of all processes together.
 
     Example: textrnn tag train --train en_ewt-ud-train.conllu --dev en_ewt-ud-dev.conllu --time-budget 900
     """
-    console = stderr_console(quiet)
+    group, dev_ = distributed.join(default_device(device))
+    console = stderr_console(quiet or not group.main)
     _set_threads(threads)
-    dev_ = default_device(device)
     overrides = dict(
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs, max_steps=max_steps,
         time_budget=time_budget, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
@@ -281,17 +284,19 @@ def train(
         )  # fmt: skip
     st = result.state
     if st.stopped == "interrupted":
-        print(
-            f"textrnn: interrupted at step {st.step}; resume with: textrnn tag train --resume {result.last}",
-            file=sys.stderr,
-        )
+        launcher = " (launched with torchrun, as this run was)" if group.active else ""
+        if group.main:
+            print(
+                f"textrnn: interrupted at step {st.step}; resume with: textrnn tag train --resume {result.last}{launcher}",
+                file=sys.stderr,
+            )
         raise typer.Exit(130)
     best = next((h for h in st.history if h["step"] == st.best_step), {})
     log(
         console,
         f"done ({st.stopped}) after {st.step} steps; best dev accuracy {_pct(best.get('val_accuracy'))} at step {st.best_step}: {result.best}",
     )
-    if json_out:
+    if json_out and group.main:
         print(json.dumps({
             "checkpoint": str(result.best), "last_checkpoint": str(result.last), "steps": st.step, "epochs": st.epoch,
             "stopped": st.stopped, "best_step": st.best_step, "best_val_accuracy": best.get("val_accuracy"),
@@ -385,7 +390,7 @@ def predict_(
     precision: Annotated[
         str,
         typer.Option(
-            help="auto (bf16 where the CPU/GPU has it: about twice as fast, a few tags in 10,000 may differ) | fp32 | bf16."
+            help="auto (bf16 where the CPU/GPU has it: about twice as fast, a few tags in 10,000 may differ; else fp16 on CUDA) | fp32 | bf16 | fp16 (CUDA)."
         ),
     ] = "auto",
     device: Device = "cpu",
@@ -440,7 +445,7 @@ def eval_(
         typer.Option(help="CoNLL-U gold column (default: the one the tagger was trained on)."),
     ] = None,
     precision: Annotated[
-        str, typer.Option(help="fp32 (the figure training reported) | bf16 | auto.")
+        str, typer.Option(help="fp32 (the figure training reported) | bf16 | fp16 (CUDA) | auto.")
     ] = "fp32",
     device: Device = "cpu",
     threads: Threads = 1,
