@@ -8,7 +8,7 @@ import torch
 
 from textrnn.errors import UsageError
 from textrnn.models import lm as lm_module
-from textrnn.models.lm import LanguageModel, LMConfig, LMStepper, prime, reorder_state
+from textrnn.models.lm import LanguageModel, LMConfig, LMStepper, Matmul, prime, reorder_state
 
 # (cell, tie_weights, embed, hidden): tied with embed != hidden adds the projection.
 SHAPES = [
@@ -59,6 +59,29 @@ def test_stepper_matches_fused_forward(cell, tie, embed, hidden):
     assert len(step_state) == len(fused_state) == (2 if cell == "lstm" else 1)
     for a, b in zip(step_state, fused_state, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not Matmul.bf16_available(torch.device("cpu")), reason="no native bf16 on this CPU")
+@pytest.mark.parametrize(("cell", "tie", "embed", "hidden"), SHAPES)
+def test_bf16_stepper_stays_close_to_the_fused_forward(cell, tie, embed, hidden):
+    """bf16 weights change the logits by rounding only: close, never equal, at any batch size."""
+    model = make_model(cell, tie=tie, embed=embed, hidden=hidden)
+    stepper = LMStepper(model, precision="bf16")
+    assert stepper.precision == "bf16"
+    for rows in (1, 5):
+        ids = torch.randint(0, 23, (rows, 9), generator=torch.Generator().manual_seed(rows))
+        with torch.no_grad():
+            fused, _ = model(ids)
+        steps, _ = stepped(model, ids, stepper)
+        assert steps.dtype == torch.float32
+        torch.testing.assert_close(steps.softmax(-1), fused.softmax(-1), atol=2e-2, rtol=0)
+        assert not torch.equal(steps, fused)
+
+
+def test_bf16_is_not_used_where_the_hardware_lacks_it(monkeypatch):
+    monkeypatch.setattr(Matmul, "bf16_available", staticmethod(lambda device: False))
+    stepper = LMStepper(make_model("lstm", tie=False, embed=12, hidden=20), precision="bf16")
+    assert stepper.precision == "fp32"
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -243,6 +243,7 @@ def sample(
     stop: Annotated[str, typer.Option(help="End a sample where this string appears (it is not printed).")] = "",
     seed: Annotated[int | None, typer.Option(help="Random seed: same seed, same text.")] = None,
     continuation_only: Annotated[bool, typer.Option("--continuation-only", help="Do not echo the prompt.")] = False,
+    precision: Annotated[str, typer.Option(help="auto | fp32 | bf16: the weights' arithmetic (auto: bf16 where the CPU computes it natively).")] = "auto",
     device: Device = "cpu",
     quiet: Quiet = False,
     json_out: JsonOut = False,
@@ -269,7 +270,7 @@ def sample(
     if checkpoint is None:
         checkpoint = newest_checkpoint()
         log(console, f"using checkpoint {checkpoint}")
-    lm = load_lm(checkpoint, device=default_device(device))
+    lm = load_lm(checkpoint, device=default_device(device), precision=precision)
     if prompt is None:
         prompt = _read_stdin_prompt()
     encode_prompt(lm.tokenizer, prompt)  # unknown characters fail here, before anything is printed

@@ -135,51 +135,46 @@ class LMStepper:
     can be consumed with the fused forward and continued here.
     """
 
-    def __init__(self, model: LanguageModel) -> None:
+    def __init__(self, model: LanguageModel, *, precision: str = "fp32") -> None:
         c = model.config
         self.cell, self.layers, self.hidden = c.cell, c.layers, c.hidden
+        self.bf16 = precision == "bf16" and Matmul.bf16_available(next(model.parameters()).device)
+        self.precision = "bf16" if self.bf16 else "fp32"
         p = {name: t.detach().float() for name, t in model.rnn.named_parameters()}
-        self.w_ih = [p[f"weight_ih_l{k}"].t().contiguous() for k in range(c.layers)]  # (in, G*H)
-        self.w_hh = [p[f"weight_hh_l{k}"].t().contiguous() for k in range(c.layers)]  # (H, G*H)
-        self.b_ih = [p[f"bias_ih_l{k}"] for k in range(c.layers)]
-        self.b_hh = [p[f"bias_hh_l{k}"] for k in range(c.layers)]
+        w_ih = [p[f"weight_ih_l{k}"].t().contiguous() for k in range(c.layers)]  # (in, G*H)
+        w_hh = [p[f"weight_hh_l{k}"].t().contiguous() for k in range(c.layers)]  # (H, G*H)
+        b_ih = [p[f"bias_ih_l{k}"] for k in range(c.layers)]
+        b_hh = [p[f"bias_hh_l{k}"] for k in range(c.layers)]
         if c.cell != "gru":  # GRU keeps b_hh apart: its candidate gate scales it by r
-            self.b_ih = [bi + bh for bi, bh in zip(self.b_ih, self.b_hh, strict=True)]
-            self.b_hh = [torch.zeros_like(b) for b in self.b_hh]
-        # Above layer 0, LSTM/RNN layers multiply [x, h] by one stacked matrix: one
-        # matrix-vector product instead of two (the step is memory-bound at batch 1).
+            b_ih = [bi + bh for bi, bh in zip(b_ih, b_hh, strict=True)]
+            b_hh = [None] * c.layers
         if c.cell == "lstm":  # gate order i,f,g,o -> i,f,o,g: one sigmoid and one tanh per step
-            order = torch.cat(
-                [
-                    torch.arange(0, 2 * c.hidden),
-                    torch.arange(3 * c.hidden, 4 * c.hidden),
-                    torch.arange(2 * c.hidden, 3 * c.hidden),
-                ]
-            )
-            self.w_ih = [w[:, order].contiguous() for w in self.w_ih]
-            self.w_hh = [w[:, order].contiguous() for w in self.w_hh]
-            self.b_ih = [b[order] for b in self.b_ih]
-        self.w_cat = [
-            torch.cat([wi, wh]) for wi, wh in zip(self.w_ih, self.w_hh, strict=True)
-        ]  # (in+H, G*H)
+            H = c.hidden
+            order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
+            w_ih = [w[:, order].contiguous() for w in w_ih]
+            w_hh = [w[:, order].contiguous() for w in w_hh]
+            b_ih = [b[order] for b in b_ih]
+        mm = lambda w, b=None: Matmul(w, b, bf16=self.bf16)  # noqa: E731
+        # Layer 0's input projection is a row lookup in a (V, G*H) table computed once
+        # from the embedding (in fp32); above layer 0, LSTM/RNN layers multiply [x, h]
+        # by one stacked matrix: one matrix-vector product instead of two (the step is
+        # memory-bound at batch 1).
         emb = model.embedding.weight.detach().float()  # (V, E)
-        if emb.shape[0] * self.w_ih[0].shape[1] <= MAX_INPUT_TABLE:
-            self.table: Tensor | None = torch.addmm(self.b_ih[0], emb, self.w_ih[0])  # (V, G*H)
+        self.table = torch.addmm(b_ih[0], emb, w_ih[0]) if emb.shape[0] * w_ih[0].shape[1] <= MAX_INPUT_TABLE else None
+        self.emb, self.in0 = emb, mm(w_ih[0], b_ih[0])
+        if c.cell == "gru":
+            self.ih = [mm(w_ih[k], b_ih[k]) for k in range(c.layers)]
+            self.hh = [mm(w_hh[k], b_hh[k]) for k in range(c.layers)]
         else:
-            self.table = None
-        self.emb = emb
-        self.proj = (
-            (model.proj.weight.detach().float().t().contiguous(), model.proj.bias.detach().float())
-            if model.proj is not None
-            else None
-        )
-        self.head_w = model.head.weight.detach().float().t().contiguous()  # (H or E, V)
-        self.head_b = model.head.bias.detach().float()
+            self.hh0 = mm(w_hh[0])
+            self.cat = [None] + [mm(torch.cat([w_ih[k], w_hh[k]]), b_ih[k]) for k in range(1, c.layers)]  # (in+H, G*H)
+        self.proj = mm(model.proj.weight.detach().float().t(), model.proj.bias.detach().float()) if model.proj is not None else None
+        self.head = mm(model.head.weight.detach().float().t(), model.head.bias.detach().float())  # (H or E, V)
 
     def _input_gates(self, tokens: Tensor) -> Tensor:
         if self.table is not None:
             return self.table.index_select(0, tokens)  # (B, G*H)
-        return torch.addmm(self.b_ih[0], self.emb.index_select(0, tokens), self.w_ih[0])
+        return self.in0(self.emb.index_select(0, tokens))
 
     @torch.inference_mode()
     def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
@@ -190,12 +185,8 @@ class LMStepper:
         for k in range(self.layers):
             h = hs[k]  # (B, H)
             if self.cell == "gru":
-                gx = (
-                    self._input_gates(tokens)
-                    if k == 0
-                    else torch.addmm(self.b_ih[k], x, self.w_ih[k])
-                )
-                gh = torch.addmm(self.b_hh[k], h, self.w_hh[k])  # (B, 3H)
+                gx = self._input_gates(tokens) if k == 0 else self.ih[k](x)  # (B, 3H)
+                gh = self.hh[k](h)  # (B, 3H)
                 xr, xz, xn = gx.chunk(3, dim=1)
                 hr, hz, hn = gh.chunk(3, dim=1)
                 r = torch.sigmoid(xr + hr)
@@ -204,11 +195,9 @@ class LMStepper:
                 x = n + z * (h - n)
             else:
                 if k == 0:
-                    gates = torch.addmm(self._input_gates(tokens), h, self.w_hh[0])  # (B, G*H)
+                    gates = self.hh0(h, add=self._input_gates(tokens))  # (B, G*H)
                 else:
-                    gates = torch.addmm(
-                        self.b_ih[k], torch.cat([x, h], 1), self.w_cat[k]
-                    )  # (B, G*H)
+                    gates = self.cat[k](torch.cat([x, h], 1))  # (B, G*H)
                 if self.cell == "lstm":
                     H = self.hidden
                     ifo = torch.sigmoid(gates[:, : 3 * H])  # (B, 3H)
@@ -220,10 +209,43 @@ class LMStepper:
                     x = torch.tanh(gates)
             new_h.append(x)
         if self.proj is not None:
-            x = torch.addmm(self.proj[1], x, self.proj[0])
-        logits = torch.addmm(self.head_b, x, self.head_w)  # (B, V)
+            x = self.proj(x)
+        logits = self.head(x)  # (B, V)
         h_all = torch.stack(new_h)
         return logits, ((h_all, torch.stack(new_c)) if self.cell == "lstm" else (h_all,))
+
+
+class Matmul:
+    """`x @ w + b` for inference, in fp32 (addmm), or with bf16 weights prepacked for oneDNN.
+
+    At batch 1 a step reads every weight once per token, so it runs at memory speed:
+    bf16 halves the bytes. The model trains under bf16 autocast, so its matrices already
+    multiply in bf16 there; inputs, outputs, biases and the recurrent state stay fp32.
+    """
+
+    def __init__(self, w: Tensor, b: Tensor | None = None, *, bf16: bool = False) -> None:  # w: (in, out)
+        self.bf16, self.w, self.b = bf16, w, b
+        if bf16:
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(w.t().contiguous().bfloat16(), 1)
+            self.b16 = b.bfloat16() if b is not None else None
+
+    def __call__(self, x: Tensor, *, add: Tensor | None = None) -> Tensor:
+        """x @ w + b (+ add), in fp32."""
+        if not self.bf16:
+            bias = add if self.b is None else (self.b if add is None else add + self.b)
+            return x @ self.w if bias is None else torch.addmm(bias, x, self.w)
+        y = torch.ops.mkldnn._linear_pointwise(x.bfloat16(), self.packed, self.b16, "none", [], "").float()
+        return y if add is None else y + add
+
+    @staticmethod
+    def bf16_available(device: torch.device) -> bool:
+        """bf16 matrix products computed natively by this CPU through oneDNN (else fp32 is used)."""
+        if device.type != "cpu":
+            return False
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        except (AttributeError, RuntimeError):
+            return False
 
 
 @torch.inference_mode()
