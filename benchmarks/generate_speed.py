@@ -69,7 +69,8 @@ def run(opts: Options) -> dict:
     meta = {"model_config": model.config.to_dict(), "tokenizer": tok.to_dict()}
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     save_checkpoint(path, Checkpoint(task="lm", meta=meta, tensors=tensors))
-    lm = load_lm(path)
+    lm = load_lm(path)  # fp32
+    lm16 = load_lm(path, precision="bf16")  # fp32 again where the CPU lacks native bf16
     plain = reference.PlainLM(tok.vocab_size, **s["model"])
     plain.load_state_dict(lm.model.state_dict())
     plain.eval()
@@ -77,6 +78,7 @@ def run(opts: Options) -> dict:
 
     results = [
         _sample_b1(lm, plain, first, s, opts.reps),
+        *(_sample_b1_bf16(lm16, plain, first, s, opts.reps) if lm16.precision == "bf16" else []),
         _sample_b1_core(lm, plain, first, s, opts.reps),
         _sample_b1_one_thread(lm, plain, first, s, opts.reps),
         _sample_batched(lm, plain, first, s, opts.reps),
@@ -95,6 +97,9 @@ def run(opts: Options) -> dict:
             "best hypothesis for beam search); untrained random weights.",
             "reference: plain nn.Embedding + nn.LSTM + nn.Linear with the same weights, one fused "
             "nn.LSTM call per token on a (B, 1) input, softmax, torch.multinomial.",
+            "fp32 rows: load_lm(precision='fp32') (textrnn sample --precision fp32); bf16 rows: the "
+            "stepper's matrices in bf16, prepacked for oneDNN (textrnn sample's default, auto, on a CPU "
+            "with native bf16); state, biases and logits stay fp32.",
         ],
     }
 
@@ -109,15 +114,36 @@ def _rate_generate(lm: LoadedLM, length: int, rows: int) -> Callable[[], float]:
 
 
 def _rate_plain(
-    plain: reference.PlainLM, first: int, length: int, rows: int
+    plain: reference.PlainLM, first: int, length: int, rows: int, *, bf16: bool = False
 ) -> Callable[[], float]:
     def go() -> float:
         gen = torch.Generator().manual_seed(1)
         start = _now()
-        out = reference.sample(plain, first, length=length, rows=rows, generator=gen)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = reference.sample(plain, first, length=length, rows=rows, generator=gen)
         return len(out) * rows / (_now() - start)
 
     return go
+
+
+def _sample_b1_bf16(lm16, plain, first, s, reps) -> list[dict]:
+    """bf16 weights (what `textrnn sample` uses on a CPU with native bf16) against the plain
+    sampler in fp32 and under bf16 autocast."""
+    runs = alternate(
+        {
+            "textrnn": _rate_generate(lm16, s["length"], 1),
+            "reference": _rate_plain(plain, first, s["length"], 1),
+            "reference_bf16": _rate_plain(plain, first, s["length"], 1, bf16=True),
+        },
+        reps=reps,
+    )
+    case = "sample, batch 1, bf16 weights (textrnn sample's default here)"
+    return [
+        compare(case, "tokens/s", runs["textrnn"], runs["reference"], target=TARGETS["b1_ratio"],
+                absolute_target=TARGETS["b1_abs"], tokens=s["length"], precision="bf16", reference_precision="fp32"),
+        compare(case + " vs reference under bf16 autocast", "tokens/s", runs["textrnn"], runs["reference_bf16"],
+                tokens=s["length"], precision="bf16", reference_precision="bf16"),
+    ]  # fmt: skip
 
 
 def _sample_b1(lm, plain, first, s, reps) -> dict:
@@ -129,7 +155,7 @@ def _sample_b1(lm, plain, first, s, reps) -> dict:
         reps=reps,
     )
     return compare(
-        "sample, batch 1 (textrnn.lm.generate)",
+        "sample, batch 1, fp32 (textrnn.lm.generate)",
         "tokens/s",
         runs["textrnn"],
         runs["reference"],
