@@ -20,7 +20,15 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
-from benchmarks import generate_speed, quality, report, scale, tokenizer_speed, train_speed
+from benchmarks import (
+    generate_speed,
+    quality,
+    report,
+    scale,
+    tokenizer_speed,
+    train_speed,
+    translit,
+)
 from benchmarks.common import (
     SCHEMA,
     Options,
@@ -38,6 +46,7 @@ AREAS = {
     "quality": quality,
     "tokenizer_speed": tokenizer_speed,
     "scale": scale,
+    "translit": translit,
 }
 HERE = Path(__file__).resolve().parent
 
