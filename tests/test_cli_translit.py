@@ -206,3 +206,42 @@ def test_resume_continues(capsys, data, tmp_path):
     assert json.loads(text)["steps"] == 7
     code, _, err = run(capsys, "train", "--resume", str(tmp_path / "r.last.ckpt"), "--hidden", "8", "-q")
     assert code == 2 and "cannot change when resuming" in err
+
+
+def _altered(src: Path, dst: Path, change_meta=None, change_tensors=None) -> Path:
+    from textrnn.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(src)
+    meta = {k: v for k, v in ckpt.meta.items() if k != "header"}
+    tensors = dict(ckpt.tensors)
+    if change_meta:
+        change_meta(meta)
+    if change_tensors:
+        change_tensors(tensors)
+    save_checkpoint(dst, Checkpoint(task="translit", meta=meta, tensors=tensors))
+    return dst
+
+
+# Metadata or tensors that would crash a careless loader: (name, meta change, tensor change).
+HOSTILE = [
+    ("no model config", lambda m: m.pop("model_config"), None),
+    ("huge model", lambda m: m["model_config"].update(dec_hidden=10**9), None),
+    ("attention unknown", lambda m: m["model_config"].update(attention="dot"), None),
+    ("tokenizers not a dict", lambda m: m.update(tokenizers=[1, 2]), None),
+    ("target specials missing", lambda m: m["tokenizers"]["target"].update(vocab=["<unk>", "a", "b", "c"], vocab_size=4), None),
+    ("columns garbage", lambda m: m["data"].update(columns=["x", 2]), None),
+    ("direction garbage", lambda m: m["data"].update(direction="up"), None),
+    ("NaN weights", None, lambda t: t.update({"model.out.weight": torch.full_like(t["model.out.weight"], float("nan"))})),
+    ("weight of wrong shape", None, lambda t: t.update({"model.out.bias": torch.zeros(3)})),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, meta, tensors", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_checkpoints_cost_one_line(capsys, model, data, tmp_path, name, meta, tensors):
+    bad = _altered(model, tmp_path / "bad.ckpt", meta, tensors)
+    code, out, err = run(capsys, "eval", "-c", str(bad), str(data / "dev.tsv"), "--json")
+    assert code == 1 and out == "" and err.count("\n") == 1 and "Traceback" not in err, err
+    last = _altered(model.with_name("hi.last.ckpt"), tmp_path / "bad.last.ckpt", meta, tensors)
+    code, out, err = run(capsys, "train", "--resume", str(last), "--max-steps", "1", "-q")
+    if name not in ("columns garbage", "direction garbage"):  # (resume reads the lexicons anew)
+        assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err

@@ -41,8 +41,8 @@ from textrnn import decoding, metrics
 from textrnn.checkpoint import Checkpoint, fingerprint_file, load_checkpoint
 from textrnn.conll import iter_file_lines
 from textrnn.data import check_text_file
-from textrnn.errors import CheckpointError, DataError, UsageError
-from textrnn.lm import load_weights
+from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
+from textrnn.lm import check_weight_shapes, load_weights
 from textrnn.models.seq2seq import BOS, EOS, PAD, UNK, Seq2Seq, Seq2SeqConfig
 from textrnn.tagging import bucket_batches
 from textrnn.text import graphemes, normalize
@@ -637,11 +637,17 @@ def evaluate(tr: Transliterator, path: str | Path, *, beam: int = 5, nbest: int 
 
 
 def layout_for(tr: Transliterator, path: str | Path) -> Layout:
-    data = (tr.checkpoint.meta.get("data") or {}) if tr.checkpoint is not None else {}
-    cols = data.get("columns")
-    if isinstance(cols, list) and len(cols) == 2:
+    """The layout of `path` for this model: its training columns, or its direction."""
+    data = tr.checkpoint.meta.get("data") if tr.checkpoint is not None else None
+    data = data if isinstance(data, dict) else {}
+    cols, direction = data.get("columns"), data.get("direction", "to-native")
+    if cols is not None and not (isinstance(cols, list) and len(cols) == 2 and all(type(c) is int and c >= 1 for c in cols)):
+        raise CheckpointError(f"checkpoint is corrupt: data.columns is {cols!r}")
+    if direction not in DIRECTIONS:
+        raise CheckpointError(f"checkpoint is corrupt: data.direction is {direction!r}")
+    if cols:
         return detect_layout(path, source_column=cols[0], target_column=cols[1])
-    return detect_layout(path, direction=data.get("direction", "to-native"))
+    return detect_layout(path, direction=direction)
 
 
 # ---- training -----------------------------------------------------------------------------------------------
@@ -701,17 +707,13 @@ def train_translit(
         on_log(f"no dev file: holding out {n_dev} random training pairs")
     seed_everything(cfg.seed)
     if resume is not None:
-        vocabs = Vocabs.from_dict(resume.meta["tokenizers"])
-        model_cfg = Seq2SeqConfig.from_dict(resume.meta["model_config"])
+        model, vocabs = model_from_checkpoint(resume, source="checkpoint")
     else:
         vocabs = build_vocabs(pairs, options)
-        model_cfg = Seq2SeqConfig(n_source=vocabs.source.vocab_size, n_target=vocabs.target.vocab_size,
-                                  **{**DEFAULT_MODEL, **(model_overrides or {})})  # fmt: skip
+        model = Seq2Seq(Seq2SeqConfig(n_source=vocabs.source.vocab_size, n_target=vocabs.target.vocab_size,
+                                      **{**DEFAULT_MODEL, **(model_overrides or {})}))  # fmt: skip
     if vocabs.lowercase:
         dev_pairs = [(s.lower(), t) for s, t in dev_pairs]
-    model = Seq2Seq(model_cfg)
-    if resume is not None:
-        load_weights(model, resume)
     model.to(device)
     meta = {
         "data": {
@@ -735,6 +737,29 @@ def _file_info(path: str | Path) -> dict:
 # ---- loading ---------------------------------------------------------------------------------------------------
 
 
+def model_from_checkpoint(ckpt: Checkpoint, *, source: str) -> tuple[Seq2Seq, Vocabs]:
+    """The checkpoint's model (with its weights) and vocabularies, every piece of metadata
+    checked, and the weights' shapes checked against the config before any allocation."""
+    try:
+        cfg = Seq2SeqConfig.from_dict(ckpt.meta["model_config"])
+        vocabs = Vocabs.from_dict(ckpt.meta["tokenizers"])
+    except (KeyError, TypeError, ValueError, AttributeError, TextrnnError) as err:
+        raise CheckpointError(f"{source}: checkpoint metadata is incomplete or invalid ({err})") from None
+    sizes = (vocabs.source.vocab_size, vocabs.target.vocab_size)
+    if sizes != (cfg.n_source, cfg.n_target):
+        raise CheckpointError(f"{source}: vocabulary sizes {sizes} do not match the model config")
+    try:
+        with torch.device("meta"):  # shapes only: a config claiming a huge model allocates nothing
+            probe = Seq2Seq(cfg)
+    except (RuntimeError, ValueError, OverflowError) as err:
+        raise CheckpointError(f"{source}: checkpoint model config is unusable ({str(err).splitlines()[0]})") from None
+    shapes = {k[len("model.") :]: tuple(v.shape) for k, v in ckpt.tensors.items() if k.startswith("model.")}
+    check_weight_shapes(probe, shapes, source=source)
+    model = Seq2Seq(cfg)
+    load_weights(model, ckpt, source=source)
+    return model, vocabs
+
+
 def load_translit(
     path: str | Path,
     *,
@@ -748,16 +773,7 @@ def load_translit(
     if not math.isfinite(length_penalty):
         raise UsageError(f"--length-penalty must be a finite number, got {length_penalty}")
     ckpt = load_checkpoint(path, task="translit")
-    try:
-        cfg = Seq2SeqConfig.from_dict(ckpt.meta["model_config"])
-        vocabs = Vocabs.from_dict(ckpt.meta["tokenizers"])
-    except (KeyError, TypeError, ValueError, AttributeError, UsageError) as err:
-        raise CheckpointError(f"{path}: checkpoint metadata is incomplete or invalid ({err})") from None
-    sizes = (vocabs.source.vocab_size, vocabs.target.vocab_size)
-    if sizes != (cfg.n_source, cfg.n_target):
-        raise CheckpointError(f"{path}: vocabulary sizes {sizes} do not match the model config")
-    model = Seq2Seq(cfg)
-    load_weights(model, ckpt, source=str(path))
+    model, vocabs = model_from_checkpoint(ckpt, source=str(path))
     model.to(device).eval()
     return Transliterator(model, vocabs, precision=resolve_precision(precision, device),
                           checkpoint=ckpt, length_penalty=length_penalty)  # fmt: skip

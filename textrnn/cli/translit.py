@@ -21,7 +21,7 @@ from textrnn.cli.options import Device, JsonOut, Quiet
 from textrnn.cli.tag import _chunks, _interactive, _pct, _set_threads, _stdin_lines
 from textrnn.conll import iter_file_lines
 from textrnn.data import check_text_file
-from textrnn.errors import TextrnnError, UsageError
+from textrnn.errors import CheckpointError, TextrnnError, UsageError
 from textrnn.text import is_combining_start
 from textrnn.train import Progress, TrainConfig, config_with_overrides, default_device, out_path_for
 from textrnn.translit import (
@@ -158,16 +158,22 @@ def train(
         ckpt = load_checkpoint(resume, task="translit")
         if model_overrides:
             raise UsageError("model options (--hidden, --attention, ...) cannot change when resuming")
-        data = ckpt.meta.get("data") if isinstance(ckpt.meta.get("data"), dict) else {}
-        train = train or Path((data.get("train") or {}).get("path", ""))
-        if dev is None and data.get("dev"):
-            dev = Path(data["dev"]["path"])
-        direction = Direction(data.get("direction", direction.value))
-        if columns is None and data.get("columns"):
-            columns = tuple(data["columns"])
-        cfg = config_with_overrides(TrainConfig.from_dict(ckpt.meta["train_config"]), **overrides)
-        options = replace(TranslitOptions.from_dict(ckpt.meta.get("translit") or {}), **option_overrides)
-        out = out or Path(ckpt.meta["training"].get("best_checkpoint") or out_path_for(train))
+        try:  # the metadata comes from a file: anything unusable is a corrupt checkpoint
+            data = ckpt.meta.get("data") or {}
+            train = train or Path((data.get("train") or {})["path"])
+            if dev is None and data.get("dev"):
+                dev = Path(data["dev"]["path"])
+            direction = Direction(data.get("direction", direction.value))
+            if columns is None and data.get("columns"):
+                columns = tuple(int(c) for c in data["columns"])
+            saved_cfg = TrainConfig.from_dict(ckpt.meta["train_config"])
+            options = TranslitOptions.from_dict(ckpt.meta.get("translit") or {})
+            best = ckpt.meta["training"].get("best_checkpoint")
+        except (KeyError, TypeError, ValueError, AttributeError, TextrnnError) as err:
+            raise CheckpointError(f"{resume}: checkpoint metadata is incomplete or invalid ({err})") from None
+        cfg = config_with_overrides(saved_cfg, **overrides)
+        options = replace(options, **option_overrides)
+        out = out or Path(best or out_path_for(train))
     else:
         if train is None:
             raise UsageError("missing --train FILE (or --resume CHECKPOINT)")
