@@ -31,6 +31,7 @@ from benchmarks import (
     tagger,
     tokenizer_speed,
     train_speed,
+    translit,
 )
 from benchmarks.common import (
     SCHEMA,
@@ -50,6 +51,7 @@ AREAS = {
     "tokenizer_speed": tokenizer_speed,
     "tagger": tagger,
     "scale": scale,
+    "translit": translit,
     "distributed": distributed,
 }
 HERE = Path(__file__).resolve().parent

@@ -147,3 +147,27 @@ def test_distributed_json(tmp_path):
         assert COMPARISON_KEYS <= set(row) and row["unit"] == "tokens/s"
         assert row["textrnn"]["median"] > 0 and row["reference"]["median"] > 0
     assert "## distributed" in (tmp_path / "RESULTS.md").read_text()
+
+
+@pytest.mark.slow
+def test_translit_tiny_run(tmp_path):
+    """The translit area end to end on a 440-pair sample (about 45 s: it starts 6 processes)."""
+    from textrnn.errors import DataError
+    from textrnn.paths import data_file
+
+    try:
+        data_file("dakshina_hi/hi.translit.sampled.train.tsv")
+    except DataError as err:
+        pytest.skip(str(err))
+    cmd = [sys.executable, "-m", "benchmarks", "translit", "--quick", "--tiny", "--out", str(tmp_path),
+           "--results", str(tmp_path / "RESULTS.md")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "translit.json").read_text())
+    _envelope(result, "translit")
+    r = result["results"]
+    assert {"top1_beam5", "top5_beam5", "cer_beam5", "top1_greedy", "cer_greedy"} <= set(r)
+    assert [row["attention"] for row in r["attention"]] == ["luong", "bahdanau", "none"]
+    for row in r["speed"]:
+        assert COMPARISON_KEYS <= set(row) and row["unit"] == "words/s" and row["textrnn"]["median"] > 0
+    assert "## translit" in (tmp_path / "RESULTS.md").read_text()

@@ -1,13 +1,18 @@
-"""Tagging metrics (textrnn.metrics): accuracy, per-tag P/R/F1, conlleval spans, BIO rules."""
+"""Metrics (textrnn.metrics): accuracy, per-tag P/R/F1, conlleval spans, BIO rules; edit distance, CER."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from textrnn.metrics import (
     accuracy,
     allowed_transition,
+    cer,
+    char_errors,
     detect_scheme,
+    edit_distance,
     per_tag,
     span_scores,
     spans,
@@ -102,3 +107,65 @@ def test_allowed_transitions_bioes():
     assert ok("B-PER", "E-PER") and not ok("B-PER", "O") and not ok("B-PER", "E-LOC")
     assert ok("E-PER", "B-PER") and not ok("E-PER", "I-PER")
     assert not ok("B-PER", None) and ok("S-PER", None)
+
+
+# ---- edit distance and CER ----------------------------------------------------------------------
+
+
+def test_edit_distance_known_values():
+    assert edit_distance("kitten", "sitting") == 3
+    assert edit_distance("", "abc") == edit_distance("abc", "") == 3
+    assert edit_distance("राहुल", "राहूल") == 1  # code points: one vowel sign differs
+    assert edit_distance(["क्ष", "ा"], ["क्ष"]) == 1  # any sequence: grapheme lists too
+
+
+def _brute_distance(a: str, b: str) -> int:
+    """Shortest edit script by breadth-first search over strings (tiny alphabets only)."""
+    alphabet = sorted(set(a + b))
+    frontier, seen, depth = {a}, {a}, 0
+    while b not in frontier:
+        nxt = set()
+        for s in frontier:
+            for i in range(len(s) + 1):
+                nxt.add(s[:i] + s[i + 1 :])
+                for c in alphabet:
+                    nxt.add(s[:i] + c + s[i:])
+                    nxt.add(s[:i] + c + s[i + 1 :])
+        frontier, depth = nxt - seen, depth + 1
+        seen |= nxt
+    return depth
+
+
+words = st.text(alphabet="abक्", max_size=5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(words, words, words)
+def test_edit_distance_is_a_metric(a, b, c):
+    d = edit_distance(a, b)
+    assert d == edit_distance(b, a)
+    assert (d == 0) == (a == b)
+    assert abs(len(a) - len(b)) <= d <= max(len(a), len(b))
+    assert edit_distance(a, c) <= d + edit_distance(b, c)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet="ab", max_size=4), st.text(alphabet="ab", max_size=4))
+def test_edit_distance_is_the_shortest_edit_script(a, b):
+    assert edit_distance(a, b) == _brute_distance(a, b)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(words, words), max_size=6))
+def test_cer_pools_errors_over_reference_characters(pairs):
+    refs, hyps = [r for r, _ in pairs], [h for _, h in pairs]
+    errors, chars = char_errors(refs, hyps)
+    assert errors == sum(edit_distance(r, h) for r, h in pairs) and chars == sum(map(len, refs))
+    assert cer(refs, hyps) == (errors / chars if chars else 0.0)
+    assert cer(refs, refs) == 0.0
+
+
+def test_cer_known_value_and_misaligned_input():
+    assert cer(["abcd", "ef"], ["abed", ""]) == pytest.approx(3 / 6)
+    with pytest.raises(ValueError, match="2 references but 1"):
+        cer(["a", "b"], ["a"])

@@ -41,6 +41,7 @@ from textrnn.models.lm import (
 )
 from textrnn.tokenizers import Tokenizer, tokenizer_from_dict
 from textrnn.train import (
+    INFERENCE_PRECISIONS,
     Progress,
     TrainConfig,
     Trainer,
@@ -50,7 +51,6 @@ from textrnn.train import (
     seed_everything,
 )
 
-GENERATE_PRECISIONS = ("auto", "fp32", "bf16")
 MAX_VAL_TOKENS = 2_000_000  # validation is capped so that it stays cheap on large corpora
 
 
@@ -405,8 +405,8 @@ def load_lm(
     `precision` "auto" generates with bf16 weights where the CPU computes bf16 natively
     (faster: a step at batch 1 reads every weight once); scoring (`evaluate_*`) stays fp32.
     """
-    if precision not in GENERATE_PRECISIONS:
-        raise UsageError(f"--precision must be one of {', '.join(GENERATE_PRECISIONS)}, got {precision!r}")
+    if precision not in INFERENCE_PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(INFERENCE_PRECISIONS)}, got {precision!r}")
     ckpt = load_checkpoint(path, task="lm")
     cfg = lm_config(ckpt.meta, source=str(path))
     try:

@@ -1,6 +1,7 @@
-"""Tagging metrics: token accuracy, per-tag precision/recall/F1, span F1 with conlleval semantics.
+"""Tagging and transliteration metrics: token accuracy, per-tag precision/recall/F1, span F1
+with conlleval semantics; edit distance and character error rate.
 
-Pure functions over lists of tag sequences (one list of tags per sentence); no torch.
+Pure functions over lists of tag sequences (one list of tags per sentence) or strings; no torch.
 
 Span extraction follows conlleval (CoNLL-2000/2003): a chunk starts at B-X, at I-X
 after O or after a chunk of another type, and ends before O, B, or a change of
@@ -210,3 +211,44 @@ def allowed_transition(scheme: str, prev: str | None, tag: str | None) -> bool:
     if p in ("B", "I"):
         return t in ("I", "E") and pt == tt
     return t in ("O", "B", "S")
+
+
+# ---- edit distance and character error rate --------------------------------------------------
+
+
+def edit_distance(a: Sequence, b: Sequence) -> int:
+    """Levenshtein distance: the fewest insertions, deletions and substitutions turning a into b.
+
+    Works on any sequences (strings compare code points). O(len(a) * len(b)) time,
+    O(min(len(a), len(b))) memory.
+    """
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def char_errors(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[int, int]:
+    """(edit operations, reference characters) summed over aligned pairs of strings.
+
+    Character error rate = errors / characters, pooled over the whole set (so long
+    words weigh more), counting code points of the strings as given (normalise first).
+    """
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    errors = chars = 0
+    for ref, hyp in zip(references, hypotheses, strict=True):
+        errors += edit_distance(ref, hyp)
+        chars += len(ref)
+    return errors, chars
+
+
+def cer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Character error rate: total edit distance / total reference length (0.0 for no characters)."""
+    errors, chars = char_errors(references, hypotheses)
+    return errors / chars if chars else 0.0

@@ -43,7 +43,7 @@ from textrnn.lm import load_weights
 from textrnn.models.tagger import UNK, Tagger, TaggerConfig
 from textrnn.text import graphemes, normalize
 from textrnn.train import (
-    PRECISIONS,
+    INFERENCE_PRECISIONS,
     Progress,
     TrainConfig,
     Trainer,
@@ -704,8 +704,8 @@ def load_tagger(
     twice as fast on a recent CPU; a few tags in 10,000 may change), else in fp16 on a
     CUDA GPU, else fp32.
     """
-    if precision not in PRECISIONS:
-        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision not in INFERENCE_PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(INFERENCE_PRECISIONS)}, got {precision!r}")
     ckpt = load_checkpoint(path, task="tagger")
     try:
         cfg = TaggerConfig.from_dict(ckpt.meta["model_config"])

@@ -43,6 +43,7 @@ from textrnn.checkpoint import (
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+INFERENCE_PRECISIONS = ("auto", "fp32", "bf16")  # tagging, transliterating, generating
 FP16_DEVICES = ("cuda",)  # device types whose fp16 autocast covers the recurrent layers
 _KIND_NAMES = {int: "an integer", float: "a number", str: "a string"}
 

@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover
     from click.exceptions import ClickException
     from click.exceptions import UsageError as ClickUsageError
 
-from textrnn.cli import tag, tokenize
+from textrnn.cli import tag, tokenize, translit
 from textrnn.errors import TextrnnError
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ app = typer.Typer(
 )
 app.add_typer(tokenize.app, name="tokenize")
 app.add_typer(tag.app, name="tag")
+app.add_typer(translit.app, name="translit")
 
 # Commands register themselves on `app` when their modules are imported.
 from textrnn.cli import lm  # noqa: E402,F401
