@@ -249,7 +249,8 @@ def table(result: dict) -> Table:
     t.notes += [
         "marginal s/MB = extra time to tokenized per extra MB from the previous size: constant when "
         "tokenization is linear (start-up cancels out).",
-        "plot: scale.png beside this file (written when matplotlib is installed)",
+        "plot (written beside this file when matplotlib is installed: `pip install -e '.[plot]'`): "
+        "![peak memory and time against corpus size](scale.png)",
     ]
     return t
 
@@ -272,6 +273,9 @@ def plot(result: dict, folder: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
     ax1.plot(mb, [r["peak_rss_mb"] for r in rows], "o-")
     ax1.set(xscale="log", xlabel="corpus MB", ylabel="peak RSS MB", title="peak memory")
+    ax1.set_ylim(0, max(PEAK_TARGET_MB, *(r["peak_rss_mb"] for r in rows)) * 1.1)
+    ax1.axhline(PEAK_TARGET_MB, color="grey", linestyle=":", label=f"target {PEAK_TARGET_MB} MB")
+    ax1.legend()
     ax2.plot(mb, [r["tokenized_s"] or float("nan") for r in rows], "o-", label="tokenized")
     ax2.plot(mb, [r["train_start_s"] or float("nan") for r in rows], "s--", label="training starts")
     ax2.set(

@@ -78,8 +78,8 @@ def run(opts: Options) -> dict:
         "settings": {"reference_batch": REFERENCE_BATCH, "reps": opts.reps, "model": DEFAULT_MODEL},
         "results": {"quality": quality, "throughput": speed},
         "notes": [
-            "quality: training subprocesses use torch's default thread count; the time budget "
-            "includes validation (wall clock).",
+            "quality: `textrnn tag train` with its default --threads 1; the time budget includes "
+            "validation (wall clock).",
             "Hindi PUD has no official split: `textrnn tag split FILE --out-dir DIR` (first 80% train, "
             "next 10% dev, last 10% test, in file order).",
             "throughput: words/s over EWT dev (25k words), random weights with the default shapes.",
