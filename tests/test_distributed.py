@@ -430,3 +430,78 @@ def test_two_nodes_over_loopback_with_c10d_rendezvous(lm_runs, tmp_path):
     for proc in procs:
         finish(proc)
     assert_same_training(tmp_path / "nodes.last.ckpt", lm_runs / "two.last.ckpt")
+
+
+# ---- transliteration -------------------------------------------------------------------------------
+
+
+def translit_lexicon(folder: Path) -> tuple[Path, Path]:
+    """A small real Dakshina sample (the test skips without the data set)."""
+    from textrnn.errors import DataError
+    from textrnn.paths import data_file
+
+    try:
+        source = data_file("dakshina_hi/hi.translit.sampled.train.tsv")
+    except DataError as err:
+        pytest.skip(str(err))
+    lines = source.read_text(encoding="utf-8").splitlines()
+    train, dev = folder / "train.tsv", folder / "dev.tsv"
+    train.write_text("\n".join(lines[::200]) + "\n", encoding="utf-8")
+    dev.write_text("\n".join(lines[7::400]) + "\n", encoding="utf-8")
+    return train, dev
+
+
+def test_translit_shares_add_up_to_the_single_process_loss_and_gradient(tmp_path, monkeypatch):
+    import textrnn.translit as tl
+    from textrnn.translit import Batch, Share, train_translit
+
+    train, dev = translit_lexicon(tmp_path)
+    tasks = []  # the task a real (one-step) training run builds: its model, vocabularies, batches
+
+    class Keep(tl.TranslitTask):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            tasks.append(self)
+
+    monkeypatch.setattr(tl, "TranslitTask", Keep)
+    cfg = TrainConfig(batch_size=6, max_steps=1, precision="fp32", eval_every=1)
+    shape = {"embed": 8, "hidden": 8, "dec_hidden": 16, "dropout": 0.0}
+    train_translit(train, dev, out=tmp_path / "m.ckpt", model_overrides=shape, train_cfg=cfg)
+    task = tasks[0]
+    task.model.eval()
+    whole = next(task.batches(0, 0))
+    idx = list(range(whole.batch.src.shape[0]))
+
+    def grads(shares: list[Share]) -> tuple[float, list[torch.Tensor]]:
+        task.model.zero_grad()
+        value = 0.0
+        for share in shares:
+            loss, _ = task.loss(share)
+            loss.backward()
+            value += loss.item()
+        return value, [p.grad.clone() for p in task.model.parameters() if p.grad is not None]
+
+    def part(rows: list[int], stand_in: bool = False) -> Share:
+        b = whole.batch
+        sub = Batch(b.src[rows], b.lengths[rows], b.tgt_in[rows], b.tgt_out[rows], b.weights[rows])
+        return Share(sub, whole.global_weight, stand_in)
+
+    one = grads([whole])
+    split = grads([part(idx[:4]), part(idx[4:]), part(idx[:1], stand_in=True)])
+    assert split[0] == pytest.approx(one[0], rel=1e-5)
+    for a, b in zip(split[1], one[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_translit_train_on_two_processes_matches_one(tmp_path):
+    """`torchrun ... -m textrnn translit train` trains the same model as one process."""
+    train, dev = translit_lexicon(tmp_path)
+    common = ["translit", "train", "--train", train, "--dev", dev, "--embed", 8, "--hidden", 8,
+              "--dec-hidden", 16, "--dropout", 0, "--precision", "fp32", "--batch-size", 8,
+              "--max-steps", 4, "--eval-every", 2, "--json"]  # fmt: skip
+    two = start([*common, "--out", "two.ckpt"], tmp_path, nproc=2)
+    one = start([*common, "--out", "one.ckpt"], tmp_path)
+    two_res, one_res = finish(two), finish(one)
+    assert len(two_res.stdout.strip().splitlines()) == 1  # only rank 0 prints
+    assert json.loads(two_res.stdout)["steps"] == json.loads(one_res.stdout)["steps"] == 4
+    assert_same_training(tmp_path / "two.last.ckpt", tmp_path / "one.last.ckpt")

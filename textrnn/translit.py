@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from textrnn import decoding, metrics
+from textrnn import decoding, distributed, metrics
 from textrnn.checkpoint import Checkpoint, fingerprint_file, load_checkpoint
 from textrnn.conll import iter_file_lines
 from textrnn.data import check_text_file
@@ -343,11 +343,26 @@ def sequence_loss(logits: Tensor, batch: Batch, *, label_smoothing: float = 0.0)
 # ---- the task the training loop runs ---------------------------------------------------------------
 
 
+@dataclass
+class Share:
+    """This process's part of a global batch (all of it with one process)."""
+
+    batch: Batch
+    global_weight: float  # weighted target tokens of the whole global batch: the loss's denominator
+    stand_in: bool = False  # the global batch had fewer words than processes: weighs nothing
+
+
 class TranslitTask:
     """Transliteration as a task for `Trainer`: length-bucketed word batches, teacher forcing
-    (or scheduled sampling), and dev word accuracy by greedy decoding as the monitored figure."""
+    (or scheduled sampling), and dev word accuracy by greedy decoding as the monitored figure.
+
+    With several processes, each global batch of `batch_size` words is cut into one
+    contiguous share per process, and each share's loss is divided by the weighted target
+    tokens of the whole global batch: the summed gradients are those of one process.
+    """
 
     name = "translit"
+    data_parallel = True
     monitor = "val_accuracy"
     higher_is_better = True
 
@@ -376,22 +391,34 @@ class TranslitTask:
         self.lengths = [len(s) + len(t) for s, t in zip(self.src, self.tgt, strict=True)]
         self.dev = list(dev)
         self._step = 0  # optimizer steps so far (for the scheduled-sampling decay)
+        self.dist = distributed.context()
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.src) / self.cfg.batch_size)
 
-    def batches(self, epoch: int, start: int) -> Iterator[Batch]:
+    def batches(self, epoch: int, start: int) -> Iterator[Share]:
         order = bucket_batches(self.lengths, self.cfg.batch_size, seed=self.cfg.seed, epoch=epoch)
         for k, idx in enumerate(order[start:], start):
             self._step = epoch * len(order) + k
-            yield make_batch([self.src[i] for i in idx], [self.tgt[i] for i in idx],
-                             [self.weights[i] for i in idx]).to(self.device)  # fmt: skip
+            total = sum(self.weights[i] * (len(self.tgt[i]) + 1) for i in idx)  # (+1: </s>)
+            part = np.array_split(idx, self.dist.world)[self.dist.rank]
+            # A rank must take part in every step: with no word of its own it reads one of
+            # the batch's and weighs it 0.
+            stand_in = len(part) == 0
+            part = idx[:1] if stand_in else part
+            batch = make_batch([self.src[i] for i in part], [self.tgt[i] for i in part],
+                               [self.weights[i] for i in part])  # fmt: skip
+            yield Share(batch.to(self.device), total, stand_in)
 
-    def loss(self, batch: Batch) -> tuple[Tensor, int]:
+    def loss(self, share: Share) -> tuple[Tensor, int]:
+        batch = share.batch
         tf = self.options.teacher_forcing_at(self._step)
         logits = self.model.teacher_forced(batch.src, batch.lengths, batch.tgt_in, teacher_forcing=tf)
-        total, weight = sequence_loss(logits, batch, label_smoothing=self.options.label_smoothing)
-        return total / weight.clamp(min=1e-9), batch.tokens
+        total, _ = sequence_loss(logits, batch, label_smoothing=self.options.label_smoothing)
+        loss = total / max(share.global_weight, 1e-9)
+        if share.stand_in:
+            return loss * 0.0, 0
+        return loss, batch.tokens
 
     def evaluate(self) -> dict[str, float]:
         loaded = Transliterator(self.model, self.vocabs, precision="fp32")

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from textrnn import distributed
 from textrnn.checkpoint import load_checkpoint
 from textrnn.cli.display import TrainDisplay, log, stderr_console
 from textrnn.cli.options import Device, JsonOut, Quiet
@@ -130,9 +131,9 @@ def train(
 
     Example: textrnn translit train --train hi.translit.sampled.train.tsv --dev hi.translit.sampled.dev.tsv --time-budget 1800
     """  # fmt: skip
-    console = stderr_console(quiet)
+    group, dev_ = distributed.join(default_device(device))
+    console = stderr_console(quiet or not group.main)
     _set_threads(threads)
-    dev_ = default_device(device)
     overrides = dict(
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs, max_steps=max_steps,
         time_budget=time_budget, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
@@ -194,13 +195,15 @@ def train(
         )  # fmt: skip
     st = result.state
     if st.stopped == "interrupted":
-        print(f"textrnn: interrupted at step {st.step}; resume with: textrnn translit train --resume {result.last}",
-              file=sys.stderr)  # fmt: skip
+        launcher = " (launched with torchrun, as this run was)" if group.active else ""
+        if group.main:
+            print(f"textrnn: interrupted at step {st.step}; resume with: textrnn translit train --resume {result.last}{launcher}",
+                  file=sys.stderr)  # fmt: skip
         raise typer.Exit(130)
     best = next((h for h in st.history if h["step"] == st.best_step), {})
     log(console, f"done ({st.stopped}) after {st.step} steps; best dev accuracy (greedy) "
                  f"{_pct(best.get('val_accuracy'))} at step {st.best_step}: {result.best}")  # fmt: skip
-    if json_out:
+    if json_out and group.main:
         print(json.dumps({
             "checkpoint": str(result.best), "last_checkpoint": str(result.last), "steps": st.step, "epochs": st.epoch,
             "stopped": st.stopped, "best_step": st.best_step, "best_val_accuracy": best.get("val_accuracy"),
