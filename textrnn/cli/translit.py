@@ -226,7 +226,7 @@ def predict_(
     length_penalty: LengthPenalty = 1.0,
     read_ahead: Annotated[int, typer.Option(help="Lines read, then transliterated together (1 when stdin is a terminal).")] = READ_AHEAD,
     show_attention: Annotated[str | None, typer.Option(help="Transliterate this one word and print its attention matrix as a heatmap.")] = None,
-    attention_png: Annotated[Path | None, typer.Option(help="With --show-attention: also save the matrix as a PNG (needs matplotlib: pip install 'textrnn[plot]').")] = None,
+    attention_png: Annotated[Path | None, typer.Option(help="With --show-attention: also save the matrix as a PNG (needs matplotlib: pip install matplotlib, or the plot extra).")] = None,
     precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU/GPU has it) | fp32 | bf16.")] = "auto",
     device: Device = "cpu",
     threads: Threads = 1,
