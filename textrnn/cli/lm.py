@@ -83,7 +83,7 @@ def train(
     time_budget: Annotated[float | None, typer.Option(help="Stop after this many seconds; the schedule fits the budget.")] = None,
     val_fraction: Annotated[float | None, typer.Option(help="Fraction of the corpus held out for validation, in blocks spread over it.", show_default="0.05")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Validate every N steps.", show_default="each epoch, at most 1000")] = None,
-    patience: Annotated[int | None, typer.Option(help="Early stopping: validations without improvement.", show_default="5, 0 = off")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early stopping: validations without improvement.", show_default="5; 0 = off; off with --time-budget")] = None,
     precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 | fp16 (CUDA, with a gradient scaler).", show_default="auto: bf16 where supported, else fp16 on CUDA, else fp32")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.", show_default="1234")] = None,
     device: Device = "auto",

@@ -213,7 +213,7 @@ def train(
     patience: Annotated[
         int | None,
         typer.Option(
-            help=f"Early stopping: validations without a better dev accuracy (default: {DEFAULT_TRAIN['patience']}, 0 = off)."
+            help=f"Early stopping: validations without a better dev accuracy (default: {DEFAULT_TRAIN['patience']}; 0 = off; off with --time-budget)."
         ),
     ] = None,
     precision: Annotated[

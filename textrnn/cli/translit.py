@@ -117,7 +117,7 @@ def train(
     max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")] = None,
     time_budget: Annotated[float | None, typer.Option(help="Stop after this many seconds; the schedule fits the budget.")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Validate every N steps (default: each epoch).")] = None,
-    patience: Annotated[int | None, typer.Option(help=f"Early stopping: validations without a better dev accuracy (default: {DEFAULT_TRAIN['patience']}, 0 = off).")] = None,
+    patience: Annotated[int | None, typer.Option(help=f"Early stopping: validations without a better dev accuracy (default: {DEFAULT_TRAIN['patience']}; 0 = off; off with --time-budget).")] = None,
     precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 (default: auto; bf16 is 2.5x faster on a CPU with AVX512-BF16).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: 1234).")] = None,
     device: Device = "auto",
