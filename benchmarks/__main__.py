@@ -94,6 +94,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--results", type=Path, default=HERE / "RESULTS.md", help="the Markdown report to rewrite"
     )
     p.add_argument(
+        "--threads", type=int, help="torch threads for the in-process measurements [one per core]"
+    )
+    p.add_argument(
         "--keep", type=Path, help="keep each area's working folder (models, corpora) in KEEP/AREA"
     )
     args = p.parse_args(argv)
@@ -105,7 +108,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(os.cpu_count() or 1)  # explicit, and recorded in every JSON
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)  # explicit, and recorded in every JSON
     sizes = tuple(parse_size(s) for s in args.sizes.split(",")) if args.sizes else ()
     reps = args.reps or default_reps(quick=args.quick, tiny=args.tiny)
     opts = Options(quick=args.quick, tiny=args.tiny, reps=reps, sizes=sizes)
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     for area in args.areas or list(AREAS):
         console.print(f"[bold]{area}[/bold] ...")
         try:
-            result = run_area(area, opts, sizes_flag=args.sizes, keep=args.keep)
+            result = run_area(area, opts, sizes_flag=args.sizes, keep=args.keep, threads=args.threads)
         except TextrnnError as err:  # e.g. the reference data is missing: one clear line
             console.print(
                 f"[red]{area} failed: {escape(str(err))}; its JSON file was not written[/red]"
@@ -138,11 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def run_area(area: str, opts: Options, *, sizes_flag: str | None, keep: Path | None = None) -> dict:
+def run_area(
+    area: str, opts: Options, *, sizes_flag: str | None, keep: Path | None = None, threads: int | None = None
+) -> dict:
     """Run one area in a private temporary folder (also its encoded-corpus cache), or in
     `keep/area` when the trained models are wanted afterwards."""
     machine = machine_info()
     extra = [f"--sizes {sizes_flag}"] if area == "scale" and sizes_flag else []
+    if threads:
+        extra.append(f"--threads {threads}")
     start = time.perf_counter()
     with _workdir(area, keep) as tmp:
         with environment(TEXTRNN_CACHE=str(Path(tmp) / "cache")):

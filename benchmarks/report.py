@@ -26,7 +26,7 @@ not measurements.
 MACHINE_FIELDS = (
     ("cpu", "CPU"),
     ("cores", "cores (os.cpu_count)"),
-    ("torch_threads", "torch threads (set to cores)"),
+    ("torch_threads", "torch threads (one per core unless --threads)"),
     ("torch", "torch"),
     ("python", "Python"),
     ("platform", "platform"),
