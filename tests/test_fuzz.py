@@ -186,7 +186,10 @@ def apply_edits(d: dict, edits: list[tuple]) -> dict:
         elif op == "vocab" and isinstance(d.get("vocab"), list) and d["vocab"]:
             d["vocab"][edit[1] % len(d["vocab"])] = edit[2]
         elif op in ("model", "cut model") and isinstance(d.get("model"), str):
-            model = bytearray(base64.b64decode(d["model"]))
+            try:  # an earlier "set" edit may have put any string there
+                model = bytearray(base64.b64decode(d["model"]))
+            except ValueError:  # (binascii.Error is one)
+                continue
             if model and op == "model":
                 model[edit[1] % len(model)] ^= edit[2]
             elif op == "cut model":

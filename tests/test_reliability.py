@@ -492,7 +492,7 @@ def existing_cells() -> int:
 
 # The figures the README cites; update them with the tables.
 MATRIX_CELLS = 204  # this file: MATRIX + STDIN_MATRIX + HOSTILE_CELLS
-CLI_LM_CELLS = 31  # tests/test_cli_lm.py
+CLI_LM_CELLS = 32  # tests/test_cli_lm.py
 
 
 def test_the_matrix_covers_every_command_and_its_size_is_what_the_readme_says():
