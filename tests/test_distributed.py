@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -407,6 +408,30 @@ def test_a_single_process_joins_no_group(monkeypatch):
     assert distributed.all_sum([1.5, 2.0]) == [1.5, 2.0] and distributed.broadcast_object(
         {"a": 1}
     ) == {"a": 1}
+
+
+def test_a_collective_returns_once_the_process_group_has_let_go_of_its_tensors():
+    """gloo's worker thread keeps a collective's tensors a moment after the call has returned;
+    freeing them then, at exit, aborted the process (see distributed._leave)."""
+    dist = torch.distributed
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        # A stand-in for the worker: an autograd graph holds the tensor for 0.1 s after the call.
+        t, graph = torch.zeros(2), []
+
+        def collective() -> None:
+            graph.append(torch.zeros(2, requires_grad=True) * t)  # saves t for backward
+            threading.Timer(0.1, graph.clear).start()
+
+        start = time.monotonic()
+        distributed._collective(collective, t)
+        assert t._use_count() == 1 and time.monotonic() - start >= 0.1
+        for _ in range(200):  # the real worker
+            t, parts = torch.zeros(4), [torch.empty(4)]
+            distributed._collective(lambda t=t, parts=parts: dist.all_gather(parts, t), t, *parts)
+            assert t._use_count() == 1 and parts[0]._use_count() == 1
+    finally:
+        dist.destroy_process_group()
 
 
 def free_port() -> int:

@@ -24,6 +24,9 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
+import pickle
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -117,12 +120,19 @@ def join(device: torch.device) -> tuple[Dist, torch.device]:
 
 
 def _leave() -> None:
-    """At exit: wait for every rank, then tear the group down. A rank that tore down gloo
-    while its peer still had the connection open made the peer abort ("terminate called
-    without an active exception") about one run in three."""
+    """At exit: a last collective (a barrier every rank waits out), then tear the group down.
+
+    gloo's worker threads outlive this handler: `destroy_process_group` does not stop them
+    (torch keeps the default group referenced, e.g. in torch.distributed.nn's default
+    arguments). A worker drops its reference to a collective's work only after the caller
+    has returned from it; when that drop frees a tensor that Python had created, the worker
+    takes the GIL to free the tensor's Python object, and if the interpreter is finalizing
+    by then, CPython ends the thread inside a noexcept destructor: std::terminate, SIGABRT
+    ("terminate called without an active exception"). So every collective here returns
+    only once gloo has let go of its tensors (`_collective`), this last one included."""
     if dist.is_initialized():
         try:
-            dist.barrier()
+            all_sum([0.0])
         except Exception:  # a peer is gone already (it failed): nothing to wait for
             pass
         dist.destroy_process_group()
@@ -150,7 +160,7 @@ def _all_reduce(values: list[float], op) -> list[float]:
     if not context().active:
         return list(values)
     t = torch.tensor(values, dtype=torch.float64, device=_device())
-    dist.all_reduce(t, op=op)
+    _collective(lambda: dist.all_reduce(t, op=op), t)
     return t.tolist()
 
 
@@ -158,18 +168,31 @@ def broadcast_object(obj: Any) -> Any:
     """Rank 0's `obj` (any picklable value, e.g. validation metrics) on every rank."""
     if not context().active:
         return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0, device=_device())
-    return box[0]
+    device = _device()
+    data = _encode(obj, device) if dist.get_rank() == 0 else None
+    size = torch.tensor([0 if data is None else data.numel()], dtype=torch.int64, device=device)
+    _collective(lambda: dist.broadcast(size, src=0), size)
+    if data is None:
+        data = torch.empty(int(size.item()), dtype=torch.uint8, device=device)
+    _collective(lambda: dist.broadcast(data, src=0), data)
+    return _decode(data)
 
 
 def gather_objects(obj: Any) -> list[Any]:
     """Every rank's `obj`, in rank order, on every rank."""
     if not context().active:
         return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
+    device, world = _device(), dist.get_world_size()
+    mine = _encode(obj, device)
+    size = torch.tensor([mine.numel()], dtype=torch.int64, device=device)
+    sizes = [torch.empty_like(size) for _ in range(world)]
+    _collective(lambda: dist.all_gather(sizes, size), size, *sizes)
+    lengths = [int(s.item()) for s in sizes]
+    padded = torch.zeros(max(lengths), dtype=torch.uint8, device=device)
+    padded[: mine.numel()] = mine
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    _collective(lambda: dist.all_gather(parts, padded), padded, *parts)
+    return [_decode(part[:n]) for part, n in zip(parts, lengths, strict=True)]
 
 
 def gather_rows(t: Tensor, dim: int) -> Tensor:
@@ -179,8 +202,47 @@ def gather_rows(t: Tensor, dim: int) -> Tensor:
     device = _device()
     local = t.detach().to(device).contiguous()
     parts = [torch.empty_like(local) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, local)
+    _collective(lambda: dist.all_gather(parts, local), local, *parts)
     return torch.cat(parts, dim=dim)
+
+
+def _encode(obj: Any, device: torch.device) -> Tensor:
+    data = bytearray(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+    return torch.frombuffer(data, dtype=torch.uint8).to(device)
+
+
+def _decode(t: Tensor) -> Any:
+    return pickle.loads(t.cpu().numpy().tobytes())
+
+
+SETTLE_LIMIT = 5.0  # seconds a collective waits for gloo to let go of its tensors
+_settle = hasattr(Tensor, "_use_count")  # (off for good once the wait has run out)
+
+
+def _collective(run: Callable[[], Any], *tensors: Tensor) -> None:
+    """Run a blocking collective over `tensors`, which the caller holds, and return only once
+    the process group holds none of them.
+
+    gloo runs a collective on a worker thread, which keeps its work, and with it the
+    tensors, a moment after the collective has returned here. Were the caller's references
+    the first to go, that worker would free the tensors, taking the GIL for their Python
+    objects: at exit that kills the process (see `_leave`). Waiting out the worker's
+    references keeps every tensor of ours freed here, by the caller's thread.
+    (nccl is not waited on: it retires its works from a watchdog thread, on its own
+    schedule, and the failure was gloo's.)"""
+    global _settle
+    if not _settle or dist.get_backend() != "gloo":
+        run()
+        return
+    held = [t._use_count() for t in tensors]  # the caller's references
+    run()
+    deadline, pause = time.monotonic() + SETTLE_LIMIT, 1e-5
+    while any(t._use_count() > n for t, n in zip(tensors, held, strict=True)):
+        if time.monotonic() > deadline:  # a torch that keeps them for good: stop waiting
+            _settle = False
+            return
+        time.sleep(pause)  # (with the GIL released)
+        pause = min(2 * pause, 1e-3)
 
 
 # ---- the replicated model ------------------------------------------------------------------
