@@ -213,8 +213,6 @@ train_lm(corpus, tok, out=out, model_overrides=None if ckpt else model, train_cf
 """
 
 
-@pytest.mark.slow  # about 1 run in 3 a rank aborts at exit (gloo frees tensors during interpreter
-# finalization: "terminate called without an active exception"); the fix is in progress.
 def test_resume_on_the_same_number_of_processes_is_bitwise_exact(tmp_path):
     """2 processes with dropout: 12 steps straight == 5 steps, Ctrl-C on rank 0, resume to 12."""
     script = tmp_path / "run.py"
