@@ -15,7 +15,7 @@ import random
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from textrnn.decoding import (
@@ -246,8 +246,11 @@ def test_samples_follow_the_tempered_distribution():
     temperature=st.floats(0.2, 3.0),
     seed=st.integers(0, 2**31),
 )
+@example(logits=[-3.4671994487278856e-211, 0.0], top_k=1, top_p=1.0, temperature=1.0, seed=0)
 def test_top_k_and_top_p_never_leave_the_allowed_set(logits, top_k, top_p, temperature, seed):
-    x = torch.tensor(logits, dtype=torch.float64) / temperature
+    # The logits as select_next sees them (float32: -3e-211 and 0.0 tie there), then the
+    # reference set in float64.
+    x = torch.tensor(logits).double() / temperature
     # Reference set computed independently in float64: top-k first, then the nucleus.
     if 0 < top_k < len(logits):
         kth = x.sort(descending=True).values[top_k - 1]
