@@ -314,16 +314,17 @@ def _pyplot():
 
 
 def _save_png(plt, src: list[str], out: list[str], weights: list[list[float]], path: Path, *, title: str) -> None:
-    from matplotlib import font_manager
-
-    fonts = [f.name for f in font_manager.fontManager.ttflist if "Devanagari" in f.name or "Mangal" in f.name]
-    fig, ax = plt.subplots(figsize=(0.5 * len(src) + 2, 0.4 * len(out) + 1.5))
+    """The matrix as a picture. Labels are drawn in a font that has their characters, or
+    written as code points (U+0930) where no installed font has them (no empty boxes)."""
+    font = _font_with("".join(src + out))
+    label = _visible if font else _codepoints
+    fig, ax = plt.subplots(figsize=(0.6 * len(src) + 2, 0.45 * len(out) + 1.5))
     ax.imshow(weights, cmap="Reds", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(src)), src)
-    ax.set_yticks(range(len(out)), [_visible(u) for u in out], fontfamily=fonts[0] if fonts else None)
+    ax.set_xticks(range(len(src)), [label(u) for u in src], fontfamily=font)
+    ax.set_yticks(range(len(out)), [label(u) if u != "</s>" else u for u in out], fontfamily=font)
     ax.set_xlabel("source")
     ax.set_ylabel("output")
-    ax.set_title(f"attention: {title}")
+    ax.set_title(f"attention: {title if font else _codepoints(title)}")
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=120)
@@ -331,6 +332,28 @@ def _save_png(plt, src: list[str], out: list[str], weights: list[list[float]], p
         raise TextrnnError(f"cannot write {path}: {err.strerror or err}") from None
     finally:
         plt.close(fig)
+
+
+def _font_with(text: str) -> str | None:
+    """The name of an installed font that has every character of `text` (None if none has)."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    needed = {ord(c) for c in text if not c.isspace() and c not in "</>"}
+    for entry in font_manager.fontManager.ttflist:
+        if "last resort" in entry.name.lower():  # maps every character to a placeholder box
+            continue
+        try:
+            charmap = FT2Font(entry.fname).get_charmap()
+        except (OSError, RuntimeError, ValueError):
+            continue
+        if needed <= charmap.keys():
+            return entry.name
+    return None
+
+
+def _codepoints(text: str) -> str:
+    return text if text.isascii() else " ".join(c if c.isascii() else f"U+{ord(c):04X}" for c in text)
 
 
 # ---- eval ---------------------------------------------------------------------------------------------
