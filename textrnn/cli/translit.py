@@ -106,6 +106,7 @@ def train(
     layers: Annotated[int | None, typer.Option(help=f"Encoder BiLSTM layers (default: {DEFAULT_MODEL['layers']}).")] = None,
     dec_hidden: Annotated[int | None, typer.Option(help=f"Decoder LSTM units (default: {DEFAULT_MODEL['dec_hidden']}).")] = None,
     dropout: Annotated[float | None, typer.Option(help=f"Dropout (default: {DEFAULT_MODEL['dropout']}).")] = None,
+    members: Annotated[int | None, typer.Option(help=f"Ensemble: encoder-decoders trained together, probabilities averaged (default: {DEFAULT_MODEL.get('members', 1)}).")] = None,
     teacher_forcing: Annotated[float | None, typer.Option(help="Probability of feeding the gold previous unit (1 = always; lower = scheduled sampling) (default: 1).")] = None,
     sampling_decay: Annotated[int | None, typer.Option(help="Steps over which that probability falls linearly from 1 to --teacher-forcing (default: 0).")] = None,
     label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing (default: 0.1).")] = None,
@@ -141,7 +142,7 @@ def train(
     model_overrides = {
         k: v
         for k, v in dict(embed=embed, hidden=hidden, layers=layers, dec_hidden=dec_hidden, dropout=dropout,
-                         attention=attention.value if attention else None).items()
+                         members=members, attention=attention.value if attention else None).items()
         if v is not None
     }  # fmt: skip
     option_overrides = {
