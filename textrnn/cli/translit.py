@@ -277,7 +277,7 @@ def _show_attention(tr: Transliterator, word: str, png: Path | None) -> None:
         plt = _pyplot()
     console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
     table = Table(title=f"{word} -> {''.join(u for u in out if u != '</s>')}",
-                  caption="attention weight x 10 of each output unit (row) on each source unit (column)")  # fmt: skip
+                  caption="weight x 10: output (row) on source (column)")  # fmt: skip
     table.add_column("")
     for unit in src:
         table.add_column(_visible(unit), justify="center")
@@ -393,7 +393,7 @@ def eval_(
         print(json.dumps(result, ensure_ascii=False))
         return
     console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
-    table = Table(title=f"{result['file']}: {result['rows']} rows, {result['sources']} distinct sources", show_header=False)
+    table = Table(title=f"{Path(result['file']).name}: {result['rows']} rows", show_header=False)
     table.add_column("measure")
     table.add_column("value", justify="right")
     search = "greedy" if beam == 1 else f"beam {beam}"
@@ -401,5 +401,6 @@ def eval_(
     table.add_row(f"top-{result['k']} word accuracy", _pct(result["topk"]))
     table.add_row("character error rate", _pct(result["cer"]))
     table.add_row("top-1, any reference of the source", _pct(result["any_reference_top1"]))
+    table.add_row("distinct sources", str(result["sources"]))
     table.add_row("loss per unit (teacher-forced)", f"{result['loss']:.4f}" if math.isfinite(result["loss"]) else "-")
     console.print(table)
