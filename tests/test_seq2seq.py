@@ -7,7 +7,16 @@ import torch
 
 from textrnn import decoding
 from textrnn.errors import UsageError
-from textrnn.models.seq2seq import ATTENTIONS, BOS, EOS, PAD, Seq2Seq, Seq2SeqConfig
+from textrnn.models.seq2seq import (
+    ATTENTIONS,
+    BOS,
+    EOS,
+    PAD,
+    Ensemble,
+    Seq2Seq,
+    Seq2SeqConfig,
+    build_model,
+)
 from textrnn.translit import (
     BANNED,
     Transliterator,
@@ -134,10 +143,64 @@ def test_reorder_selects_and_repeats_rows():
     torch.testing.assert_close(picked.h[2], state.h[0])
 
 
-@pytest.mark.parametrize("bad", [{"attention": "dot"}, {"dropout": 1.0}, {"hidden": 0}, {"n_target": 3}, {"layers": "2"}])
+@pytest.mark.parametrize("bad", [{"attention": "dot"}, {"dropout": 1.0}, {"hidden": 0}, {"n_target": 3}, {"layers": "2"},
+                                 {"members": 0}])  # fmt: skip
 def test_config_is_checked(bad):
     args = {"n_source": 5, "n_target": 9, **bad}
     with pytest.raises(UsageError):
         Seq2SeqConfig(**args)
     with pytest.raises(ValueError, match="unknown"):
         Seq2SeqConfig.from_dict({"n_source": 5, "n_target": 9, "heads": 4})
+
+
+# ---- ensembles ---------------------------------------------------------------------------------------
+
+
+def ensemble(seed: int = 0, members: int = 3) -> Ensemble:
+    torch.manual_seed(seed)
+    m = build_model(Seq2SeqConfig(n_source=9, n_target=11, attention="luong", members=members, **TINY))
+    with torch.no_grad():
+        for member in m.members:
+            member.out.weight.mul_(8.0)
+    return m.eval()
+
+
+def test_an_ensemble_of_identical_members_decodes_like_one_member():
+    """log(mean of equal probabilities) is the member's log-probability: same candidates, same scores."""
+    ens = ensemble(members=2)
+    ens.members[1].load_state_dict(ens.members[0].state_dict())
+    single = ens.members[0]
+    for beam in (1, 3):
+        a = decode_ids(Transliterator(ens, vocabs=None), SOURCES, beam=beam, nbest=beam)
+        b = decode_ids(Transliterator(single, vocabs=None), SOURCES, beam=beam, nbest=beam)
+        assert [[c[0] for c in x] for x in a] == [[c[0] for c in x] for x in b]
+        assert [c[2] for x in a for c in x] == pytest.approx([c[2] for x in b for c in x], abs=1e-4)
+
+
+def test_ensemble_members_differ_train_on_the_mean_loss_and_decode_the_mean_probability():
+    ens = ensemble(seed=4)
+    assert isinstance(ens, Ensemble) and isinstance(build_model(Seq2SeqConfig(n_source=9, n_target=11)), Seq2Seq)
+    batch = make_batch(SOURCES, TARGETS, [1.0] * 4)
+    with torch.no_grad():
+        logits = ens.teacher_forced(batch.src, batch.lengths, batch.tgt_in)  # (M, B, T, V)
+        assert logits.shape[0] == 3 and not torch.allclose(logits[0], logits[1])  # own initialisations
+        for m, member in enumerate(ens.members):
+            torch.testing.assert_close(logits[m], member.teacher_forced(batch.src, batch.lengths, batch.tgt_in))
+        total, count = sequence_loss(logits, batch)
+        singles = [sequence_loss(lg, batch)[0] for lg in logits]
+        assert total.item() == pytest.approx(sum(x.item() for x in singles) / 3, rel=1e-5)
+        state = ens.encode(batch.src, batch.lengths)
+        mean, state = ens.step_logits(batch.tgt_in[:, 0], state)
+        probs = torch.stack([member.step_logits(batch.tgt_in[:, 0], member.encode(batch.src, batch.lengths))[0]
+                             .softmax(-1) for member in ens.members]).mean(0)  # fmt: skip
+        torch.testing.assert_close(mean.exp(), probs, atol=1e-5, rtol=1e-4)
+        assert state.alpha.shape == (4, batch.src.shape[1])
+
+
+def test_padding_never_changes_an_ensembles_prediction():
+    ens = ensemble(seed=5)
+    tr = Transliterator(ens, vocabs=None)
+    for beam in (1, 4):
+        single = decode_ids(tr, SOURCES[1:2], beam=beam, nbest=beam)[0]
+        together = decode_ids(tr, SOURCES, beam=beam, nbest=beam)[1]
+        assert [c[0] for c in single] == [c[0] for c in together]

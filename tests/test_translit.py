@@ -222,3 +222,16 @@ def test_count_weighting(lexicons, tmp_path):
     result = train_translit(lexicons / "train.tsv", lexicons / "dev.tsv", out=tmp_path / "w.ckpt", model_overrides=TINY,
                             options=TranslitOptions(counts="weight"), train_cfg=cfg)  # fmt: skip
     assert load_checkpoint(result.best).meta["translit"]["counts"] == "weight"
+
+
+def test_an_ensemble_trains_saves_and_loads(lexicons, tmp_path):
+    cfg = tiny_config(max_steps=20, eval_every=20)
+    result = train_translit(lexicons / "train.tsv", lexicons / "dev.tsv", out=tmp_path / "e.ckpt",
+                            model_overrides={**TINY, "members": 2}, train_cfg=cfg)  # fmt: skip
+    ckpt = load_checkpoint(result.best)
+    assert ckpt.meta["model_config"]["members"] == 2
+    assert any(k.startswith("model.members.1.") for k in ckpt.tensors)
+    tr = load_translit(result.best)
+    report = evaluate(tr, lexicons / "dev.tsv", beam=3, nbest=3)
+    assert report["top1"] == pytest.approx(evaluate(tr, lexicons / "dev.tsv", beam=3, nbest=3)["top1"])
+    assert report["loss"] > 0 and len(transliterate(tr, ["ghar"], beam=3, nbest=3)[0]) == 3

@@ -43,7 +43,7 @@ from textrnn.conll import iter_file_lines
 from textrnn.data import check_text_file
 from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
 from textrnn.lm import check_weight_shapes, load_weights
-from textrnn.models.seq2seq import BOS, EOS, PAD, UNK, Seq2Seq, Seq2SeqConfig
+from textrnn.models.seq2seq import BOS, EOS, PAD, UNK, Ensemble, Seq2Seq, Seq2SeqConfig, build_model
 from textrnn.tagging import bucket_batches
 from textrnn.text import graphemes, normalize
 from textrnn.tokenizers import UNITS, CharTokenizer
@@ -329,7 +329,11 @@ def make_batch(src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]
 
 
 def sequence_loss(logits: Tensor, batch: Batch, *, label_smoothing: float = 0.0) -> tuple[Tensor, Tensor]:
-    """(weighted sum of token losses, weighted token count) of teacher-forced logits (B, T, V)."""
+    """(weighted sum of token losses, weighted token count) of teacher-forced logits (B, T, V),
+    or of an ensemble's (M, B, T, V), whose loss is the mean of the members'."""
+    if logits.dim() == 4:
+        sums = [sequence_loss(m, batch, label_smoothing=label_smoothing) for m in logits]
+        return torch.stack([total for total, _ in sums]).mean(), sums[0][1]
     B, T, V = logits.shape
     token = F.cross_entropy(
         logits.float().reshape(B * T, V), batch.tgt_out.reshape(-1), ignore_index=-100,
@@ -368,7 +372,7 @@ class TranslitTask:
 
     def __init__(
         self,
-        model: Seq2Seq,
+        model: Seq2Seq | Ensemble,
         vocabs: Vocabs,
         train: Sequence[tuple[str, str]],
         train_counts: Sequence[int],
@@ -457,7 +461,7 @@ class Candidate:
 class Transliterator:
     """A model with its vocabularies, ready for inference."""
 
-    model: Seq2Seq
+    model: Seq2Seq | Ensemble
     vocabs: Vocabs
     precision: str = "fp32"  # fp32 | bf16: the arithmetic of decoding
     checkpoint: Checkpoint | None = None
@@ -513,7 +517,7 @@ def beam_config(beam: int, nbest: int, length_penalty: float, steps: int) -> dec
     return decoding.BeamConfig(beam=beam, nbest=nbest, length_penalty=length_penalty, max_length=steps)
 
 
-def _greedy(model: Seq2Seq, state, first: Tensor, limits: list[int], alpha: float) -> list[list[tuple]]:
+def _greedy(model: Seq2Seq | Ensemble, state, first: Tensor, limits: list[int], alpha: float) -> list[list[tuple]]:
     samples = decoding.greedy(
         model.step_logits, state, first, max_new_tokens=max(limits), banned_ids=BANNED, eos_id=EOS,
         is_done=lambda row, tokens: len(tokens) >= limits[row], reorder_fn=lambda s, i: s.reorder(i),
@@ -522,7 +526,7 @@ def _greedy(model: Seq2Seq, state, first: Tensor, limits: list[int], alpha: floa
     return [[(s.tokens, s.logprob / (len(s.tokens) + (s.stop_reason == "eos")) ** alpha, s.logprob)] for s in samples]
 
 
-def _beam(model: Seq2Seq, state, first: Tensor, limits: list[int], config: decoding.BeamConfig) -> list[list[tuple]]:
+def _beam(model: Seq2Seq | Ensemble, state, first: Tensor, limits: list[int], config: decoding.BeamConfig) -> list[list[tuple]]:
     hyps = decoding.beam_search_batch(
         model.step_logits, lambda s, i: s.reorder(i), state, first, config=config, eos_id=EOS,
         is_done=lambda row, tokens: len(tokens) >= limits[row], banned_ids=BANNED,
@@ -647,6 +651,8 @@ def teacher_forced_loss(tr: Transliterator, pairs: Sequence[tuple[str, str]]) ->
                 idx = order[start : start + INFER_WORDS]
                 batch = make_batch([src[i] for i in idx], [tgt[i] for i in idx], [1.0] * len(idx)).to(tr.device)
                 logits = model.teacher_forced(batch.src, batch.lengths, batch.tgt_in)
+                if logits.dim() == 4:  # an ensemble: the loss of its mean probabilities
+                    logits = torch.logsumexp(logits.float().log_softmax(-1), dim=0) - math.log(logits.shape[0])
                 s, c = sequence_loss(logits, batch)
                 total, count = total + float(s), count + float(c)
     finally:
@@ -737,7 +743,7 @@ def train_translit(
         model, vocabs = model_from_checkpoint(resume, source="checkpoint")
     else:
         vocabs = build_vocabs(pairs, options)
-        model = Seq2Seq(Seq2SeqConfig(n_source=vocabs.source.vocab_size, n_target=vocabs.target.vocab_size,
+        model = build_model(Seq2SeqConfig(n_source=vocabs.source.vocab_size, n_target=vocabs.target.vocab_size,
                                       **{**DEFAULT_MODEL, **(model_overrides or {})}))  # fmt: skip
     if vocabs.lowercase:
         dev_pairs = [(s.lower(), t) for s, t in dev_pairs]
@@ -764,7 +770,7 @@ def _file_info(path: str | Path) -> dict:
 # ---- loading ---------------------------------------------------------------------------------------------------
 
 
-def model_from_checkpoint(ckpt: Checkpoint, *, source: str) -> tuple[Seq2Seq, Vocabs]:
+def model_from_checkpoint(ckpt: Checkpoint, *, source: str) -> tuple[Seq2Seq | Ensemble, Vocabs]:
     """The checkpoint's model (with its weights) and vocabularies, every piece of metadata
     checked, and the weights' shapes checked against the config before any allocation."""
     try:
@@ -777,12 +783,12 @@ def model_from_checkpoint(ckpt: Checkpoint, *, source: str) -> tuple[Seq2Seq, Vo
         raise CheckpointError(f"{source}: vocabulary sizes {sizes} do not match the model config")
     try:
         with torch.device("meta"):  # shapes only: a config claiming a huge model allocates nothing
-            probe = Seq2Seq(cfg)
+            probe = build_model(cfg)
     except (RuntimeError, ValueError, OverflowError) as err:
         raise CheckpointError(f"{source}: checkpoint model config is unusable ({str(err).splitlines()[0]})") from None
     shapes = {k[len("model.") :]: tuple(v.shape) for k, v in ckpt.tensors.items() if k.startswith("model.")}
     check_weight_shapes(probe, shapes, source=source)
-    model = Seq2Seq(cfg)
+    model = build_model(cfg)
     load_weights(model, ckpt, source=source)
     return model, vocabs
 

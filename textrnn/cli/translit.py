@@ -106,6 +106,7 @@ def train(
     layers: Annotated[int | None, typer.Option(help=f"Encoder BiLSTM layers (default: {DEFAULT_MODEL['layers']}).")] = None,
     dec_hidden: Annotated[int | None, typer.Option(help=f"Decoder LSTM units (default: {DEFAULT_MODEL['dec_hidden']}).")] = None,
     dropout: Annotated[float | None, typer.Option(help=f"Dropout (default: {DEFAULT_MODEL['dropout']}).")] = None,
+    members: Annotated[int | None, typer.Option(help=f"Ensemble: encoder-decoders trained together, probabilities averaged (default: {DEFAULT_MODEL.get('members', 1)}).")] = None,
     teacher_forcing: Annotated[float | None, typer.Option(help="Probability of feeding the gold previous unit (1 = always; lower = scheduled sampling) (default: 1).")] = None,
     sampling_decay: Annotated[int | None, typer.Option(help="Steps over which that probability falls linearly from 1 to --teacher-forcing (default: 0).")] = None,
     label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing (default: 0.1).")] = None,
@@ -141,7 +142,7 @@ def train(
     model_overrides = {
         k: v
         for k, v in dict(embed=embed, hidden=hidden, layers=layers, dec_hidden=dec_hidden, dropout=dropout,
-                         attention=attention.value if attention else None).items()
+                         members=members, attention=attention.value if attention else None).items()
         if v is not None
     }  # fmt: skip
     option_overrides = {
@@ -276,7 +277,7 @@ def _show_attention(tr: Transliterator, word: str, png: Path | None) -> None:
         plt = _pyplot()
     console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
     table = Table(title=f"{word} -> {''.join(u for u in out if u != '</s>')}",
-                  caption="attention weight x 10 of each output unit (row) on each source unit (column)")  # fmt: skip
+                  caption="weight x 10: output (row) on source (column)")  # fmt: skip
     table.add_column("")
     for unit in src:
         table.add_column(_visible(unit), justify="center")
@@ -314,16 +315,17 @@ def _pyplot():
 
 
 def _save_png(plt, src: list[str], out: list[str], weights: list[list[float]], path: Path, *, title: str) -> None:
-    from matplotlib import font_manager
-
-    fonts = [f.name for f in font_manager.fontManager.ttflist if "Devanagari" in f.name or "Mangal" in f.name]
-    fig, ax = plt.subplots(figsize=(0.5 * len(src) + 2, 0.4 * len(out) + 1.5))
+    """The matrix as a picture. Labels are drawn in a font that has their characters, or
+    written as code points (U+0930) where no installed font has them (no empty boxes)."""
+    font = _font_with("".join(src + out))
+    label = _visible if font else _codepoints
+    fig, ax = plt.subplots(figsize=(0.6 * len(src) + 2, 0.45 * len(out) + 1.5))
     ax.imshow(weights, cmap="Reds", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(src)), src)
-    ax.set_yticks(range(len(out)), [_visible(u) for u in out], fontfamily=fonts[0] if fonts else None)
+    ax.set_xticks(range(len(src)), [label(u) for u in src], fontfamily=font)
+    ax.set_yticks(range(len(out)), [label(u) if u != "</s>" else u for u in out], fontfamily=font)
     ax.set_xlabel("source")
     ax.set_ylabel("output")
-    ax.set_title(f"attention: {title}")
+    ax.set_title(f"attention: {title if font else _codepoints(title)}")
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=120)
@@ -331,6 +333,28 @@ def _save_png(plt, src: list[str], out: list[str], weights: list[list[float]], p
         raise TextrnnError(f"cannot write {path}: {err.strerror or err}") from None
     finally:
         plt.close(fig)
+
+
+def _font_with(text: str) -> str | None:
+    """The name of an installed font that has every character of `text` (None if none has)."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    needed = {ord(c) for c in text if not c.isspace() and c not in "</>"}
+    for entry in font_manager.fontManager.ttflist:
+        if "last resort" in entry.name.lower():  # maps every character to a placeholder box
+            continue
+        try:
+            charmap = FT2Font(entry.fname).get_charmap()
+        except (OSError, RuntimeError, ValueError):
+            continue
+        if needed <= charmap.keys():
+            return entry.name
+    return None
+
+
+def _codepoints(text: str) -> str:
+    return text if text.isascii() else " ".join(c if c.isascii() else f"U+{ord(c):04X}" for c in text)
 
 
 # ---- eval ---------------------------------------------------------------------------------------------
@@ -369,7 +393,7 @@ def eval_(
         print(json.dumps(result, ensure_ascii=False))
         return
     console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
-    table = Table(title=f"{result['file']}: {result['rows']} rows, {result['sources']} distinct sources", show_header=False)
+    table = Table(title=f"{Path(result['file']).name}: {result['rows']} rows", show_header=False)
     table.add_column("measure")
     table.add_column("value", justify="right")
     search = "greedy" if beam == 1 else f"beam {beam}"
@@ -377,5 +401,6 @@ def eval_(
     table.add_row(f"top-{result['k']} word accuracy", _pct(result["topk"]))
     table.add_row("character error rate", _pct(result["cer"]))
     table.add_row("top-1, any reference of the source", _pct(result["any_reference_top1"]))
+    table.add_row("distinct sources", str(result["sources"]))
     table.add_row("loss per unit (teacher-forced)", f"{result['loss']:.4f}" if math.isfinite(result["loss"]) else "-")
     console.print(table)
