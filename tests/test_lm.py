@@ -317,3 +317,49 @@ def test_incomplete_metadata_is_a_checkpoint_error(char_ckpt, tmp_path):
     path = _altered(char_ckpt, tmp_path, meta={"model_config": {**cfg, "bogus": 1}})
     with pytest.raises(CheckpointError, match="incomplete"):
         load_lm(path)
+
+
+# ---- TextStream: what `textrnn sample` prints while it generates ---------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from textrnn.lm import TextStream  # noqa: E402
+
+_CORPUS = (Path(__file__).resolve().parent.parent / "corpora/english.txt").read_text(encoding="utf-8")
+_STREAM_TOKENIZERS = {
+    "char": train_tokenizer("char", [_CORPUS]),
+    "word": train_tokenizer("word", [_CORPUS]),
+    "bpe": train_tokenizer("bpe", [_CORPUS], vocab_size=400),
+}
+
+
+def _stream(tok, ids: list[int], stop: str) -> tuple[TextStream, list[str]]:
+    emitted: list[str] = []
+    stream = TextStream(tok, [], stop, emitted.append)
+    for i in ids:
+        if stream.add(i):
+            break
+    stream.finish()
+    return stream, emitted
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(sorted(_STREAM_TOKENIZERS)), start=st.integers(0, 5000), n=st.integers(0, 80),
+       stop=st.sampled_from(["", "e", "the", "\n\n", ", and"]))  # fmt: skip
+def test_text_stream_prints_the_decoded_text_up_to_the_stop_string(kind, start, n, stop):
+    tok = _STREAM_TOKENIZERS[kind]
+    ids = tok.encode(_CORPUS[start : start + 4 * n])[:n]
+    stream, emitted = _stream(tok, ids, stop)
+    whole = tok.decode(ids)
+    expected = whole[: whole.index(stop)] if stop and stop in whole else whole
+    assert "".join(emitted) == stream.text == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(ids=st.lists(st.integers(0, 399), max_size=40), stop=st.sampled_from(["", "e", "\ufffd"]))
+def test_text_stream_never_takes_back_what_it_printed(ids, stop):
+    """Arbitrary subword ids (byte pieces that do not complete a character included)."""
+    stream, emitted = _stream(_STREAM_TOKENIZERS["bpe"], ids, stop)
+    assert "".join(emitted) == stream.text
+    assert not stop or stop not in stream.text

@@ -8,6 +8,7 @@ This is the Python API behind `textrnn train`, `sample` and `eval`:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -467,30 +468,57 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
 class TextStream:
     """Turns one row's token ids into text increments, holding back a possible stop string.
 
-    Only the current line is re-decoded for each new token (word detokenization depends
-    on its neighbours, e.g. quote pairs within a line), so the cost per token stays
-    bounded however long the output grows.
+    Characters decode one by one (a table lookup). Other tokenizers re-decode only the
+    current line for each new token (word detokenization depends on its neighbours, e.g.
+    quote pairs within a line), so the cost per token stays bounded however long the
+    output grows. Only the not-yet-emitted tail is searched for the stop string: the part
+    of a stop string that has been produced so far is always held back.
     """
 
     MAX_WINDOW = 64  # tokens of context kept for decoding when lines run long
 
     def __init__(self, tokenizer: Tokenizer, context: list[int], stop: str, emit: Callable[[str], None]):
         self.tokenizer, self.stop, self.emit = tokenizer, stop, emit
+        self.pieces = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)] if tokenizer.kind == "char" else None
         newline = tokenizer.encode("\n")
         self.newline = newline[0] if len(newline) == 1 else None
         self.window = list(context[-8:])  # a few prompt ids give the first token its spacing
         if self.newline in self.window:
             self.window = self.window[len(self.window) - self.window[::-1].index(self.newline) :]
         self.window_text = tokenizer.decode(self.window)
-        self.text = ""  # decoded continuation so far
-        self.sent = 0  # characters of `text` already emitted
+        self.sent: list[str] = []  # emitted pieces of the continuation
+        self.pending = ""  # decoded, not yet emitted
         self.done = False
+
+    @property
+    def text(self) -> str:
+        """The decoded continuation so far (up to the stop string)."""
+        return "".join(self.sent) + self.pending
 
     def add(self, token: int) -> bool:
         """Add a token; return True when the stop string has been reached."""
+        if self.pieces is not None:
+            self.pending += self.pieces[token]
+        else:
+            self._decode_with_context(token)
+        if self.stop and self.stop in self.pending:
+            self.pending = self.pending[: self.pending.index(self.stop)]
+            self.done = True
+        self._flush(final=self.done)
+        return self.done
+
+    def _decode_with_context(self, token: int) -> None:
         self.window.append(token)
         full = self.tokenizer.decode(self.window)
-        self.text += full[len(self.window_text) :] if full.startswith(self.window_text) else full
+        if full.startswith(self.window_text):
+            self.pending += full[len(self.window_text) :]
+        else:  # the new token changed the window's end (bytes completing a character): redo
+            same = len(os.path.commonprefix([full, self.window_text]))  # that end, still pending
+            changed = len(self.window_text) - same
+            if changed <= len(self.pending):
+                self.pending = self.pending[: len(self.pending) - changed] + full[same:]
+            else:
+                self.pending += full[len(self.window_text) :]
         if token == self.newline:
             self.window, self.window_text = [], ""
         elif len(self.window) > self.MAX_WINDOW:
@@ -498,25 +526,21 @@ class TextStream:
             self.window_text = self.tokenizer.decode(self.window)
         else:
             self.window_text = full
-        if self.stop and self.stop in self.text[max(0, self.sent - len(self.stop)) :]:
-            self.text = self.text[: self.text.index(self.stop)]
-            self.done = True
-        self._flush(final=self.done)
-        return self.done
 
     def _flush(self, *, final: bool) -> None:
-        ready = len(self.text)
+        text, ready = self.pending, len(self.pending)
         if not final:
-            if self.text.endswith("\ufffd"):  # an unfinished UTF-8 sequence (byte fallback)
+            if text.endswith("\ufffd"):  # an unfinished UTF-8 sequence (byte fallback)
                 ready -= 1
             if self.stop:  # hold back a tail that may grow into the stop string
                 for k in range(min(len(self.stop) - 1, ready), 0, -1):
-                    if self.text[ready - k : ready] == self.stop[:k]:
+                    if text[ready - k : ready] == self.stop[:k]:
                         ready -= k
                         break
-        if ready > self.sent:
-            self.emit(self.text[self.sent : ready])
-            self.sent = ready
+        if ready > 0:
+            self.emit(text[:ready])
+            self.sent.append(text[:ready])
+            self.pending = text[ready:]
 
     def finish(self) -> None:
         self._flush(final=True)
