@@ -24,6 +24,7 @@ from textrnn.decoding import (
     SamplingConfig,
     beam_search,
     beam_search_batch,
+    draw,
     greedy,
     sample,
     select_next,
@@ -525,3 +526,14 @@ def test_beam_wider_than_the_vocabulary():
     hyps = beam(model, beam=8, nbest=8, max_length=1, eos_id=None)
     assert [h.tokens for h in hyps][:2] == [(A,), (B,)]
     assert len({h.tokens for h in hyps}) == len(hyps) == V
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 4), width=st.integers(1, 70), zeros=st.integers(0, 69))
+def test_draw_makes_the_draws_of_torch_multinomial(seed, rows, width, zeros):
+    probs = torch.rand(rows, width, generator=torch.Generator().manual_seed(seed)) + 0.01
+    probs[:, : min(zeros, width - 1)] = 0.0  # candidates cut by top-k/top-p
+    probs = probs / probs.sum(-1, keepdim=True)
+    expected = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(seed + 1))
+    got = draw(probs, torch.Generator().manual_seed(seed + 1))
+    assert torch.equal(got, expected)

@@ -20,7 +20,7 @@ Token-choice order for sampling (`select_next`), fixed and shared by every calle
 5. top-k: keep the k largest logits;
 6. top-p (nucleus, Holtzman et al. 2020): keep the smallest set of most probable tokens
    whose probability mass (after steps 1-5) is >= p; the top token is always kept;
-7. draw one token per row with `torch.multinomial`.
+7. draw one token per row (`draw`: the draws of `torch.multinomial`, without its checks).
 
 Reported log-probabilities are always those of the *unmodified* model: log_softmax of
 the raw logits, summed over the chosen tokens. Penalties, temperature and truncation
@@ -169,13 +169,24 @@ def select_next(
         probs = probs.masked_fill(before >= config.top_p, 0.0)  # top token: before == 0 < p
     if generator is not None and generator.device != probs.device:
         # A seeded CPU generator draws for a model on a GPU: the same seed gives the same
-        # text on any device (up to the logits' rounding), and multinomial needs both on one.
-        pick = torch.multinomial(probs.cpu(), 1, generator=generator).to(probs.device)  # (B, 1)
+        # text on any device (up to the logits' rounding), and the draw needs both on one.
+        pick = draw(probs.cpu(), generator).to(probs.device)  # (B, 1)
     else:
-        pick = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+        pick = draw(probs, generator)  # (B, 1)
     if index is not None:
         pick = index.gather(1, pick)  # (B, 1)
     return pick.squeeze(1)  # (B,)
+
+
+def draw(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One index per row of `probs` (B, C), drawn in proportion: (B, 1) long.
+
+    The draws of `torch.multinomial(probs, 1, generator=generator)` (the same exponential
+    race, argmax of p / Exp(1), on the same random numbers) without its argument checks,
+    which cost more than the draw itself at batch 1.
+    """
+    race = torch.empty_like(probs).exponential_(generator=generator)  # (B, C)
+    return (probs / race).argmax(dim=-1, keepdim=True)
 
 
 def sample(

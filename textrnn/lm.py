@@ -11,7 +11,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -396,6 +396,15 @@ class LoadedLM:
     tokenizer: Tokenizer
     checkpoint: Checkpoint
     precision: str = "fp32"  # fp32 | bf16: the weights' arithmetic when generating (see LMStepper)
+    _stepper: LMStepper | None = field(default=None, init=False, repr=False, compare=False)
+
+    def stepper(self) -> LMStepper:
+        """The model's one-token-at-a-time stepper, built on first use and kept: it copies and
+        repacks the weights (tens of ms), so later generate calls start at once. Changing the
+        model's weights afterwards does not reach it."""
+        if self._stepper is None:
+            self._stepper = LMStepper(self.model, precision=self.precision)
+        return self._stepper
 
 
 def load_lm(
@@ -561,7 +570,7 @@ def generate(
     tok = lm.tokenizer
     ids = encode_prompt(tok, prompt)
     generator = torch.Generator().manual_seed(config.seed) if config.seed is not None else None
-    stepper = LMStepper(lm.model, precision=lm.precision)
+    stepper = lm.stepper()
     state, last = _prime(lm, stepper, ids, config.num_samples)
     streams = [
         TextStream(tok, ids, config.stop, (lambda text, r=r: on_text(r, text)) if on_text else (lambda text: None))
@@ -633,7 +642,7 @@ def beam_generate(
     """The most probable continuations of `prompt` by beam search, best first."""
     tok = lm.tokenizer
     ids = encode_prompt(tok, prompt)
-    stepper = LMStepper(lm.model, precision=lm.precision)
+    stepper = lm.stepper()
     state, last = _prime(lm, stepper, ids, 1)
 
     def is_done(row: int, tokens) -> bool:

@@ -223,7 +223,11 @@ class Matmul:
     multiply in bf16 there; inputs, outputs, biases and the recurrent state stay fp32.
     """
 
+    BF16_MIN_WEIGHTS = 1 << 18  # smaller matrices stay fp32: oneDNN's bf16 call has a fixed cost
+    # of about 10 us, more than a char model's whole output layer (512 x 66: 3 us in fp32)
+
     def __init__(self, w: Tensor, b: Tensor | None = None, *, bf16: bool = False) -> None:  # w: (in, out)
+        bf16 = bf16 and w.numel() >= self.BF16_MIN_WEIGHTS
         self.bf16, self.w, self.b = bf16, w, b
         if bf16:
             self.packed = torch.ops.mkldnn._reorder_linear_weight(w.t().contiguous().bfloat16(), 1)
