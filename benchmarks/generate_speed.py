@@ -81,8 +81,9 @@ def run(opts: Options) -> dict:
         *(_sample_b1_bf16(lm16, plain, first, s, opts.reps) if lm16.precision == "bf16" else []),
         _sample_b1_core(lm, plain, first, s, opts.reps),
         _sample_b1_one_thread(lm, plain, first, s, opts.reps),
-        _sample_batched(lm, plain, first, s, opts.reps),
-        _beam(lm, plain, first, s, opts.reps),
+        # batched sampling and beam search as `textrnn sample` runs them by default here
+        _sample_batched(lm16, plain, first, s, opts.reps),
+        _beam(lm16, plain, first, s, opts.reps),
     ]
     return {
         "settings": {
@@ -240,7 +241,7 @@ def _sample_batched(lm, plain, first, s, reps) -> dict:
         reps=reps,
     )
     return compare(
-        f"sample, {rows} samples as one batch (generate)",
+        f"sample, {rows} samples as one batch ({lm.precision}, generate)",
         "tokens/s",
         runs["textrnn"],
         runs["reference"],
@@ -275,7 +276,7 @@ def _beam(lm, plain, first, s, reps) -> dict:
 
     runs = alternate({"textrnn": textrnn, "reference": plain_beam}, reps=reps)
     return compare(
-        f"beam search, width {s['beam']} (beam_generate)",
+        f"beam search, width {s['beam']} ({lm.precision}, beam_generate)",
         "tokens/s",
         runs["textrnn"],
         runs["reference"],
