@@ -40,6 +40,11 @@ def _fmt_rate(x: float) -> str:
     return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
 
 
+def pct(x: float | None) -> str:
+    """A fraction as a percentage, "-" when there is none."""
+    return f"{100 * x:.2f}%" if x is not None and math.isfinite(x) else "-"
+
+
 class TrainDisplay:
     """Live progress: step/epoch, train loss, validation loss, perplexity, bits/char, tokens/s, ETA."""
 

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import torch
 import typer
+
+from textrnn.errors import UsageError
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Show no progress or log lines on stderr.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda | mps (auto: CUDA, then MPS, then CPU).")]
+
+
+def set_threads(threads: int) -> None:
+    """Apply a --threads option (each command words its own help): 0 keeps PyTorch's default."""
+    if threads < 0:
+        raise UsageError(f"--threads must not be negative, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)

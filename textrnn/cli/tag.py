@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from textrnn import distributed
 from textrnn.checkpoint import load_checkpoint
-from textrnn.cli.display import TrainDisplay, log, stderr_console
-from textrnn.cli.options import Device, JsonOut, Quiet
+from textrnn.cli.display import TrainDisplay, log, pct, stderr_console
+from textrnn.cli.io import chunks, interactive, stdin_lines
+from textrnn.cli.options import Device, JsonOut, Quiet, set_threads
 from textrnn.conll import (
     Sentence,
     check_column,
@@ -33,7 +32,7 @@ from textrnn.conll import (
     split_file,
 )
 from textrnn.data import check_text_file
-from textrnn.errors import DataError, UsageError
+from textrnn.errors import UsageError
 from textrnn.tagging import (
     DEFAULT_MODEL,
     DEFAULT_TRAIN,
@@ -57,13 +56,6 @@ Threads = Annotated[
         "cores (on 2 cores: 1.3x faster idle, 5-19x slower busy), hence 1."
     ),
 ]
-
-
-def _set_threads(threads: int) -> None:
-    if threads < 0:
-        raise UsageError(f"--threads must not be negative, got {threads}")
-    if threads:
-        torch.set_num_threads(threads)
 
 
 class DataFormat(str, Enum):
@@ -93,17 +85,13 @@ class TagDisplay(TrainDisplay):
     def __call__(self, p: Progress) -> None:
         if p.event == "eval" and p.val and self.bar is not None:
             v = p.val
-            self.last_val = f"dev acc {_pct(v.get('val_accuracy'))} (unseen words {_pct(v.get('val_oov_accuracy'))})"
+            self.last_val = f"dev acc {pct(v.get('val_accuracy'))} (unseen words {pct(v.get('val_oov_accuracy'))})"
             best = " (best)" if p.step == p.best_step else ""
             self.bar.console.print(
                 f"step {p.step} epoch {p.epoch + 1}: {self.last_val}{best}", markup=False
             )
             p = replace(p, val={})  # the parent's line shows perplexity: skip it
         super().__call__(p)
-
-
-def _pct(x: float | None) -> str:
-    return f"{100 * x:.2f}%" if x is not None and math.isfinite(x) else "-"
 
 
 @app.command()
@@ -235,7 +223,7 @@ def train(
     """
     group, dev_ = distributed.join(default_device(device))
     console = stderr_console(quiet or not group.main)
-    _set_threads(threads)
+    set_threads(threads)
     overrides = dict(
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs, max_steps=max_steps,
         time_budget=time_budget, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
@@ -294,7 +282,7 @@ def train(
     best = next((h for h in st.history if h["step"] == st.best_step), {})
     log(
         console,
-        f"done ({st.stopped}) after {st.step} steps; best dev accuracy {_pct(best.get('val_accuracy'))} at step {st.best_step}: {result.best}",
+        f"done ({st.stopped}) after {st.step} steps; best dev accuracy {pct(best.get('val_accuracy'))} at step {st.best_step}: {result.best}",
     )
     if json_out and group.main:
         print(json.dumps({
@@ -306,41 +294,6 @@ def train(
 
 
 # ---- predict ------------------------------------------------------------------------------------
-
-
-def _stdin_lines() -> Iterator[str]:
-    """Lines of stdin (UTF-8 checked), each without its "\\n"."""
-    if sys.stdin is None:
-        return
-    if not hasattr(sys.stdin, "buffer"):  # a text stream put in place by a caller
-        for line in sys.stdin:
-            yield line.removesuffix("\n")
-        return
-    for number, raw in enumerate(sys.stdin.buffer, start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise DataError(
-                f"<stdin>:{number}: invalid UTF-8; textrnn reads UTF-8 text only"
-            ) from None
-        if number == 1:
-            line = line.removeprefix("\ufeff")
-        yield line.removesuffix("\n")
-
-
-def _interactive() -> bool:
-    return sys.stdin is not None and hasattr(sys.stdin, "isatty") and sys.stdin.isatty()
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _render(sentence: Sentence, fmt: str, column: str) -> str:
@@ -402,7 +355,7 @@ def predict_(
     """
     if read_ahead < 1:
         raise UsageError(f"--read-ahead must be at least 1, got {read_ahead}")
-    _set_threads(threads)
+    set_threads(threads)
     tagger = load_tagger(checkpoint, device=default_device(device), precision=precision)
     column = check_column(column or tagger.vocab.column)
     fmt = (
@@ -410,16 +363,16 @@ def predict_(
         if out_format
         else ("conllu" if input_format == InputFormat.conllu else "slash")
     )
-    if file is None and _interactive():
+    if file is None and interactive():
         read_ahead = 1
     name = "<stdin>" if file is None else str(file)
-    lines = _stdin_lines() if file is None else iter_file_lines(check_text_file(file))
+    lines = stdin_lines() if file is None else iter_file_lines(check_text_file(file))
     if input_format == InputFormat.conllu:
         sentences: Iterable[Sentence] = parse_conllu(lines, name=name, column=column)
     else:
         sentences = (Sentence(line.split()) for line in lines)
     out = sys.stdout
-    for chunk in _chunks(sentences, read_ahead):
+    for chunk in chunks(sentences, read_ahead):
         tags = predict(tagger, [s.words for s in chunk], read_ahead=read_ahead)
         out.write(
             "".join(
@@ -459,7 +412,7 @@ def eval_(
 
     Example: textrnn tag eval -c checkpoints/en_ewt-ud-train.ckpt en_ewt-ud-dev.conllu --json
     """
-    _set_threads(threads)
+    set_threads(threads)
     tagger = load_tagger(checkpoint, device=default_device(device), precision=precision)
     column = check_column(column or tagger.vocab.column)
     sentences = load_sentences(file, fmt=data_format.value, column=column)
@@ -478,14 +431,14 @@ def _print_eval(result: dict, tagger: LoadedTagger) -> None:
     )
     summary.add_column("measure")
     summary.add_column("value", justify="right")
-    summary.add_row("accuracy", _pct(result["accuracy"]))
+    summary.add_row("accuracy", pct(result["accuracy"]))
     summary.add_row(
-        f"unseen-word accuracy ({result['oov_tokens']} tokens)", _pct(result["oov_accuracy"])
+        f"unseen-word accuracy ({result['oov_tokens']} tokens)", pct(result["oov_accuracy"])
     )
     if "span_f1" in result:
-        summary.add_row(f"span precision ({result['scheme']})", _pct(result["span_precision"]))
-        summary.add_row("span recall", _pct(result["span_recall"]))
-        summary.add_row("span F1", _pct(result["span_f1"]))
+        summary.add_row(f"span precision ({result['scheme']})", pct(result["span_precision"]))
+        summary.add_row("span recall", pct(result["span_recall"]))
+        summary.add_row("span F1", pct(result["span_f1"]))
     console.print(summary)
     for title, rows in (("per tag", result["per_tag"]), ("per span type", result.get("spans"))):
         if not rows:
@@ -501,7 +454,7 @@ def _print_eval(result: dict, tagger: LoadedTagger) -> None:
             table.add_column(name, justify=justify)
         for tag, r in rows.items():
             table.add_row(
-                tag, _pct(r["precision"]), _pct(r["recall"]), _pct(r["f1"]), str(r["support"])
+                tag, pct(r["precision"]), pct(r["recall"]), pct(r["f1"]), str(r["support"])
             )
         console.print(table)
 

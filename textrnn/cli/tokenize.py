@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from textrnn.cli.io import stdin_lines
 from textrnn.data import iter_text_chunks
 from textrnn.errors import CheckpointError, DataError, UsageError
 from textrnn.tokenizers import (
@@ -175,9 +176,9 @@ def _input_lines(files: list[Path] | None) -> Iterator[tuple[str, str]]:
     for path in files or [Path("-")]:
         stdin = str(path) == "-"
         name = "<stdin>" if stdin else str(path)
-        source = _stdin_lines() if stdin else _split_lines(iter_text_chunks(path))
+        source = stdin_lines() if stdin else _split_lines(iter_text_chunks(path))
         for number, line in enumerate(source, start=1):
-            yield f"{name}:{number}", line.removesuffix("\n").removesuffix("\r")
+            yield f"{name}:{number}", line.removesuffix("\r")
 
 
 def _split_lines(chunks: Iterable[str]) -> Iterator[str]:
@@ -188,20 +189,6 @@ def _split_lines(chunks: Iterable[str]) -> Iterator[str]:
         yield from lines
     if pending:
         yield pending
-
-
-def _stdin_lines() -> Iterator[str]:
-    if not hasattr(sys.stdin, "buffer"):  # a text stream put in place by a caller
-        yield from sys.stdin
-        return
-    for number, raw in enumerate(sys.stdin.buffer, start=1):  # bytes lines end at b"\n" only
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise DataError(
-                f"<stdin>:{number}: invalid UTF-8; textrnn reads UTF-8 text only"
-            ) from None
-        yield line.removeprefix("\ufeff") if number == 1 else line  # a byte-order mark is no text
 
 
 def _utf8_stdout() -> TextIO:

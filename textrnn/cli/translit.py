@@ -17,9 +17,9 @@ from rich.text import Text
 
 from textrnn import distributed
 from textrnn.checkpoint import load_checkpoint
-from textrnn.cli.display import TrainDisplay, log, stderr_console
-from textrnn.cli.options import Device, JsonOut, Quiet
-from textrnn.cli.tag import _chunks, _interactive, _pct, _set_threads, _stdin_lines
+from textrnn.cli.display import TrainDisplay, log, pct, stderr_console
+from textrnn.cli.io import chunks, interactive, stdin_lines
+from textrnn.cli.options import Device, JsonOut, Quiet, set_threads
 from textrnn.conll import iter_file_lines
 from textrnn.data import check_text_file
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
@@ -81,7 +81,7 @@ class TranslitDisplay(TrainDisplay):
     def __call__(self, p: Progress) -> None:
         if p.event == "eval" and p.val and self.bar is not None:
             v = p.val
-            self.last_val = f"dev acc {_pct(v.get('val_accuracy'))} CER {_pct(v.get('val_cer'))}"
+            self.last_val = f"dev acc {pct(v.get('val_accuracy'))} CER {pct(v.get('val_cer'))}"
             best = " (best)" if p.step == p.best_step else ""
             self.bar.console.print(f"step {p.step} epoch {p.epoch + 1}: {self.last_val}{best}", markup=False)
             p = replace(p, val={})
@@ -134,7 +134,7 @@ def train(
     """  # fmt: skip
     group, dev_ = distributed.join(default_device(device))
     console = stderr_console(quiet or not group.main)
-    _set_threads(threads)
+    set_threads(threads)
     overrides = dict(
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs, max_steps=max_steps,
         time_budget=time_budget, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
@@ -203,7 +203,7 @@ def train(
         raise typer.Exit(130)
     best = next((h for h in st.history if h["step"] == st.best_step), {})
     log(console, f"done ({st.stopped}) after {st.step} steps; best dev accuracy (greedy) "
-                 f"{_pct(best.get('val_accuracy'))} at step {st.best_step}: {result.best}")  # fmt: skip
+                 f"{pct(best.get('val_accuracy'))} at step {st.best_step}: {result.best}")  # fmt: skip
     if json_out and group.main:
         print(json.dumps({
             "checkpoint": str(result.best), "last_checkpoint": str(result.last), "steps": st.step, "epochs": st.epoch,
@@ -246,16 +246,16 @@ def predict_(
         raise UsageError(f"--beam must be >= 1, got {beam}")
     if not 1 <= nbest <= beam:
         raise UsageError(f"--nbest must be between 1 and --beam ({beam}), got {nbest}")
-    _set_threads(threads)
+    set_threads(threads)
     tr = load_translit(checkpoint, device=default_device(device), precision=precision, length_penalty=length_penalty)
     if show_attention is not None:
         _show_attention(tr, show_attention, attention_png)
         return
-    if file is None and _interactive():
+    if file is None and interactive():
         read_ahead = 1
-    lines = _stdin_lines() if file is None else iter_file_lines(check_text_file(file))
+    lines = stdin_lines() if file is None else iter_file_lines(check_text_file(file))
     out = sys.stdout
-    for chunk in _chunks((line.rstrip("\r") for line in lines), read_ahead):
+    for chunk in chunks((line.rstrip("\r") for line in lines), read_ahead):
         if text:
             out.write("".join(line + "\n" for line in transliterate_text(tr, chunk, beam=beam)))
         else:
@@ -386,7 +386,7 @@ def eval_(
     nbest = nbest or beam
     if not 1 <= nbest <= beam:
         raise UsageError(f"--nbest must be between 1 and --beam ({beam}), got {nbest}")
-    _set_threads(threads)
+    set_threads(threads)
     tr = load_translit(checkpoint, device=default_device(device), precision=precision, length_penalty=length_penalty)
     result = evaluate(tr, file, beam=beam, nbest=nbest)
     if json_out:
@@ -397,10 +397,10 @@ def eval_(
     table.add_column("measure")
     table.add_column("value", justify="right")
     search = "greedy" if beam == 1 else f"beam {beam}"
-    table.add_row(f"top-1 word accuracy ({search})", _pct(result["top1"]))
-    table.add_row(f"top-{result['k']} word accuracy", _pct(result["topk"]))
-    table.add_row("character error rate", _pct(result["cer"]))
-    table.add_row("top-1, any reference of the source", _pct(result["any_reference_top1"]))
+    table.add_row(f"top-1 word accuracy ({search})", pct(result["top1"]))
+    table.add_row(f"top-{result['k']} word accuracy", pct(result["topk"]))
+    table.add_row("character error rate", pct(result["cer"]))
+    table.add_row("top-1, any reference of the source", pct(result["any_reference_top1"]))
     table.add_row("distinct sources", str(result["sources"]))
     table.add_row("loss per unit (teacher-forced)", f"{result['loss']:.4f}" if math.isfinite(result["loss"]) else "-")
     console.print(table)
