@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
@@ -45,11 +46,25 @@ def pct(x: float | None) -> str:
     return f"{100 * x:.2f}%" if x is not None and math.isfinite(x) else "-"
 
 
-class TrainDisplay:
-    """Live progress: step/epoch, train loss, validation loss, perplexity, bits/char, tokens/s, ETA."""
+def perplexity(val: dict) -> str | None:
+    """A language model's validation: loss, perplexity and bits/char (None without a finite loss)."""
+    if not math.isfinite(val.get("val_loss", float("nan"))):
+        return None
+    return f"val {val['val_loss']:.4f} ppl {val.get('val_ppl', float('nan')):.2f} {val.get('val_bpc', float('nan')):.3f} bpc"
 
-    def __init__(self, console: Console | None) -> None:
+
+class TrainDisplay:
+    """Live progress: step/epoch, train loss, the last validation, tokens/s, ETA.
+
+    `describe_val` words a validation's metrics (a task's own: perplexity, dev accuracy...);
+    None from it shows nothing for that validation.
+    """
+
+    def __init__(
+        self, console: Console | None, describe_val: Callable[[dict], str | None] = perplexity
+    ) -> None:
         self.console = console
+        self.describe_val = describe_val
         self.bar: Progress | None = None
         self.task = None
         self.last_val = ""
@@ -78,9 +93,9 @@ class TrainDisplay:
         if p.tokens_per_s:
             self.speed = p.tokens_per_s
         if p.event == "eval" and p.val:
-            v = p.val
-            if math.isfinite(v.get("val_loss", float("nan"))):
-                self.last_val = f"val {v['val_loss']:.4f} ppl {v.get('val_ppl', float('nan')):.2f} {v.get('val_bpc', float('nan')):.3f} bpc"
+            line = self.describe_val(p.val)
+            if line is not None:
+                self.last_val = line
                 best = " (best)" if p.step == p.best_step else ""
                 self.bar.console.print(f"step {p.step} epoch {p.epoch + 1}: {self.last_val}{best}", markup=False)
         if p.event == "log" and p.message:

@@ -15,6 +15,7 @@ from textrnn.checkpoint import describe, load_checkpoint
 from textrnn.cli import app
 from textrnn.cli.display import TrainDisplay, log, stderr_console
 from textrnn.cli.options import Device, JsonOut, Quiet
+from textrnn.cli.outcome import exit_if_interrupted, summary
 from textrnn.data import check_text_file, iter_text_chunks
 from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
 from textrnn.lm import (
@@ -151,23 +152,10 @@ def train(
         )  # fmt: skip
     st = result.state
     best_file, last_file = out, last_path(out)  # as the user named them (train_lm's are absolute)
-    if st.stopped == "interrupted":
-        if not group.main:
-            raise typer.Exit(130)
-        launcher = " (launched with torchrun, as this run was)" if group.active else ""
-        print(
-            f"textrnn: interrupted at step {st.step}; resume with: textrnn train --resume {last_file}{launcher}",
-            file=sys.stderr,
-        )
-        raise typer.Exit(130)
+    exit_if_interrupted(st, last_file, group, "textrnn train")
     log(console, f"done ({st.stopped}) after {st.step} steps; best val loss {st.best_val_loss:.4f} at step {st.best_step}: {best_file}")
     if json_out and group.main:
-        best = next((h for h in st.history if h["step"] == st.best_step), {})
-        print(json.dumps({
-            "checkpoint": str(best_file), "last_checkpoint": str(last_file), "steps": st.step, "epochs": st.epoch,
-            "stopped": st.stopped, "best_step": st.best_step, "best_val_loss": best.get("val_loss"),
-            "best_val_bpc": best.get("val_bpc"), "elapsed": round(st.elapsed, 2), "tokens": st.tokens,
-        }))  # fmt: skip
+        print(json.dumps(summary(st, best_file, last_file, ("val_loss", "val_bpc"))))
 
 
 def _resume_settings(path: Path, meta: dict) -> tuple[Tokenizer, TrainConfig, str | None, str | None]:

@@ -19,6 +19,7 @@ from textrnn.checkpoint import load_checkpoint
 from textrnn.cli.display import TrainDisplay, log, pct, stderr_console
 from textrnn.cli.io import chunks, interactive, stdin_lines
 from textrnn.cli.options import Device, JsonOut, Quiet, set_threads
+from textrnn.cli.outcome import best_validation, exit_if_interrupted, summary
 from textrnn.conll import (
     Sentence,
     check_column,
@@ -43,7 +44,7 @@ from textrnn.tagging import (
     predict,
     train_tagger,
 )
-from textrnn.train import Progress, TrainConfig, config_with_overrides, default_device, out_path_for
+from textrnn.train import TrainConfig, config_with_overrides, default_device, out_path_for
 
 app = typer.Typer(help="Sequence taggers (POS, NER): train, predict, eval.", no_args_is_help=True)
 
@@ -79,19 +80,9 @@ class OutputFormat(str, Enum):
 # ---- train ------------------------------------------------------------------------------------
 
 
-class TagDisplay(TrainDisplay):
-    """The training display, reporting dev accuracy instead of perplexity."""
-
-    def __call__(self, p: Progress) -> None:
-        if p.event == "eval" and p.val and self.bar is not None:
-            v = p.val
-            self.last_val = f"dev acc {pct(v.get('val_accuracy'))} (unseen words {pct(v.get('val_oov_accuracy'))})"
-            best = " (best)" if p.step == p.best_step else ""
-            self.bar.console.print(
-                f"step {p.step} epoch {p.epoch + 1}: {self.last_val}{best}", markup=False
-            )
-            p = replace(p, val={})  # the parent's line shows perplexity: skip it
-        super().__call__(p)
+def _dev_accuracy(val: dict) -> str:
+    """A tagger's validation for the training display: accuracy, and on words unseen in training."""
+    return f"dev acc {pct(val.get('val_accuracy'))} (unseen words {pct(val.get('val_oov_accuracy'))})"
 
 
 @app.command()
@@ -263,7 +254,7 @@ def train(
         raise UsageError(f"--min-count must be at least 1, got {min_count}")
     out.parent.mkdir(parents=True, exist_ok=True)
     log(console, f"training a tagger on {train} (column {column}) -> {out}")
-    with TagDisplay(console) as display:
+    with TrainDisplay(console, _dev_accuracy) as display:
         result = train_tagger(
             train, dev, out=out, column=column, fmt=data_format.value, model_overrides=model_overrides,
             train_cfg=cfg, lowercase=lowercase, min_count=min_count, embeddings=embeddings,
@@ -271,26 +262,15 @@ def train(
             on_log=lambda m: log(console, m), resume=ckpt,
         )  # fmt: skip
     st = result.state
-    if st.stopped == "interrupted":
-        launcher = " (launched with torchrun, as this run was)" if group.active else ""
-        if group.main:
-            print(
-                f"textrnn: interrupted at step {st.step}; resume with: textrnn tag train --resume {result.last}{launcher}",
-                file=sys.stderr,
-            )
-        raise typer.Exit(130)
-    best = next((h for h in st.history if h["step"] == st.best_step), {})
+    exit_if_interrupted(st, result.last, group, "textrnn tag train")
+    best = best_validation(st)
     log(
         console,
         f"done ({st.stopped}) after {st.step} steps; best dev accuracy {pct(best.get('val_accuracy'))} at step {st.best_step}: {result.best}",
     )
     if json_out and group.main:
-        print(json.dumps({
-            "checkpoint": str(result.best), "last_checkpoint": str(result.last), "steps": st.step, "epochs": st.epoch,
-            "stopped": st.stopped, "best_step": st.best_step, "best_val_accuracy": best.get("val_accuracy"),
-            "best_val_oov_accuracy": best.get("val_oov_accuracy"), "best_val_loss": best.get("val_loss"),
-            "elapsed": round(st.elapsed, 2), "tokens": st.tokens,
-        }))  # fmt: skip
+        metrics = ("val_accuracy", "val_oov_accuracy", "val_loss")
+        print(json.dumps(summary(st, result.best, result.last, metrics)))
 
 
 # ---- predict ------------------------------------------------------------------------------------

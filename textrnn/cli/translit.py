@@ -20,11 +20,12 @@ from textrnn.checkpoint import load_checkpoint
 from textrnn.cli.display import TrainDisplay, log, pct, stderr_console
 from textrnn.cli.io import chunks, interactive, stdin_lines
 from textrnn.cli.options import Device, JsonOut, Quiet, set_threads
+from textrnn.cli.outcome import best_validation, exit_if_interrupted, summary
 from textrnn.conll import iter_file_lines
 from textrnn.data import check_text_file
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
 from textrnn.text import is_combining_start
-from textrnn.train import Progress, TrainConfig, config_with_overrides, default_device, out_path_for
+from textrnn.train import TrainConfig, config_with_overrides, default_device, out_path_for
 from textrnn.translit import (
     DEFAULT_MODEL,
     DEFAULT_TRAIN,
@@ -75,17 +76,9 @@ class Unit(str, Enum):
 # ---- train ---------------------------------------------------------------------------------------
 
 
-class TranslitDisplay(TrainDisplay):
-    """The training display, reporting dev word accuracy and CER instead of perplexity."""
-
-    def __call__(self, p: Progress) -> None:
-        if p.event == "eval" and p.val and self.bar is not None:
-            v = p.val
-            self.last_val = f"dev acc {pct(v.get('val_accuracy'))} CER {pct(v.get('val_cer'))}"
-            best = " (best)" if p.step == p.best_step else ""
-            self.bar.console.print(f"step {p.step} epoch {p.epoch + 1}: {self.last_val}{best}", markup=False)
-            p = replace(p, val={})
-        super().__call__(p)
+def _dev_accuracy(val: dict) -> str:
+    """A transliterator's validation for the training display: word accuracy and CER."""
+    return f"dev acc {pct(val.get('val_accuracy'))} CER {pct(val.get('val_cer'))}"
 
 
 @app.command()
@@ -188,29 +181,19 @@ def train(
             check_text_file(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     log(console, f"training a transliterator on {train} ({direction.value}) -> {out}")
-    with TranslitDisplay(console) as display:
+    with TrainDisplay(console, _dev_accuracy) as display:
         result = train_translit(
             train, dev, out=out, direction=direction.value, columns=columns, model_overrides=model_overrides,
             options=options, train_cfg=cfg, device=dev_, on_progress=display,
             on_log=lambda m: log(console, m), resume=ckpt,
         )  # fmt: skip
     st = result.state
-    if st.stopped == "interrupted":
-        launcher = " (launched with torchrun, as this run was)" if group.active else ""
-        if group.main:
-            print(f"textrnn: interrupted at step {st.step}; resume with: textrnn translit train --resume {result.last}{launcher}",
-                  file=sys.stderr)  # fmt: skip
-        raise typer.Exit(130)
-    best = next((h for h in st.history if h["step"] == st.best_step), {})
+    exit_if_interrupted(st, result.last, group, "textrnn translit train")
+    best = best_validation(st)
     log(console, f"done ({st.stopped}) after {st.step} steps; best dev accuracy (greedy) "
                  f"{pct(best.get('val_accuracy'))} at step {st.best_step}: {result.best}")  # fmt: skip
     if json_out and group.main:
-        print(json.dumps({
-            "checkpoint": str(result.best), "last_checkpoint": str(result.last), "steps": st.step, "epochs": st.epoch,
-            "stopped": st.stopped, "best_step": st.best_step, "best_val_accuracy": best.get("val_accuracy"),
-            "best_val_cer": best.get("val_cer"), "best_val_loss": best.get("val_loss"),
-            "elapsed": round(st.elapsed, 2), "tokens": st.tokens,
-        }))  # fmt: skip
+        print(json.dumps(summary(st, result.best, result.last, ("val_accuracy", "val_cer", "val_loss"))))
 
 
 # ---- predict ------------------------------------------------------------------------------------------
