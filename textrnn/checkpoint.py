@@ -514,6 +514,11 @@ def _tokenizer_summary(tokenizer: dict) -> dict:
     return summary
 
 
+def file_info(path: str | os.PathLike) -> dict:
+    """fingerprint_file's record plus the absolute path: how a checkpoint names its training data."""
+    return {**fingerprint_file(path), "path": str(Path(path).resolve())}
+
+
 def fingerprint_file(path: str | os.PathLike) -> dict:
     """{"name", "bytes", "sha256"} of a file (e.g. the training corpus), read 1 MiB at a time."""
     path = Path(path)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from textrnn import decoding, distributed
-from textrnn.checkpoint import Checkpoint, fingerprint_file, load_checkpoint, read_meta
+from textrnn.checkpoint import Checkpoint, file_info, load_checkpoint, read_meta
 from textrnn.data import (
     EncodedCorpus,
     Spans,
@@ -45,9 +45,8 @@ from textrnn.train import (
     INFERENCE_PRECISIONS,
     Progress,
     TrainConfig,
-    Trainer,
-    TrainState,
-    last_path,
+    TrainResult,
+    fit,
     resolve_precision,
     seed_everything,
 )
@@ -219,13 +218,6 @@ DEFAULT_MODEL = {
 DEFAULT_SEQ_LEN = {"char": 128, "word": 64, "bpe": 64, "unigram": 64}
 
 
-@dataclass
-class TrainResult:
-    state: TrainState
-    best: Path
-    last: Path
-
-
 def train_lm(
     corpus: str | Path,
     tokenizer: Tokenizer,
@@ -244,7 +236,7 @@ def train_lm(
     When `fit_small_corpus` is set, a batch shape too large for the corpus is shrunk
     (and reported through `on_log`) instead of failing.
     """
-    fingerprint = fingerprint_file(corpus)
+    fingerprint = file_info(corpus)
     if resume is not None:
         old = resume.meta.get("corpus", {}).get("sha256")
         if old and old != fingerprint["sha256"]:
@@ -274,14 +266,12 @@ def train_lm(
         tokenizer,
         encoded,
         train_cfg,
-        corpus_info={**fingerprint, "path": str(Path(corpus).resolve()), "tokens": encoded.tokens, "chars": encoded.chars},
+        corpus_info={**fingerprint, "tokens": encoded.tokens, "chars": encoded.chars},
         device=device,
     )
     out = Path(out).absolute()  # resuming from another directory must write to the same place
     out.parent.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(task, train_cfg, out=out, device=device, on_progress=on_progress, resume=resume)
-    state = trainer.fit()
-    return TrainResult(state=state, best=out, last=last_path(out))
+    return fit(task, train_cfg, out=out, device=device, on_progress=on_progress, resume=resume)
 
 
 def _check_not_constant(corpus: EncodedCorpus, tokenizer: Tokenizer) -> None:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from textrnn import distributed, metrics
-from textrnn.checkpoint import Checkpoint, fingerprint_file, load_checkpoint
+from textrnn.checkpoint import Checkpoint, file_info, load_checkpoint
 from textrnn.conll import Sentence, iter_file_lines, load_sentences
 from textrnn.data import check_text_file
 from textrnn.errors import CheckpointError, DataError, UsageError
@@ -46,14 +46,14 @@ from textrnn.train import (
     INFERENCE_PRECISIONS,
     Progress,
     TrainConfig,
-    Trainer,
-    TrainState,
     autocast,
     check_precision,
-    last_path,
+    config_from_defaults,
+    fit,
     resolve_precision,
     seed_everything,
 )
+from textrnn.train import TrainResult as BaseTrainResult
 
 SPECIALS = ("<pad>", "<unk>")  # ids PAD and UNK of the word and character vocabularies
 MAX_UNITS = 24  # a longer word is read by its first and last MAX_UNITS // 2 graphemes
@@ -552,16 +552,13 @@ def init_pretrained(model: Tagger, vocab: Vocab, words: list[str], vectors: np.n
 
 
 @dataclass
-class TrainResult:
-    state: TrainState
-    best: Path
-    last: Path
+class TrainResult(BaseTrainResult):
     vocab: Vocab
 
 
 def default_train_config(**overrides) -> TrainConfig:
     """The tagger's training defaults (TrainConfig's, with DEFAULT_TRAIN), plus `overrides`."""
-    return TrainConfig(**{**DEFAULT_TRAIN, **{k: v for k, v in overrides.items() if v is not None}})
+    return config_from_defaults(DEFAULT_TRAIN, **overrides)
 
 
 def train_tagger(
@@ -642,23 +639,16 @@ def train_tagger(
         )
     _apply_constraints(model, vocab, train_sents, on_log)
     model.to(device)
-    data_info = {"train": _file_info(train), "dev": _file_info(dev) if dev is not None else None,
+    data_info = {"train": file_info(train), "dev": file_info(dev) if dev is not None else None,
                  "format": fmt, "column": column, "sentences": len(train_sents),
                  "tokens": sum(len(s) for s in train_sents)}  # fmt: skip
     if vectors is not None:
-        data_info["embeddings"] = _file_info(embeddings)
+        data_info["embeddings"] = file_info(embeddings)
     task = TaggerTask(
         model, vocab, train_sents, dev_sents, cfg, counts=counts, data_info=data_info, device=device
     )
-    trainer = Trainer(
-        task, cfg, out=Path(out), device=device, on_progress=on_progress, resume=resume
-    )
-    state = trainer.fit()
-    return TrainResult(state=state, best=Path(out), last=last_path(Path(out)), vocab=vocab)
-
-
-def _file_info(path: str | Path) -> dict:
-    return {**fingerprint_file(path), "path": str(Path(path).resolve())}
+    run = fit(task, cfg, out=out, device=device, on_progress=on_progress, resume=resume)
+    return TrainResult(run.state, run.best, run.last, vocab=vocab)
 
 
 def _apply_constraints(

@@ -782,6 +782,30 @@ class Trainer:
             raise CheckpointError(f"checkpoint is corrupt: its optimizer state does not fit the model ({reason})") from None
 
 
+@dataclass
+class TrainResult:
+    """How a training run ended, and where its best and last checkpoints are."""
+
+    state: TrainState
+    best: Path
+    last: Path
+
+
+def fit(
+    task: Task,
+    cfg: TrainConfig,
+    *,
+    out: str | os.PathLike,
+    device: torch.device,
+    on_progress: Callable[[Progress], None] | None = None,
+    resume: Checkpoint | None = None,
+) -> TrainResult:
+    """Train `task` to the end with a Trainer; the best checkpoint is `out`, the last beside it."""
+    out = Path(out)
+    state = Trainer(task, cfg, out=out, device=device, on_progress=on_progress, resume=resume).fit()
+    return TrainResult(state=state, best=out, last=last_path(out))
+
+
 def _digest_file(rank: int) -> Path | None:
     """With $TEXTRNN_WEIGHT_DIGESTS=DIR, each rank appends "step digest" lines to DIR/rank<r>.txt
     after every step: a check (used by the tests) that the replicas stay bitwise identical."""
@@ -826,6 +850,11 @@ def _json_safe(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_json_safe(v) for v in obj]
     return obj
+
+
+def config_from_defaults(defaults: dict, **overrides: Any) -> TrainConfig:
+    """A TrainConfig with a task's `defaults` (DEFAULT_TRAIN), then `overrides`, skipping None."""
+    return TrainConfig(**{**defaults, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def config_with_overrides(cfg: TrainConfig, **overrides: Any) -> TrainConfig:

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from textrnn import decoding, distributed, metrics
-from textrnn.checkpoint import Checkpoint, fingerprint_file, load_checkpoint
+from textrnn.checkpoint import Checkpoint, file_info, load_checkpoint
 from textrnn.conll import iter_file_lines
 from textrnn.data import check_text_file
 from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
@@ -51,13 +51,13 @@ from textrnn.train import (
     INFERENCE_PRECISIONS,
     Progress,
     TrainConfig,
-    Trainer,
-    TrainState,
     autocast,
-    last_path,
+    config_from_defaults,
+    fit,
     resolve_precision,
     seed_everything,
 )
+from textrnn.train import TrainResult as BaseTrainResult
 
 DIRECTIONS = ("to-native", "to-latin")
 COUNTS = ("once", "weight")
@@ -687,16 +687,13 @@ def layout_for(tr: Transliterator, path: str | Path) -> Layout:
 
 
 @dataclass
-class TrainResult:
-    state: TrainState
-    best: Path
-    last: Path
+class TrainResult(BaseTrainResult):
     vocabs: Vocabs
 
 
 def default_train_config(**overrides) -> TrainConfig:
     """The transliterator's training defaults (TrainConfig's, with DEFAULT_TRAIN), plus `overrides`."""
-    return TrainConfig(**{**DEFAULT_TRAIN, **{k: v for k, v in overrides.items() if v is not None}})
+    return config_from_defaults(DEFAULT_TRAIN, **overrides)
 
 
 def train_translit(
@@ -750,7 +747,7 @@ def train_translit(
     model.to(device)
     meta = {
         "data": {
-            "train": _file_info(train), "dev": _file_info(dev) if dev is not None else None,
+            "train": file_info(train), "dev": file_info(dev) if dev is not None else None,
             "direction": direction, "columns": list(columns) if columns is not None else None,
             "layout": layout.describe(), "pairs": len(pairs), "lines": len(lexicon.pairs),
         },
@@ -758,13 +755,8 @@ def train_translit(
     on_log(f"{len(pairs)} distinct training pairs ({layout.describe()}), {len(dev_pairs)} dev pairs; "
            f"{vocabs.source.vocab_size - 2} source and {vocabs.target.vocab_size - 4} target units")  # fmt: skip
     task = TranslitTask(model, vocabs, pairs, counts, dev_pairs, cfg, options, meta=meta, device=device)
-    trainer = Trainer(task, cfg, out=Path(out), device=device, on_progress=on_progress, resume=resume)
-    state = trainer.fit()
-    return TrainResult(state=state, best=Path(out), last=last_path(Path(out)), vocabs=vocabs)
-
-
-def _file_info(path: str | Path) -> dict:
-    return {**fingerprint_file(path), "path": str(Path(path).resolve())}
+    run = fit(task, cfg, out=out, device=device, on_progress=on_progress, resume=resume)
+    return TrainResult(run.state, run.best, run.last, vocabs=vocabs)
 
 
 # ---- loading ---------------------------------------------------------------------------------------------------
