@@ -14,7 +14,7 @@ from textrnn import decoding, distributed
 from textrnn.checkpoint import describe, load_checkpoint
 from textrnn.cli import app
 from textrnn.cli.display import TrainDisplay, log, stderr_console
-from textrnn.cli.options import Device, JsonOut, Quiet
+from textrnn.cli.options import Device, JsonOut, MaxSteps, Quiet, Resume, TimeBudget
 from textrnn.cli.outcome import exit_if_interrupted, summary
 from textrnn.data import check_text_file, iter_text_chunks
 from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
@@ -60,7 +60,7 @@ class Kind(str, Enum):
 def train(
     corpus: Annotated[Path | None, typer.Argument(help="UTF-8 text file to train on (optional with --resume).")] = None,
     out: Annotated[Path | None, typer.Option(help="Best checkpoint path; the last one goes beside it as <name>.last.ckpt.", show_default="checkpoints/<corpus>.ckpt")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue exactly where this (last) checkpoint stopped.")] = None,
+    resume: Resume = None,
     tokenizer: Annotated[Kind, typer.Option(help="Token unit.")] = Kind.char,
     vocab_size: Annotated[int | None, typer.Option(help="Vocabulary size (subwords: required size; char/word: a cap).")] = None,
     min_count: Annotated[int, typer.Option(help="Word/char tokenizers: drop units seen fewer times.")] = 1,
@@ -80,8 +80,8 @@ def train(
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.", show_default="0.01")] = None,
     clip: Annotated[float | None, typer.Option(help="Gradient-norm clipping, 0 = off.", show_default="1.0")] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the data.", show_default="20")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")] = None,
-    time_budget: Annotated[float | None, typer.Option(help="Stop after this many seconds; the schedule fits the budget.")] = None,
+    max_steps: MaxSteps = None,
+    time_budget: TimeBudget = None,
     val_fraction: Annotated[float | None, typer.Option(help="Fraction of the corpus held out for validation, in blocks spread over it.", show_default="0.05")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Validate every N steps.", show_default="each epoch, at most 1000")] = None,
     patience: Annotated[int | None, typer.Option(help="Early stopping: validations without improvement.", show_default="5; 0 = off; off with --time-budget")] = None,

@@ -18,7 +18,7 @@ from textrnn import distributed
 from textrnn.checkpoint import load_checkpoint
 from textrnn.cli.display import TrainDisplay, log, pct, stderr_console
 from textrnn.cli.io import chunks, interactive, stdin_lines
-from textrnn.cli.options import Device, JsonOut, Quiet, set_threads
+from textrnn.cli.options import Device, JsonOut, MaxSteps, Quiet, Resume, TimeBudget, set_threads
 from textrnn.cli.outcome import best_validation, exit_if_interrupted, summary
 from textrnn.conll import (
     Sentence,
@@ -107,9 +107,7 @@ def train(
             help="Best checkpoint (default: checkpoints/<train>.ckpt); the last one goes beside it as <name>.last.ckpt."
         ),
     ] = None,
-    resume: Annotated[
-        Path | None, typer.Option(help="Continue exactly where this (last) checkpoint stopped.")
-    ] = None,
+    resume: Resume = None,
     data_format: Annotated[
         DataFormat,
         typer.Option("--format", help="Data format (auto: .conllu or 10 columns -> conllu)."),
@@ -181,11 +179,8 @@ def train(
     epochs: Annotated[
         int | None, typer.Option(help=f"Passes over the data (default: {DEFAULT_TRAIN['epochs']}).")
     ] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")] = None,
-    time_budget: Annotated[
-        float | None,
-        typer.Option(help="Stop after this many seconds; the schedule fits the budget."),
-    ] = None,
+    max_steps: MaxSteps = None,
+    time_budget: TimeBudget = None,
     eval_every: Annotated[
         int | None, typer.Option(help="Validate every N steps (default: each epoch).")
     ] = None,

@@ -19,7 +19,7 @@ from textrnn import distributed
 from textrnn.checkpoint import load_checkpoint
 from textrnn.cli.display import TrainDisplay, log, pct, stderr_console
 from textrnn.cli.io import chunks, interactive, stdin_lines
-from textrnn.cli.options import Device, JsonOut, Quiet, set_threads
+from textrnn.cli.options import Device, JsonOut, MaxSteps, Quiet, Resume, TimeBudget, set_threads
 from textrnn.cli.outcome import best_validation, exit_if_interrupted, summary
 from textrnn.conll import iter_file_lines
 from textrnn.data import check_text_file
@@ -86,7 +86,7 @@ def train(
     train: Annotated[Path | None, typer.Option("--train", help="Training lexicon: TSV, source and target per line (optional with --resume).")] = None,
     dev: Annotated[Path | None, typer.Option("--dev", help="Dev lexicon for early stopping (default: hold out 5% of --train).")] = None,
     out: Annotated[Path | None, typer.Option(help="Best checkpoint (default: checkpoints/<train>.ckpt); the last one goes beside it as <name>.last.ckpt.")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue exactly where this (last) checkpoint stopped.")] = None,
+    resume: Resume = None,
     direction: Annotated[Direction, typer.Option(help="to-native: the Latin-script column is the source; to-latin: it is the target.")] = Direction.to_native,
     source_column: Annotated[int | None, typer.Option(help="Source column, 1-based (with --target-column; overrides --direction).")] = None,
     target_column: Annotated[int | None, typer.Option(help="Target column, 1-based.")] = None,
@@ -108,8 +108,8 @@ def train(
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (default: 0.01).")] = None,
     clip: Annotated[float | None, typer.Option(help=f"Gradient-norm clipping, 0 = off (default: {DEFAULT_TRAIN['clip']}).")] = None,
     epochs: Annotated[int | None, typer.Option(help=f"Passes over the data (default: {DEFAULT_TRAIN['epochs']}).")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")] = None,
-    time_budget: Annotated[float | None, typer.Option(help="Stop after this many seconds; the schedule fits the budget.")] = None,
+    max_steps: MaxSteps = None,
+    time_budget: TimeBudget = None,
     eval_every: Annotated[int | None, typer.Option(help="Validate every N steps (default: each epoch).")] = None,
     patience: Annotated[int | None, typer.Option(help=f"Early stopping: validations without a better dev accuracy (default: {DEFAULT_TRAIN['patience']}; 0 = off; off with --time-budget).")] = None,
     precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 (default: auto; bf16 is 2.5x faster on a CPU with AVX512-BF16).")] = None,
