@@ -210,7 +210,7 @@ def stream_nll(
 
 # Model shapes that suit each tokenizer when the user passes only a corpus.
 DEFAULT_MODEL = {
-    "char": {"embed": 128, "hidden": 512, "layers": 2, "dropout": 0.1, "tie_weights": False},
+    "char": {"embed": 128, "hidden": 512, "layers": 2, "dropout": 0.15, "tie_weights": False},
     "word": {"embed": 512, "hidden": 512, "layers": 2, "dropout": 0.4, "tie_weights": True},
     "bpe": {"embed": 512, "hidden": 512, "layers": 2, "dropout": 0.3, "tie_weights": True},
     "unigram": {"embed": 512, "hidden": 512, "layers": 2, "dropout": 0.3, "tie_weights": True},

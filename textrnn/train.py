@@ -50,7 +50,9 @@ _KIND_NAMES = {int: "an integer", float: "a number", str: "a string"}
 
 @dataclass(frozen=True)
 class TrainConfig:
-    batch_size: int = 64  # sequences per optimizer step, over all processes together (the global batch)
+    batch_size: int = 32  # sequences per optimizer step, over all processes together (the global batch)
+    # (32 rather than 64 for LMs: on tiny-shakespeare in 600 s, twice the updates for 5% fewer
+    # tokens gave 1.451 held-out nats/char against 1.467; 16: 1.454)
     seq_len: int = 128  # tokens per sequence (truncated back-propagation length for LMs)
     lr: float = 3e-3  # peak learning rate of AdamW
     weight_decay: float = 0.01  # AdamW decoupled weight decay on matrices (not biases/embeddings' norms)
