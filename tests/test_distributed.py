@@ -318,13 +318,7 @@ def test_tagger_shares_add_up_to_the_single_process_loss_and_gradient():
     total = sum(len(s.words) for s in sentences)
 
     def grads(shards: list[Shard]) -> tuple[float, list[torch.Tensor]]:
-        task.model.zero_grad()
-        value = 0.0
-        for shard in shards:
-            loss, _ = task.loss(shard)
-            loss.backward()
-            value += loss.item()
-        return value, [p.grad.clone() for p in task.model.parameters()]
+        return _summed_grads(task, shards)
 
     def shard(part: list[Sentence], stand_in: bool = False) -> Shard:
         return Shard(
@@ -498,13 +492,7 @@ def test_translit_shares_add_up_to_the_single_process_loss_and_gradient(tmp_path
     idx = list(range(whole.batch.src.shape[0]))
 
     def grads(shares: list[Share]) -> tuple[float, list[torch.Tensor]]:
-        task.model.zero_grad()
-        value = 0.0
-        for share in shares:
-            loss, _ = task.loss(share)
-            loss.backward()
-            value += loss.item()
-        return value, [p.grad.clone() for p in task.model.parameters() if p.grad is not None]
+        return _summed_grads(task, shares)
 
     def part(rows: list[int], stand_in: bool = False) -> Share:
         b = whole.batch
@@ -530,3 +518,14 @@ def test_translit_train_on_two_processes_matches_one(tmp_path):
     assert len(two_res.stdout.strip().splitlines()) == 1  # only rank 0 prints
     assert json.loads(two_res.stdout)["steps"] == json.loads(one_res.stdout)["steps"] == 4
     assert_same_training(tmp_path / "two.last.ckpt", tmp_path / "one.last.ckpt")
+
+
+def _summed_grads(task, parts: list) -> tuple[float, list[torch.Tensor]]:
+    """The summed loss of `parts` (each rank's share of one batch) and the gradients it leaves."""
+    task.model.zero_grad()
+    value = 0.0
+    for part in parts:
+        loss, _ = task.loss(part)
+        loss.backward()
+        value += loss.item()
+    return value, [p.grad.clone() for p in task.model.parameters() if p.grad is not None]
