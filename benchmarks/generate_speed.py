@@ -70,6 +70,7 @@ def run(opts: Options) -> dict:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     save_checkpoint(path, Checkpoint(task="lm", meta=meta, tensors=tensors))
     lm = load_lm(path)  # fp32
+    fast = load_lm(path, precision="auto")  # textrnn sample's default: int8 on x86 CPUs
     lm16 = load_lm(path, precision="bf16")  # fp32 again where the CPU lacks native bf16
     plain = reference.PlainLM(tok.vocab_size, **s["model"])
     plain.load_state_dict(lm.model.state_dict())
@@ -78,12 +79,13 @@ def run(opts: Options) -> dict:
 
     results = [
         _sample_b1(lm, plain, first, s, opts.reps),
-        *(_sample_b1_bf16(lm16, plain, first, s, opts.reps) if lm16.precision == "bf16" else []),
-        _sample_b1_core(lm, plain, first, s, opts.reps),
-        _sample_b1_one_thread(lm, plain, first, s, opts.reps),
+        *(_sample_b1_fast(fast, plain, first, s, opts.reps) if fast.precision != "fp32" else []),
+        *([_sample_b1_precision(lm16, plain, first, s, opts.reps)] if lm16.precision not in ("fp32", fast.precision) else []),
+        _sample_b1_core(fast, plain, first, s, opts.reps),
+        _sample_b1_one_thread(fast, plain, first, s, opts.reps),
         # batched sampling and beam search as `textrnn sample` runs them by default here
-        _sample_batched(lm16, plain, first, s, opts.reps),
-        _beam(lm16, plain, first, s, opts.reps),
+        _sample_batched(fast, plain, first, s, opts.reps),
+        _beam(fast, plain, first, s, opts.reps),
     ]
     return {
         "settings": {
@@ -98,9 +100,10 @@ def run(opts: Options) -> dict:
             "best hypothesis for beam search); untrained random weights.",
             "reference: plain nn.Embedding + nn.LSTM + nn.Linear with the same weights, one fused "
             "nn.LSTM call per token on a (B, 1) input, softmax, torch.multinomial.",
-            "fp32 rows: load_lm(precision='fp32') (textrnn sample --precision fp32); bf16 rows: the "
-            "stepper's matrices in bf16, prepacked for oneDNN (textrnn sample's default, auto, on a CPU "
-            "with native bf16); state, biases and logits stay fp32.",
+            "fp32 rows: load_lm(precision='fp32') (textrnn sample --precision fp32); int8 rows: the "
+            "stepper's two large matrices in int8 with a scale per output unit, fbgemm's dynamic "
+            "linear (textrnn sample's default, auto, on x86 CPUs); bf16 rows: those matrices in bf16, "
+            "prepacked for oneDNN; state, biases, the output layer and logits stay fp32.",
         ],
     }
 
@@ -127,24 +130,35 @@ def _rate_plain(
     return go
 
 
-def _sample_b1_bf16(lm16, plain, first, s, reps) -> list[dict]:
-    """bf16 weights (what `textrnn sample` uses on a CPU with native bf16) against the plain
+def _sample_b1_fast(fast, plain, first, s, reps) -> list[dict]:
+    """The default precision here (int8, or bf16 on a CPU without fbgemm) against the plain
     sampler in fp32 and under bf16 autocast."""
     runs = alternate(
         {
-            "textrnn": _rate_generate(lm16, s["length"], 1),
+            "textrnn": _rate_generate(fast, s["length"], 1),
             "reference": _rate_plain(plain, first, s["length"], 1),
             "reference_bf16": _rate_plain(plain, first, s["length"], 1, bf16=True),
         },
         reps=reps,
     )
-    case = "sample, batch 1, bf16 weights (textrnn sample's default here)"
+    case = f"sample, batch 1, {fast.precision} weights (textrnn sample's default here)"
     return [
         compare(case, "tokens/s", runs["textrnn"], runs["reference"], target=TARGETS["b1_ratio"],
-                absolute_target=TARGETS["b1_abs"], tokens=s["length"], precision="bf16", reference_precision="fp32"),
+                absolute_target=TARGETS["b1_abs"], tokens=s["length"], precision=fast.precision,
+                reference_precision="fp32"),
         compare(case + " vs reference under bf16 autocast", "tokens/s", runs["textrnn"], runs["reference_bf16"],
-                tokens=s["length"], precision="bf16", reference_precision="bf16"),
+                tokens=s["length"], precision=fast.precision, reference_precision="bf16"),
     ]  # fmt: skip
+
+
+def _sample_b1_precision(lm, plain, first, s, reps) -> dict:
+    """Another precision than the default (bf16 where int8 is the default), for comparison."""
+    runs = alternate(
+        {"textrnn": _rate_generate(lm, s["length"], 1), "reference": _rate_plain(plain, first, s["length"], 1)},
+        reps=reps,
+    )
+    return compare(f"sample, batch 1, {lm.precision} weights (--precision {lm.precision})", "tokens/s",
+                   runs["textrnn"], runs["reference"], tokens=s["length"], precision=lm.precision)  # fmt: skip
 
 
 def _sample_b1(lm, plain, first, s, reps) -> dict:
@@ -170,7 +184,7 @@ def _sample_b1_core(lm, plain, first, s, reps) -> dict:
     """The stepper and sampler alone, without generate()'s text assembly."""
 
     def core() -> float:
-        stepper = LMStepper(lm.model)
+        stepper = LMStepper(lm.model, precision=lm.precision)
         gen = torch.Generator().manual_seed(1)
         start = _now()
         out = decoding.sample(
@@ -186,7 +200,7 @@ def _sample_b1_core(lm, plain, first, s, reps) -> dict:
         {"textrnn": core, "reference": _rate_plain(plain, first, s["length"], 1)}, reps=reps
     )
     return compare(
-        "sample, batch 1 (LMStepper + decoding.sample only)",
+        f"sample, batch 1, {lm.precision} (LMStepper + decoding.sample only)",
         "tokens/s",
         runs["textrnn"],
         runs["reference"],
@@ -222,7 +236,7 @@ def _sample_b1_one_thread(lm, plain, first, s, reps) -> dict:
         {"textrnn": one_thread(textrnn), "reference": one_thread(plain_rate)}, reps=reps
     )
     return compare(
-        "sample, batch 1, torch.set_num_threads(1) for both (generate)",
+        f"sample, batch 1, {lm.precision}, torch.set_num_threads(1) for both (generate)",
         "tokens/s",
         runs["textrnn"],
         runs["reference"],

@@ -297,9 +297,9 @@ def test_sample_options(cli, work, monkeypatch):
     )
     assert len(samples) == 2 and all(len(s["text"]) == 10 for s in samples)
 
-    # fp32 and bf16 generation are each reproducible; their greedy texts agree for a while
-    exact = [cli(["sample", "-c", CKPT, "--length", "40", "--greedy", "--precision", p]).stdout for p in ("fp32", "fp32", "bf16")]
-    assert exact[0] == exact[1] and exact[2][:5] == exact[0][:5]
+    # fp32, bf16 and int8 generation are each reproducible; their greedy texts agree for a while
+    exact = [cli(["sample", "-c", CKPT, "--length", "40", "--greedy", "--precision", p]).stdout for p in ("fp32", "fp32", "bf16", "int8")]
+    assert exact[0] == exact[1] and exact[2][:5] == exact[3][:5] == exact[0][:5]
 
 
 def test_sample_picks_the_newest_best_checkpoint(cli, work, tmp_path, monkeypatch):

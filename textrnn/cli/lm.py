@@ -231,7 +231,7 @@ def sample(
     stop: Annotated[str, typer.Option(help="End a sample where this string appears (it is not printed).")] = "",
     seed: Annotated[int | None, typer.Option(help="Random seed: same seed, same text.")] = None,
     continuation_only: Annotated[bool, typer.Option("--continuation-only", help="Do not echo the prompt.")] = False,
-    precision: Annotated[str, typer.Option(help="auto | fp32 | bf16: the weights' arithmetic (auto: bf16 where the CPU computes it natively).")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto | fp32 | bf16 | int8: the generation step's weights (auto: int8 on x86 CPUs, else bf16 where native, else fp32).")] = "auto",
     device: Device = "cpu",
     quiet: Quiet = False,
     json_out: JsonOut = False,
