@@ -7,6 +7,8 @@ fused module once per token costs several times more per step on a CPU.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -272,18 +274,12 @@ class Matmul:
             return False
         return False
 
-    @staticmethod
-    def bf16_available(device: torch.device) -> bool:
-        return Matmul.available("bf16", device)
-
 
 def _int8_prepack(w: Tensor, b: Tensor | None):
     """fbgemm's packed form of `w` (out, in) quantized to int8 per output row, with an fp32 bias.
 
     (PyTorch marks its quantized tensor types deprecated; the warning says nothing a user
     can act on, so it is silenced here, and `Matmul.available` falls back when they go.)"""
-    import warnings
-
     scale = (w.abs().amax(1) / 127).clamp_min(1e-12).double()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -291,24 +287,17 @@ def _int8_prepack(w: Tensor, b: Tensor | None):
         return torch.ops.quantized.linear_prepack(qw, None if b is None else b.contiguous())
 
 
-_INT8_OK: bool | None = None
-
-
+@functools.cache
 def _int8_works() -> bool:
     """fbgemm's dynamic int8 linear runs here (x86 engine present, ops not removed): tried once."""
-    global _INT8_OK
-    if _INT8_OK is None:
-        try:
-            engines = torch.backends.quantized.supported_engines
-            ok = "fbgemm" in engines or "x86" in engines
-            if ok:
-                w = torch.eye(4)
-                y = torch.ops.quantized.linear_dynamic(torch.ones(1, 4), _int8_prepack(w, None), True)
-                ok = bool(torch.allclose(y, torch.ones(1, 4), atol=0.05))
-        except (AttributeError, RuntimeError, NotImplementedError):
-            ok = False
-        _INT8_OK = ok
-    return _INT8_OK
+    engines = torch.backends.quantized.supported_engines
+    if "fbgemm" not in engines and "x86" not in engines:
+        return False
+    try:
+        y = torch.ops.quantized.linear_dynamic(torch.ones(1, 4), _int8_prepack(torch.eye(4), None), True)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    return bool(torch.allclose(y, torch.ones(1, 4), atol=0.05))
 
 
 @torch.inference_mode()
