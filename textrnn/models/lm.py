@@ -239,7 +239,7 @@ class Matmul:
         if mode not in self.MODES:
             raise ValueError(f"Matmul mode must be one of {self.MODES}, got {mode!r}")
         self.mode = mode if w.numel() >= self.MIN_WEIGHTS else "fp32"
-        self.w, self.b = w, b
+        self.w, self.b = (w, b) if self.mode == "fp32" else (None, None)  # (the packed forms replace them)
         if self.mode == "bf16":
             self.packed = torch.ops.mkldnn._reorder_linear_weight(w.t().contiguous().bfloat16(), 1)
             self.b16 = b.bfloat16() if b is not None else None
