@@ -73,7 +73,7 @@ def run(opts: Options) -> dict:
     fast = load_lm(path, precision="auto")  # textrnn sample's default: int8 on x86 CPUs
     lm16 = load_lm(path, precision="bf16")  # fp32 again where the CPU lacks native bf16
     plain = reference.PlainLM(tok.vocab_size, **s["model"])
-    plain.load_state_dict(lm.model.state_dict())
+    plain.load_textrnn_weights(lm.model.state_dict())
     plain.eval()
     first = tok.encode("\n")[0]  # what generate() starts from without a prompt
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 
 class PlainLM(nn.Module):
-    """The textbook LSTM language model; parameter names match textrnn's LanguageModel."""
+    """The textbook LSTM language model (load textrnn's weights with `load_textrnn_weights`)."""
 
     def __init__(
         self,
@@ -38,6 +38,17 @@ class PlainLM(nn.Module):
         self.head = nn.Linear(hidden, vocab)
         if tie:
             self.head.weight = self.embedding.weight
+
+    def load_textrnn_weights(self, state: dict[str, Tensor]) -> None:
+        """Load a textrnn LanguageModel's state dict: its layer k's `rnn.k.weight_ih_l0` is
+        this stacked module's `rnn.weight_ih_lk`; every other name is the same."""
+        renamed = {}
+        for name, tensor in state.items():
+            parts = name.split(".")
+            if parts[0] == "rnn" and len(parts) == 3:
+                name = f"rnn.{parts[2].removesuffix('_l0')}_l{parts[1]}"
+            renamed[name] = tensor
+        self.load_state_dict(renamed)
 
     def forward(self, ids: Tensor, state: tuple[Tensor, Tensor] | None = None):
         out, state = self.rnn(self.embedding(ids), state)  # (B, T, H)

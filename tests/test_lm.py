@@ -298,6 +298,24 @@ def test_tensor_shapes_that_do_not_match_the_config_are_refused(char_ckpt, tmp_p
         load_lm(path)
 
 
+def test_checkpoint_of_the_stacked_layout_loads_the_same_model(char_ckpt, tmp_path):
+    """textrnn 0.1.0 named the recurrent weights of layer k `rnn.weight_ih_l{k}` (one stacked
+    module); such a checkpoint still loads, into the per-layer modules."""
+    ckpt = load_checkpoint(char_ckpt)
+    old = {}
+    for name, t in ckpt.tensors.items():
+        if name.startswith("model.rnn."):
+            _, _, k, param = name.split(".")  # model.rnn.<k>.weight_ih_l0
+            name = f"model.rnn.{param[: -len('l0')]}l{k}"
+        old[name] = t
+    assert "model.rnn.weight_hh_l1" in old
+    path = tmp_path / "stacked.ckpt"
+    save_checkpoint(path, Checkpoint(task="lm", meta=ckpt.meta, tensors=old))
+    new, legacy = load_lm(char_ckpt), load_lm(path)
+    for (name, a), (_, b) in zip(new.model.state_dict().items(), legacy.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
 def test_missing_tensor_is_refused(char_ckpt, tmp_path):
     with pytest.raises(CheckpointError, match="missing"):
         load_lm(_altered(char_ckpt, tmp_path, drop="model.head.bias"))

@@ -130,8 +130,7 @@ def test_lstm_forget_gate_bias_starts_at_one(layers):
     model = LanguageModel(LMConfig(vocab_size=11, layers=layers, hidden=8, embed=4))
     H = 8
     for k in range(layers):
-        b_ih = getattr(model.rnn, f"bias_ih_l{k}")
-        b_hh = getattr(model.rnn, f"bias_hh_l{k}")
+        b_ih, b_hh = model.rnn[k].bias_ih_l0, model.rnn[k].bias_hh_l0
         assert torch.equal(b_ih[H : 2 * H], torch.ones(H))  # gate order i, f, g, o
         assert torch.equal(b_ih[:H], torch.zeros(H))
         assert torch.equal(b_ih[2 * H :], torch.zeros(2 * H))
@@ -174,3 +173,23 @@ def test_config_round_trips_through_dict():
         vocab_size=10, cell="gru", layers=1, hidden=16, embed=8, dropout=0.1, tie_weights=True
     )
     assert LMConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("variational", [False, True])
+def test_dropout_keeps_the_expected_share_and_scale(variational):
+    model = LanguageModel(LMConfig(vocab_size=11, hidden=8, embed=4, dropout=0.3, variational=variational))
+    torch.manual_seed(0)
+    x = torch.ones(64, 50, 40)
+    y = model.train().dropout(x)
+    kept = y != 0
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.7))  # inverted dropout: the mean is kept
+    assert abs(kept.float().mean().item() - 0.7) < 0.01
+    # variational: one mask per sequence, the same at every time step; standard: new masks each step
+    assert torch.equal(kept[:, 0], kept[:, 1]) == variational
+    assert torch.equal(model.eval().dropout(x), x)
+
+
+def test_dropout_keeps_the_autocast_dtype():
+    model = LanguageModel(LMConfig(vocab_size=11, hidden=8, embed=4, dropout=0.3)).train()
+    x = torch.ones(2, 3, 8, dtype=torch.bfloat16)
+    assert model.dropout(x).dtype == torch.bfloat16

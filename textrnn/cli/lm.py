@@ -22,6 +22,7 @@ from textrnn.lm import (
     GenerateConfig,
     beam_generate,
     check_lm_header,
+    default_train_config,
     encode_prompt,
     evaluate_file,
     evaluate_text,
@@ -68,16 +69,17 @@ def train(
     normalize: Annotated[str, typer.Option(help="Unicode normalisation: nfc | nfkc | none.")] = "nfc",
     tokenizer_file: Annotated[Path | None, typer.Option(help="Reuse a tokenizer built by `textrnn tokenize train`.")] = None,
     tokenizer_model: Annotated[Path | None, typer.Option(help="Import an existing sentencepiece .model file.")] = None,
-    cell: Annotated[str | None, typer.Option(help="lstm | gru | rnn.")] = None,
+    cell: Annotated[str | None, typer.Option(help="lstm | gru | rnn.", show_default="gru char, lstm otherwise")] = None,
     layers: Annotated[int | None, typer.Option(help="Recurrent layers.", show_default="2")] = None,
-    hidden: Annotated[int | None, typer.Option(help="Units per layer.", show_default="512")] = None,
+    hidden: Annotated[int | None, typer.Option(help="Units per layer.", show_default="640 char, 512 otherwise")] = None,
     embed: Annotated[int | None, typer.Option(help="Embedding size.", show_default="128 char, 512 otherwise")] = None,
-    dropout: Annotated[float | None, typer.Option(help="Dropout.", show_default="0.15 char, 0.3-0.4 otherwise")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout.", show_default="0.3, 0.4 word")] = None,
     tie_weights: Annotated[bool | None, typer.Option("--tie-weights/--no-tie-weights", help="Share input and output embeddings.", show_default="on for word/subword")] = None,
+    variational_dropout: Annotated[bool | None, typer.Option("--variational-dropout/--no-variational-dropout", help="One dropout mask per sequence, shared over its time steps.", show_default="off")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Sequences per step, all processes together.", show_default="32")] = None,
     seq_len: Annotated[int | None, typer.Option(help="Back-propagation length.", show_default="128 char, 64 otherwise")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.", show_default="3e-3")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.", show_default="0.01")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.", show_default="0.8 char, 0.01 otherwise")] = None,
     clip: Annotated[float | None, typer.Option(help="Gradient-norm clipping, 0 = off.", show_default="1.0")] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the data.", show_default="20")] = None,
     max_steps: MaxSteps = None,
@@ -107,7 +109,7 @@ def train(
     )  # fmt: skip
     model_overrides = {
         k: v
-        for k, v in dict(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, tie_weights=tie_weights).items()
+        for k, v in dict(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, tie_weights=tie_weights, variational=variational_dropout).items()
         if v is not None
     }
     ckpt = None
@@ -135,7 +137,7 @@ def train(
         tok = _build_tokenizer(corpus, tokenizer.value, vocab_size, min_count, unit, normalize, tokenizer_file, tokenizer_model) if group.main else None
         if group.active:  # rank 0 built the tokenizer and sends it: every rank must number tokens alike
             tok = tokenizer_from_dict(distributed.broadcast_object(tok.to_dict() if group.main else None))
-        defaults = TrainConfig(seq_len=128 if tok.kind == "char" else 64)
+        defaults = default_train_config(tok.kind)
         cfg = config_with_overrides(defaults, **overrides)
         out = out or out_path_for(corpus)
     try:

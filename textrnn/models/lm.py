@@ -32,6 +32,7 @@ class LMConfig:
     hidden: int = 512  # units per recurrent layer
     embed: int = 128  # token embedding size
     dropout: float = 0.25  # between recurrent layers and before the output layer
+    variational: bool = False  # one dropout mask per sequence, shared by its time steps
     tie_weights: bool = (
         False  # share the embedding and output matrices (adds a projection if embed != hidden)
     )
@@ -61,14 +62,10 @@ class LanguageModel(nn.Module):
         self.config = config
         c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embed)
-        self.rnn = CELLS[c.cell](
-            c.embed,
-            c.hidden,
-            c.layers,
-            batch_first=True,
-            dropout=c.dropout if c.layers > 1 else 0.0,
+        # One module per layer: the dropout between layers is ours (see `dropout`).
+        self.rnn = nn.ModuleList(
+            CELLS[c.cell](c.embed if k == 0 else c.hidden, c.hidden, 1, batch_first=True) for k in range(c.layers)
         )
-        self.drop = nn.Dropout(c.dropout)
         # Tied weights need the output layer's input to be `embed` wide.
         self.proj = nn.Linear(c.hidden, c.embed) if c.tie_weights and c.embed != c.hidden else None
         self.head = nn.Linear(c.embed if c.tie_weights else c.hidden, c.vocab_size)
@@ -85,26 +82,46 @@ class LanguageModel(nn.Module):
         if self.config.cell == "lstm":
             # Forget-gate bias 1 (Jozefowicz et al. 2015): remember by default early in training.
             H = self.config.hidden
-            for name, p in self.rnn.named_parameters():
-                if name.startswith("bias"):
+            for name, p in self.rnn.named_parameters():  # "0.bias_ih_l0", ...
+                if ".bias" in name:
                     nn.init.zeros_(p)
-                    if name.startswith("bias_ih"):
+                    if ".bias_ih" in name:
                         nn.init.ones_(p.data[H : 2 * H])
         nn.init.zeros_(self.head.bias)
 
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Logits for every position of `ids` (B, T) and the state after the last one."""
         x = self.embedding(ids)  # (B, T, E)
-        if self.config.cell == "lstm":
-            out, (h, c) = self.rnn(x, state)  # (B, T, H)
-            new_state: State = (h, c)
-        else:
-            out, h = self.rnn(x, state[0] if state is not None else None)
-            new_state = (h,)
-        out = self.drop(out)
+        finals = []  # each layer's final state
+        for k, layer in enumerate(self.rnn):
+            if k:
+                x = self.dropout(x)
+            layer_state = None if state is None else tuple(s[k : k + 1] for s in state)
+            if self.config.cell == "lstm":
+                x, final = layer(x, layer_state)  # (B, T, H), (h, c)
+            else:
+                x, h = layer(x, None if layer_state is None else layer_state[0])
+                final = (h,)
+            finals.append(final)
+        new_state: State = tuple(torch.cat(parts) for parts in zip(*finals, strict=True))  # (L, B, H) each
+        out = self.dropout(x)
         if self.proj is not None:
             out = self.proj(out)  # (B, T, E)
         return self.head(out), new_state  # (B, T, V)
+
+    def dropout(self, x: Tensor) -> Tensor:
+        """Dropout on (B, T, H) activations, with masks drawn by `torch.rand`.
+
+        (`F.dropout` draws with `bernoulli_`: 20 ms for a (32, 128, 640) tensor on this
+        2-core CPU, against 6 ms here; at two dropouts per step that was 8% of training
+        a 2x640 GRU.) `variational` draws one mask per sequence (B, 1, H), shared by all
+        its time steps (Gal and Ghahramani 2016)."""
+        p = self.config.dropout
+        if not self.training or p == 0.0:
+            return x
+        shape = (x.shape[0], 1, x.shape[2]) if self.config.variational else x.shape
+        keep = torch.rand(shape, device=x.device) >= p
+        return x * (keep * (1.0 / (1.0 - p))).to(x.dtype)
 
     def initial_state(self, batch: int, *, device: torch.device | str = "cpu") -> State:
         c = self.config
@@ -144,11 +161,10 @@ class LMStepper:
             raise ValueError(f"stepper precision must be one of {Matmul.MODES}, got {precision!r}")
         device = next(model.parameters()).device
         self.precision = precision if Matmul.available(precision, device) else "fp32"
-        p = {name: t.detach().float() for name, t in model.rnn.named_parameters()}
-        w_ih = [p[f"weight_ih_l{k}"].t().contiguous() for k in range(c.layers)]  # (in, G*H)
-        w_hh = [p[f"weight_hh_l{k}"].t().contiguous() for k in range(c.layers)]  # (H, G*H)
-        b_ih = [p[f"bias_ih_l{k}"] for k in range(c.layers)]
-        b_hh = [p[f"bias_hh_l{k}"] for k in range(c.layers)]
+        w = lambda name: [getattr(layer, name).detach().float() for layer in model.rnn]  # noqa: E731
+        w_ih = [t.t().contiguous() for t in w("weight_ih_l0")]  # (in, G*H) per layer
+        w_hh = [t.t().contiguous() for t in w("weight_hh_l0")]  # (H, G*H)
+        b_ih, b_hh = w("bias_ih_l0"), w("bias_hh_l0")
         if c.cell != "gru":  # GRU keeps b_hh apart: its candidate gate scales it by r
             b_ih = [bi + bh for bi, bh in zip(b_ih, b_hh, strict=True)]
             b_hh = [None] * c.layers
