@@ -18,6 +18,7 @@ from textrnn.lm import (
     GenerateConfig,
     LoadedLM,
     beam_generate,
+    check_lm_header,
     evaluate_file,
     evaluate_text,
     generate,
@@ -311,6 +312,7 @@ def test_checkpoint_of_the_stacked_layout_loads_the_same_model(char_ckpt, tmp_pa
     assert "model.rnn.weight_hh_l1" in old
     path = tmp_path / "stacked.ckpt"
     save_checkpoint(path, Checkpoint(task="lm", meta=ckpt.meta, tensors=old))
+    check_lm_header(path)  # (what `textrnn sample` checks before loading) passes too
     new, legacy = load_lm(char_ckpt), load_lm(path)
     for (name, a), (_, b) in zip(new.model.state_dict().items(), legacy.model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name

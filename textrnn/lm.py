@@ -368,24 +368,28 @@ def check_weight_shapes(model: torch.nn.Module, shapes: dict[str, tuple[int, ...
 _STACKED_NAME = re.compile(r"rnn\.(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)")
 
 
-def model_tensors(ckpt: Checkpoint) -> dict[str, Tensor]:
-    """The checkpoint's `model.*` tensors under the model's names (without "model.").
+def checkpoint_weights(ckpt: Checkpoint) -> dict[str, Tensor]:
+    """The checkpoint's `model.*` tensors, named as in the model's state dict (without "model.")."""
+    return {k[len("model.") :]: v for k, v in ckpt.tensors.items() if k.startswith("model.")}
+
+
+def lm_weight_name(name: str) -> str:
+    """A language model's weight name as the model has it now.
 
     Checkpoints of textrnn 0.1.0 held the recurrent layers as one stacked module
     (`rnn.weight_ih_l1`); the model now has one module per layer (`rnn.1.weight_ih_l0`).
     """
-    weights = {}
-    for key, tensor in ckpt.tensors.items():
-        if key.startswith("model."):
-            name = key[len("model.") :]
-            old = _STACKED_NAME.fullmatch(name)
-            weights[f"rnn.{old[2]}.{old[1]}_l0" if old else name] = tensor
-    return weights
+    old = _STACKED_NAME.fullmatch(name)
+    return f"rnn.{old[2]}.{old[1]}_l0" if old else name
 
 
-def load_weights(model: torch.nn.Module, ckpt: Checkpoint, *, source: str = "") -> None:
-    """Load the checkpoint's `model.*` tensors, checking every name, shape and value first."""
-    weights = model_tensors(ckpt)
+def lm_weights(ckpt: Checkpoint) -> dict[str, Tensor]:
+    """`checkpoint_weights` of a language model, under the model's current names."""
+    return {lm_weight_name(k): v for k, v in checkpoint_weights(ckpt).items()}
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, Tensor], *, source: str = "") -> None:
+    """Load `weights` (from `checkpoint_weights`), checking every name, shape and value first."""
     check_weight_shapes(model, {k: tuple(v.shape) for k, v in weights.items()}, source=source)
     for name, tensor in weights.items():
         # Training never saves non-finite weights, so these come from a damaged file.
@@ -398,9 +402,9 @@ def load_weights(model: torch.nn.Module, ckpt: Checkpoint, *, source: str = "") 
 def model_from_checkpoint(ckpt: Checkpoint, *, source: str = "") -> LanguageModel:
     """The checkpoint's language model with its weights, its config checked before any allocation."""
     config = lm_config(ckpt.meta, source=source or "checkpoint")
-    shapes = {k: tuple(v.shape) for k, v in model_tensors(ckpt).items()}
-    model = _checked_model(config, shapes, source=source)
-    load_weights(model, ckpt, source=source)
+    weights = lm_weights(ckpt)
+    model = _checked_model(config, {k: tuple(v.shape) for k, v in weights.items()}, source=source)
+    load_weights(model, weights, source=source)
     return model
 
 
@@ -408,7 +412,7 @@ def check_lm_header(path: str | Path) -> None:
     """Check a language-model checkpoint's config against its tensor shapes, from the header alone."""
     _, meta = read_meta(path)
     tensors = meta["header"]["tensors"]
-    shapes = {k[len("model.") :]: tuple(e["shape"]) for k, e in tensors.items() if k.startswith("model.")}
+    shapes = {lm_weight_name(k[len("model.") :]): tuple(e["shape"]) for k, e in tensors.items() if k.startswith("model.")}
     _checked_model(lm_config(meta, source=str(path)), shapes, source=str(path))
 
 

@@ -39,7 +39,7 @@ from textrnn.checkpoint import Checkpoint, file_info, load_checkpoint
 from textrnn.conll import Sentence, iter_file_lines, load_sentences
 from textrnn.data import check_text_file
 from textrnn.errors import CheckpointError, DataError, UsageError
-from textrnn.lm import load_weights
+from textrnn.lm import checkpoint_weights, load_weights
 from textrnn.models.tagger import UNK, Tagger, TaggerConfig
 from textrnn.text import graphemes, normalize
 from textrnn.train import (
@@ -631,7 +631,7 @@ def train_tagger(
         )
     model = Tagger(model_cfg)
     if resume is not None:
-        load_weights(model, resume)
+        load_weights(model, checkpoint_weights(resume))
     elif vectors is not None:
         found = init_pretrained(model, vocab, *vectors)
         on_log(
@@ -706,7 +706,7 @@ def load_tagger(
     if sizes != (cfg.n_words, cfg.n_chars, cfg.n_tags):
         raise CheckpointError(f"{path}: vocabulary sizes {sizes} do not match the model config")
     model = Tagger(cfg)
-    load_weights(model, ckpt)
+    load_weights(model, checkpoint_weights(ckpt))
     _apply_constraints(model, vocab, None, lambda m: None)
     model.to(device).eval()
     resolved = resolve_precision(precision, device)

@@ -42,7 +42,7 @@ from textrnn.checkpoint import Checkpoint, file_info, load_checkpoint
 from textrnn.conll import iter_file_lines
 from textrnn.data import check_text_file
 from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
-from textrnn.lm import check_weight_shapes, load_weights
+from textrnn.lm import check_weight_shapes, checkpoint_weights, load_weights
 from textrnn.models.seq2seq import BOS, EOS, PAD, UNK, Ensemble, Seq2Seq, Seq2SeqConfig, build_model
 from textrnn.tagging import bucket_batches
 from textrnn.text import graphemes, normalize
@@ -778,10 +778,10 @@ def model_from_checkpoint(ckpt: Checkpoint, *, source: str) -> tuple[Seq2Seq | E
             probe = build_model(cfg)
     except (RuntimeError, ValueError, OverflowError) as err:
         raise CheckpointError(f"{source}: checkpoint model config is unusable ({str(err).splitlines()[0]})") from None
-    shapes = {k[len("model.") :]: tuple(v.shape) for k, v in ckpt.tensors.items() if k.startswith("model.")}
-    check_weight_shapes(probe, shapes, source=source)
+    weights = checkpoint_weights(ckpt)
+    check_weight_shapes(probe, {k: tuple(v.shape) for k, v in weights.items()}, source=source)
     model = build_model(cfg)
-    load_weights(model, ckpt, source=source)
+    load_weights(model, weights, source=source)
     return model, vocabs
 
 
