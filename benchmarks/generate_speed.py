@@ -1,8 +1,8 @@
 """generate_speed: sampling and beam-search tokens/s of a char 2x512 LSTM.
 
-textrnn: the model is saved and loaded through a checkpoint, then `textrnn.lm.generate`
+textrnn: the model is saved and loaded through a checkpoint, then `textrnn.tasks.lm.generate`
 (LMStepper + decoding.sample + text assembly, the path of `textrnn sample`) and
-`textrnn.lm.beam_generate`. Reference: a plain `nn.LSTM` module with the same
+`textrnn.tasks.lm.beam_generate`. Reference: a plain `nn.LSTM` module with the same
 weights called once per token with a (B, 1) input, then softmax and multinomial;
 for beam search, textrnn's own `decoding.beam_search` over that plain step, so the
 ratio isolates what the stepper gains. Random weights: speed does not depend on them.
@@ -28,10 +28,11 @@ from benchmarks.common import (
     fmt_stats,
     fmt_target,
 )
-from textrnn import decoding
-from textrnn.checkpoint import Checkpoint, save_checkpoint
-from textrnn.lm import GenerateConfig, LoadedLM, beam_generate, generate, load_lm
+from textrnn.config import config_to_dict
+from textrnn.engine import decoding
+from textrnn.engine.checkpoint import Checkpoint, save_checkpoint
 from textrnn.models.lm import LanguageModel, LMConfig, LMStepper
+from textrnn.tasks.lm import GenerateConfig, LoadedLM, beam_generate, generate, load_lm
 from textrnn.tokenizers import UNK, CharTokenizer
 
 # The 65 characters of tiny-shakespeare, after <unk>.
@@ -66,7 +67,7 @@ def run(opts: Options) -> dict:
     tok = CharTokenizer(VOCAB, unit="codepoint")
     model = LanguageModel(LMConfig(vocab_size=tok.vocab_size, dropout=0.0, **s["model"]))
     path = opts.workdir / "generate_speed.ckpt"
-    meta = {"model_config": model.config.to_dict(), "tokenizer": tok.to_dict()}
+    meta = {"model_config": config_to_dict(model.config), "tokenizer": tok.to_dict()}
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     save_checkpoint(path, Checkpoint(task="lm", meta=meta, tensors=tensors))
     lm = load_lm(path)  # fp32

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import Options, Table, fmt_num
-from textrnn.data import read_text
+from textrnn.formats.plain import read_text
 from textrnn.paths import data_file
 
 REPO = Path(__file__).resolve().parent.parent

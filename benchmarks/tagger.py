@@ -27,11 +27,11 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import Options, Table, alternate, compare, fmt_ratio, fmt_stats, fmt_target
-from textrnn.conll import load_sentences
+from textrnn.engine.devices import autocast
+from textrnn.formats.conllu import load_sentences
 from textrnn.models.tagger import Tagger, TaggerConfig
 from textrnn.paths import data_file
-from textrnn.tagging import DEFAULT_MODEL, LoadedTagger, build_vocab, predict
-from textrnn.train import autocast
+from textrnn.tasks.tag import DEFAULT_MODEL, LoadedTagger, build_vocab, predict
 
 TARGET_EWT = 0.955  # dev UPOS accuracy after --time-budget 900 (the target)
 REFERENCE_BATCH = 32

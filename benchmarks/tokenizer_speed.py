@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks.common import Options, Table, alternate, fmt_num, fmt_ratio, fmt_stats, summarize
-from textrnn.data import read_text
+from textrnn.formats.plain import read_text
 from textrnn.paths import data_file
 from textrnn.tokenizers import Tokenizer, train_tokenizer
 

@@ -28,13 +28,15 @@ from benchmarks.common import (
     fmt_target,
     summarize,
 )
-from textrnn.checkpoint import fingerprint_file
-from textrnn.data import EncodedCorpus, encode_corpus, iter_text_chunks
-from textrnn.lm import LMTask
+from textrnn.data.corpus import EncodedCorpus, encode_corpus
+from textrnn.engine.config import TrainConfig
+from textrnn.engine.trainer import Progress, Trainer
+from textrnn.files import fingerprint_file
+from textrnn.formats.plain import iter_text_chunks
 from textrnn.models.lm import LanguageModel, LMConfig
 from textrnn.paths import data_file
+from textrnn.tasks.lm import LMTask
 from textrnn.tokenizers import Tokenizer, train_tokenizer
-from textrnn.train import Progress, TrainConfig, Trainer
 
 TARGET = 0.95
 REPO = Path(__file__).resolve().parent.parent

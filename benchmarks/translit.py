@@ -14,7 +14,7 @@ Attention: one model (the CLI default) with `--attention luong | bahdanau | none
 shorter budget (300 s each), evaluated the same way (in this process, by the function
 behind `translit eval`), so the three differ in attention only.
 
-Speed, on the single luong model: words/s of `textrnn.translit.transliterate` (words decoded INFER_WORDS at a time,
+Speed, on the single luong model: words/s of `textrnn.tasks.translit.transliterate` (words decoded INFER_WORDS at a time,
 batched beam search) against a plain reference with the same weights: one word at a
 time through `decoding.beam_search` (or a per-word greedy loop), the way a straightforward
 implementation decodes. The ratio is the gain of batching many words.
@@ -44,18 +44,12 @@ from benchmarks.common import (
     fmt_stats,
     rate,
 )
-from textrnn import decoding
+from textrnn.engine import decoding
 from textrnn.models.seq2seq import BOS, EOS
 from textrnn.paths import data_file
-from textrnn.translit import (
-    BANNED,
-    INFER_WORDS,
-    evaluate,
-    load_translit,
-    max_length,
-    pad_sources,
-    transliterate,
-)
+from textrnn.tasks.translit import evaluate, load_translit, transliterate
+from textrnn.tasks.translit.batch import pad_sources
+from textrnn.tasks.translit.decode import BANNED, INFER_WORDS, max_length
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_TOP1, TARGET_TOP5 = 0.50, 0.75

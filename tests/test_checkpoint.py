@@ -18,13 +18,12 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 import textrnn
-from textrnn import checkpoint as ck
-from textrnn.checkpoint import (
+from textrnn.engine import checkpoint as ck
+from textrnn.engine.checkpoint import (
     FORMAT_NAME,
     FORMAT_VERSION,
     Checkpoint,
     describe,
-    fingerprint_file,
     flatten_state,
     load_checkpoint,
     read_meta,
@@ -32,6 +31,7 @@ from textrnn.checkpoint import (
     unflatten_state,
 )
 from textrnn.errors import CheckpointError, DataError
+from textrnn.files import fingerprint_file
 
 
 def sample_tensors() -> dict[str, torch.Tensor]:
@@ -239,9 +239,10 @@ def test_unflatten_rejects_bad_skeletons(skeleton):
         unflatten_state(skeleton, {}, source="ck.safetensors")
 
 
-def test_save_refuses_unknown_task_and_non_json_meta(tmp_path):
-    with pytest.raises(ValueError, match="task"):
-        save_checkpoint(tmp_path / "c", Checkpoint("parser", {}, {}))
+def test_save_refuses_a_malformed_task_name_and_non_json_meta(tmp_path):
+    for task in ("Parser", "", "lm tagger", "x" * 40):
+        with pytest.raises(ValueError, match="task"):
+            save_checkpoint(tmp_path / "c", Checkpoint(task, {}, {}))
     with pytest.raises(TypeError, match="JSON"):
         save_checkpoint(tmp_path / "c", Checkpoint("lm", {"path": Path("x")}, {}))
     assert not (tmp_path / "c").exists()
@@ -431,8 +432,8 @@ def test_deeply_nested_header_is_refused(tmp_path):
             r"was written by a newer textrnn \(format version 3; this textrnn reads up to 1\): "
             "upgrade textrnn",
         ),
-        (document(task="parser"), "task 'parser', which this textrnn does not know"),
-        (document(task=["lm"]), "does not know"),
+        (document(task="Parser!"), "its task is 'Parser!', not a task name"),
+        (document(task=["lm"]), "not a task name"),
         (document(meta=[1]), "no meta object"),
     ],
 )
@@ -477,8 +478,10 @@ def test_task_mismatch(tmp_path):
     )
     with pytest.raises(CheckpointError, match="needs a transliteration"):
         load_checkpoint(path, task="translit")
-    with pytest.raises(ValueError):
-        load_checkpoint(path, task="parser")
+    # A task this textrnn has no command for is refused by name, like any other task.
+    save_checkpoint(path, Checkpoint("parser", {}, {}))
+    with pytest.raises(CheckpointError, match="is a parser checkpoint; this command needs a tagger"):
+        load_checkpoint(path, task="tagger")
 
 
 # --- fuzzing --------------------------------------------------------------------------
@@ -608,7 +611,9 @@ def test_describe_summarises_each_tokenizer_of_a_translit_model(tmp_path):
 def test_fingerprint_file_streams_large_files(tmp_path, monkeypatch):
     import hashlib
 
-    monkeypatch.setattr(ck, "CHUNK_BYTES", 1000)
+    import textrnn.files
+
+    monkeypatch.setattr(textrnn.files, "CHUNK_BYTES", 1000)
     data = os.urandom(2500)
     path = tmp_path / "corpus.txt"
     path.write_bytes(data)

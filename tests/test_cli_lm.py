@@ -26,8 +26,8 @@ import pytest
 import torch
 import typer.main
 
-from textrnn.checkpoint import Checkpoint, read_meta, save_checkpoint
 from textrnn.cli import app, main
+from textrnn.engine.checkpoint import Checkpoint, read_meta, save_checkpoint
 from textrnn.errors import DataError
 from textrnn.paths import data_file
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from textrnn.checkpoint import Checkpoint, save_checkpoint
 from textrnn.cli import main
-from textrnn.conll import Sentence, load_sentences, write_sentences
+from textrnn.engine.checkpoint import Checkpoint, save_checkpoint
+from textrnn.formats.conllu import Sentence, load_sentences, write_sentences
 from textrnn.paths import data_file
 
 TINY = [

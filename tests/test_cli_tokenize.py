@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from textrnn.checkpoint import Checkpoint, save_checkpoint
 from textrnn.cli import main
 from textrnn.cli.tokenize import show_piece
+from textrnn.engine.checkpoint import Checkpoint, save_checkpoint
 from textrnn.tokenizers import load_tokenizer, save_tokenizer, train_tokenizer
 
 CORPORA = Path(__file__).resolve().parent.parent / "corpora"

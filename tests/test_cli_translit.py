@@ -14,8 +14,8 @@ import pytest
 import regex
 import torch
 
-from textrnn.checkpoint import Checkpoint, save_checkpoint
 from textrnn.cli import main
+from textrnn.engine.checkpoint import Checkpoint, save_checkpoint
 from textrnn.errors import DataError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -209,7 +209,7 @@ def test_resume_continues(capsys, data, tmp_path):
 
 
 def _altered(src: Path, dst: Path, change_meta=None, change_tensors=None) -> Path:
-    from textrnn.checkpoint import load_checkpoint
+    from textrnn.engine.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(src)
     meta = {k: v for k, v in ckpt.meta.items() if k != "header"}

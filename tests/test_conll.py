@@ -1,4 +1,4 @@
-"""CoNLL-U and two-column readers/writers (textrnn.conll)."""
+"""CoNLL-U and two-column readers/writers (textrnn.formats.conllu)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from textrnn.conll import (
+from textrnn.errors import DataError, UsageError
+from textrnn.formats.conllu import (
     Sentence,
     check_column,
     detect_format,
@@ -20,7 +21,6 @@ from textrnn.conll import (
     split_sentences,
     write_sentences,
 )
-from textrnn.errors import DataError, UsageError
 
 CONLLU = """\
 # newdoc id = d1

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from textrnn.data import VAL_BLOCKS, Spans, TokenStreams, split_validation
+from textrnn.data.corpus import VAL_BLOCKS, Spans, TokenStreams, split_validation
 from textrnn.errors import DataError
 
 

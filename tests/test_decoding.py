@@ -18,7 +18,7 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from textrnn.decoding import (
+from textrnn.engine.decoding import (
     BeamConfig,
     Hypothesis,
     SamplingConfig,

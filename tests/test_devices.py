@@ -14,13 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import textrnn.train
-from textrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from textrnn.data import iter_text_chunks
+import textrnn.engine.devices
+from textrnn.config import config_from_dict
+from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from textrnn.engine.config import TrainConfig
+from textrnn.engine.outputs import last_path
+from textrnn.engine.trainer import Trainer
 from textrnn.errors import CheckpointError, UsageError
-from textrnn.lm import GenerateConfig, evaluate_text, generate, load_lm, train_lm
+from textrnn.formats.plain import iter_text_chunks
+from textrnn.tasks.lm import GenerateConfig, evaluate_text, generate, load_lm, train_lm
 from textrnn.tokenizers import train_tokenizer
-from textrnn.train import TrainConfig, Trainer, last_path
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpora" / "english.txt"
@@ -117,7 +120,7 @@ SCALE = {
 
 @pytest.fixture
 def fp16_on_cpu(monkeypatch):
-    monkeypatch.setattr(textrnn.train, "FP16_DEVICES", ("cuda", "cpu"))
+    monkeypatch.setattr(textrnn.engine.devices, "FP16_DEVICES", ("cuda", "cpu"))
 
 
 def fp16_trainer(out: Path, *, resume=None, on_progress=None) -> Trainer:
@@ -210,7 +213,7 @@ def test_checkpoint_of_a_gpu_run_samples_and_resumes_on_a_cpu(tmp_path):
     assert generate(lm, prompt="The ", config=GenerateConfig(length=20, seed=1))[0].tokens == 20
     assert evaluate_text(lm, "The cat sat on the mat.")["perplexity"] > 1
     resumed = train_lm(CORPUS, char_tokenizer(), out=tmp_path / "gpu.ckpt", device=CPU,
-                       train_cfg=TrainConfig.from_dict({**ckpt.meta["train_config"], "max_steps": 6}),
+                       train_cfg=config_from_dict(TrainConfig, {**ckpt.meta["train_config"], "max_steps": 6}),
                        resume=load_checkpoint(gpu_made))  # fmt: skip
     assert resumed.state.step == 6
 

@@ -21,18 +21,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from textrnn import distributed
-from textrnn.checkpoint import fingerprint_file, load_checkpoint
-from textrnn.conll import Sentence
-from textrnn.data import encode_corpus, iter_text_chunks
-from textrnn.distributed import Dist
+from textrnn.data.corpus import encode_corpus
+from textrnn.engine import distributed
+from textrnn.engine.checkpoint import load_checkpoint
+from textrnn.engine.config import TrainConfig
+from textrnn.engine.distributed import Dist
+from textrnn.engine.outputs import metrics_path
 from textrnn.errors import UsageError
-from textrnn.lm import LMTask
+from textrnn.files import fingerprint_file
+from textrnn.formats.conllu import Sentence
+from textrnn.formats.plain import iter_text_chunks
 from textrnn.models.lm import LanguageModel, LMConfig
 from textrnn.models.tagger import Tagger, TaggerConfig
-from textrnn.tagging import Shard, TaggerTask, build_vocab, load_tagger, predict
+from textrnn.tasks.lm import LMTask
+from textrnn.tasks.tag import build_vocab, load_tagger, predict
+from textrnn.tasks.tag.task import Shard, TaggerTask
 from textrnn.tokenizers import train_tokenizer
-from textrnn.train import TrainConfig, metrics_path
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpora" / "english.txt"
@@ -190,12 +194,12 @@ def test_ctrl_c_to_torchrun_stops_every_rank_at_the_same_step(tmp_path):
 RESUME_SCRIPT = """
 import os, signal, sys
 import torch
-from textrnn import distributed
-from textrnn.checkpoint import load_checkpoint
-from textrnn.data import iter_text_chunks
-from textrnn.lm import train_lm
+from textrnn.engine import distributed
+from textrnn.engine.checkpoint import load_checkpoint
+from textrnn.formats.plain import iter_text_chunks
+from textrnn.tasks.lm import train_lm
 from textrnn.tokenizers import train_tokenizer
-from textrnn.train import TrainConfig
+from textrnn.engine.config import TrainConfig
 
 corpus, out, stop_at, resume = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 _, device = distributed.join(torch.device("cpu"))  # the Python API under torchrun: join, then train
@@ -471,8 +475,10 @@ def translit_lexicon(folder: Path) -> tuple[Path, Path]:
 
 
 def test_translit_shares_add_up_to_the_single_process_loss_and_gradient(tmp_path, monkeypatch):
-    import textrnn.translit as tl
-    from textrnn.translit import Batch, Share, train_translit
+    import textrnn.tasks.translit.train as tl
+    from textrnn.tasks.translit import train_translit
+    from textrnn.tasks.translit.batch import Batch
+    from textrnn.tasks.translit.task import Share
 
     train, dev = translit_lexicon(tmp_path)
     tasks = []  # the task a real (one-step) training run builds: its model, vocabularies, batches

@@ -24,13 +24,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from textrnn.checkpoint import Checkpoint, load_checkpoint, read_meta, save_checkpoint
 from textrnn.cli import main
-from textrnn.data import iter_text_chunks
+from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, read_meta, save_checkpoint
+from textrnn.engine.config import TrainConfig
 from textrnn.errors import DataError, TextrnnError
-from textrnn.lm import GenerateConfig, generate, load_lm, train_lm
+from textrnn.formats import conllu as conll
+from textrnn.formats.plain import iter_text_chunks
+from textrnn.tasks.lm import GenerateConfig, generate, load_lm, train_lm
 from textrnn.tokenizers import KINDS, load_tokenizer, tokenizer_from_dict, train_tokenizer
-from textrnn.train import TrainConfig
 
 ENGLISH = Path(__file__).resolve().parent.parent / "corpora" / "english.txt"
 FUZZ_EXAMPLES = 200  # per reader, default run
@@ -307,7 +308,6 @@ COLUMNS = ["upos", "xpos", "deprel", "misc:NER", "misc:", "lemma"]
 
 
 def check_tagged_file(scratch: Path, case) -> None:
-    conll = pytest.importorskip("textrnn.conll")
     text, fmt, column, suffix = case
     path = scratch / f"data{suffix}"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
@@ -324,7 +324,6 @@ def check_tagged_file(scratch: Path, case) -> None:
 
 @pytest.mark.parametrize("examples", RUNS)
 def test_conllu_and_tsv_readers(scratch, examples):
-    pytest.importorskip("textrnn.conll")
     strategy = st.tuples(
         tagged_files,
         st.sampled_from(["auto", "conllu", "tsv"]),
@@ -337,7 +336,6 @@ def test_conllu_and_tsv_readers(scratch, examples):
 @pytest.mark.parametrize("ident", ["\u00b2", "\u0663", "1-\u00b2", "\u00b2.1"])
 def test_conllu_word_id_with_a_non_ascii_digit_is_a_data_error(ident):
     """Found by the fuzzer: str.isdigit() accepts '²', and int() then failed on it."""
-    conll = pytest.importorskip("textrnn.conll")
     with pytest.raises(DataError, match="ID"):
         list(conll.parse_conllu([f"{ident}\tx" + "\t_" * 8]))
 

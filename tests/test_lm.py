@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from textrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from textrnn.data import iter_text_chunks
-from textrnn.decoding import BeamConfig, SamplingConfig
+from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from textrnn.engine.config import TrainConfig
+from textrnn.engine.decoding import BeamConfig, SamplingConfig
 from textrnn.errors import CheckpointError, DataError, UsageError
-from textrnn.lm import (
+from textrnn.formats.plain import iter_text_chunks
+from textrnn.models.lm import sequence_nll
+from textrnn.paths import data_file
+from textrnn.tasks.lm import (
     GenerateConfig,
     LoadedLM,
     beam_generate,
@@ -25,10 +28,7 @@ from textrnn.lm import (
     load_lm,
     train_lm,
 )
-from textrnn.models.lm import sequence_nll
-from textrnn.paths import data_file
 from textrnn.tokenizers import train_tokenizer
-from textrnn.train import TrainConfig
 
 PROMPT = "ROMEO:\n"
 
@@ -344,7 +344,7 @@ def test_incomplete_metadata_is_a_checkpoint_error(char_ckpt, tmp_path):
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from textrnn.lm import TextStream  # noqa: E402
+from textrnn.tasks.lm import TextStream  # noqa: E402
 
 _CORPUS = (Path(__file__).resolve().parent.parent / "corpora/english.txt").read_text(encoding="utf-8")
 _STREAM_TOKENIZERS = {

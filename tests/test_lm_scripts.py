@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from textrnn.data import iter_text_chunks
-from textrnn.lm import GenerateConfig, evaluate_text, generate, load_lm, train_lm
+from textrnn.engine.config import TrainConfig
+from textrnn.formats.plain import iter_text_chunks
+from textrnn.tasks.lm import GenerateConfig, evaluate_text, generate, load_lm, train_lm
 from textrnn.text import graphemes, is_combining_start
 from textrnn.tokenizers import train_tokenizer
-from textrnn.train import TrainConfig
 
 TINY = {"hidden": 64, "embed": 32, "layers": 1, "dropout": 0.0}
 

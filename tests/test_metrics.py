@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from textrnn.metrics import (
+from textrnn.engine.metrics import (
     accuracy,
     allowed_transition,
     cer,

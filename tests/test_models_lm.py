@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from textrnn.config import config_from_dict, config_to_dict
 from textrnn.errors import UsageError
 from textrnn.models import lm as lm_module
 from textrnn.models.lm import LanguageModel, LMConfig, LMStepper, Matmul, prime, reorder_state
@@ -172,7 +173,7 @@ def test_config_round_trips_through_dict():
     cfg = LMConfig(
         vocab_size=10, cell="gru", layers=1, hidden=16, embed=8, dropout=0.1, tie_weights=True
     )
-    assert LMConfig.from_dict(cfg.to_dict()) == cfg
+    assert config_from_dict(LMConfig, config_to_dict(cfg)) == cfg
 
 
 @pytest.mark.parametrize("variational", [False, True])

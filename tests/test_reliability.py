@@ -39,13 +39,14 @@ import pytest
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from textrnn.checkpoint import Checkpoint, load_checkpoint, read_meta, save_checkpoint
 from textrnn.cli import app, main
-from textrnn.data import iter_text_chunks
+from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, read_meta, save_checkpoint
+from textrnn.engine.config import TrainConfig
+from textrnn.engine.outputs import last_path, lock_path, output_lock
 from textrnn.errors import TextrnnError
-from textrnn.lm import train_lm
+from textrnn.formats.plain import iter_text_chunks
+from textrnn.tasks.lm import train_lm
 from textrnn.tokenizers import save_tokenizer, train_tokenizer
-from textrnn.train import TrainConfig, last_path, lock_path, output_lock
 
 REPO = Path(__file__).resolve().parent.parent
 ENGLISH = REPO / "corpora" / "english.txt"
@@ -566,13 +567,13 @@ def test_pickle_payload_is_refused_by_the_cli_without_running(tmp_path, monkeypa
 
 def test_best_and_last_are_never_in_flux_together(tmp_path, monkeypatch):
     """Saves happen one at a time, and while one is written the other file is whole."""
-    import textrnn.train
+    import textrnn.engine.trainer
 
     monkeypatch.setenv("TEXTRNN_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "m.ckpt"
     writing: list[Path] = []
     saves = []
-    real_save = textrnn.train.save_checkpoint
+    real_save = textrnn.engine.trainer.save_checkpoint
 
     def watched_save(path, ckpt):
         assert not writing, f"{path} saved while {writing[0]} is being saved"
@@ -587,7 +588,7 @@ def test_best_and_last_are_never_in_flux_together(tmp_path, monkeypatch):
         load_checkpoint(path)
         saves.append(Path(path).name)
 
-    monkeypatch.setattr(textrnn.train, "save_checkpoint", watched_save)
+    monkeypatch.setattr(textrnn.engine.trainer, "save_checkpoint", watched_save)
     corpus = tmp_path / "corpus.txt"
     shutil.copy(ENGLISH, corpus)
     tok = train_tokenizer("char", iter_text_chunks(corpus))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from textrnn import decoding
+from textrnn.config import config_from_dict
+from textrnn.engine import decoding
 from textrnn.errors import UsageError
 from textrnn.models.seq2seq import (
     ATTENTIONS,
@@ -17,15 +18,9 @@ from textrnn.models.seq2seq import (
     Seq2SeqConfig,
     build_model,
 )
-from textrnn.translit import (
-    BANNED,
-    Transliterator,
-    decode_ids,
-    make_batch,
-    max_length,
-    pad_sources,
-    sequence_loss,
-)
+from textrnn.tasks.translit import Transliterator
+from textrnn.tasks.translit.batch import make_batch, pad_sources, sequence_loss
+from textrnn.tasks.translit.decode import BANNED, decode_ids, max_length
 
 TINY = {"embed": 12, "hidden": 16, "layers": 2, "dec_hidden": 20, "dropout": 0.3}
 
@@ -150,7 +145,7 @@ def test_config_is_checked(bad):
     with pytest.raises(UsageError):
         Seq2SeqConfig(**args)
     with pytest.raises(ValueError, match="unknown"):
-        Seq2SeqConfig.from_dict({"n_source": 5, "n_target": 9, "heads": 4})
+        config_from_dict(Seq2SeqConfig, {"n_source": 5, "n_target": 9, "heads": 4})
 
 
 # ---- ensembles ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The BiLSTM(-CRF) tagger (textrnn.models.tagger) and the tagging task/API (textrnn.tagging)."""
+"""The BiLSTM(-CRF) tagger (textrnn.models.tagger) and the tagging task/API (textrnn.tasks.tag)."""
 
 from __future__ import annotations
 
@@ -12,24 +12,24 @@ import numpy as np
 import pytest
 import torch
 
-from textrnn.checkpoint import load_checkpoint
-from textrnn.conll import load_sentences, write_sentences
+from textrnn.data.batching import bucket_batches, length_batches
+from textrnn.engine.checkpoint import load_checkpoint
+from textrnn.engine.metrics import allowed_transition
 from textrnn.errors import CheckpointError
-from textrnn.metrics import allowed_transition
-from textrnn.models.tagger import CRF, BiLSTM, Tagger, TaggerConfig, reverse_index, viterbi
-from textrnn.tagging import (
-    Encoder,
+from textrnn.formats.conllu import load_sentences, write_sentences
+from textrnn.models.blocks import BiLSTM, reverse_index
+from textrnn.models.tagger import CRF, Tagger, TaggerConfig, viterbi
+from textrnn.tasks.tag import (
     Vocab,
-    bucket_batches,
     build_vocab,
     default_train_config,
     evaluate,
-    length_batches,
     load_tagger,
     predict,
     train_tagger,
-    transition_masks,
 )
+from textrnn.tasks.tag.batch import Encoder
+from textrnn.tasks.tag.vocab import transition_masks
 
 TINY = {"word_dim": 16, "char_dim": 8, "char_hidden": 8, "hidden": 24, "layers": 1, "dropout": 0.1}
 
@@ -265,7 +265,7 @@ def test_train_save_load_predict(ewt_sample: Path):
     assert list(predict(tagger, [[], ["Hello", "world"], []]))[0] == []
 
     with pytest.raises(CheckpointError, match="is a tagger checkpoint"):
-        from textrnn.lm import load_lm
+        from textrnn.tasks.lm import load_lm
 
         load_lm(out)
 
@@ -336,6 +336,6 @@ def test_vocab_keys_and_round_trip():
 
 
 def load_sentences_from_words(word_lists):
-    from textrnn.conll import Sentence
+    from textrnn.formats.conllu import Sentence
 
     return [Sentence(w, ["X"] * len(w)) for w in word_lists]

@@ -11,8 +11,8 @@ import sentencepiece as spm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from textrnn.data import iter_lines, iter_text_chunks, read_text
 from textrnn.errors import DataError, TextrnnError, UsageError
+from textrnn.formats.plain import iter_lines, iter_text_chunks, read_text
 from textrnn.text import graphemes, is_combining_start, normalize
 from textrnn.tokenizers import (
     UNK,
@@ -397,7 +397,7 @@ def _pud_text(shared_data) -> str:
     """The 800 sentences of the Hindi PUD sample, one per line."""
     path = shared_data("ud_hindi_pud/hi_pud-ud-first800.conllu")
     prefix = "# text = "
-    return "".join(line[len(prefix) :] for line in iter_lines(path) if line.startswith(prefix))
+    return "".join(line[len(prefix) :] + "\n" for line in iter_lines(path) if line.startswith(prefix))
 
 
 def test_hindi_pud_char_and_bpe(shared_data) -> None:

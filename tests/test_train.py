@@ -12,13 +12,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from textrnn.checkpoint import fingerprint_file, load_checkpoint
-from textrnn.data import encode_corpus, iter_text_chunks
+from textrnn.config import config_from_dict
+from textrnn.data.corpus import encode_corpus
+from textrnn.engine.checkpoint import load_checkpoint
+from textrnn.engine.config import TrainConfig
+from textrnn.engine.outputs import last_path, metrics_path
+from textrnn.engine.trainer import Trainer
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
-from textrnn.lm import LMTask, train_lm
+from textrnn.files import fingerprint_file
+from textrnn.formats.plain import iter_text_chunks
 from textrnn.models.lm import LanguageModel, LMConfig
+from textrnn.tasks.lm import LMTask, train_lm
 from textrnn.tokenizers import train_tokenizer
-from textrnn.train import TrainConfig, Trainer, last_path, metrics_path
 
 CPU = torch.device("cpu")
 TINY = {"hidden": 32, "layers": 1, "embed": 16, "dropout": 0.0}
@@ -174,7 +179,7 @@ def test_resume_after_interrupt_is_bitwise_exact(shakespeare, tmp_path, precisio
         corpus,
         tok,
         out=tmp_path / "b.ckpt",
-        train_cfg=TrainConfig.from_dict(ckpt.meta["train_config"]),
+        train_cfg=config_from_dict(TrainConfig, ckpt.meta["train_config"]),
         resume=ckpt,
     )
     assert resumed.state.step == 30 and resumed.state.stopped == "max_steps"

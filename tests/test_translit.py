@@ -1,4 +1,4 @@
-"""The transliteration task and API (textrnn.translit): lexicons, training, decoding, evaluation."""
+"""The transliteration task and API (textrnn.tasks.translit): lexicons, training, decoding, evaluation."""
 
 from __future__ import annotations
 
@@ -10,23 +10,23 @@ import pytest
 import regex
 import torch
 
-from textrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from textrnn.errors import CheckpointError, DataError, UsageError
-from textrnn.translit import (
+from textrnn.tasks.translit import (
     Layout,
     TranslitOptions,
-    decode_ids,
     default_train_config,
     detect_layout,
     evaluate,
     load_translit,
-    merge_duplicates,
     predict_words,
     read_lexicon,
     train_translit,
     transliterate,
     transliterate_text,
 )
+from textrnn.tasks.translit.decode import decode_ids
+from textrnn.tasks.translit.lexicon import merge_duplicates
 
 TINY = {"embed": 24, "hidden": 32, "layers": 1, "dec_hidden": 48, "dropout": 0.1}
 LATIN = regex.compile(r"^[a-z]+$")

@@ -1,3 +1,3 @@
-from textrnn.cli import main
+from textrnn.cli.main import main
 
 main()

@@ -1,4 +1,4 @@
-"""Language-model commands: `textrnn train`, `sample`, `eval`, `info`."""
+"""Language-model commands: `textrnn train`, `sample`, `eval` (also as `textrnn lm ...`)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,19 @@ from typing import Annotated
 
 import typer
 
-from textrnn import decoding, distributed
-from textrnn.checkpoint import describe, load_checkpoint
-from textrnn.cli import app
 from textrnn.cli.display import TrainDisplay, log, stderr_console
 from textrnn.cli.options import Device, JsonOut, MaxSteps, Quiet, Resume, TimeBudget
 from textrnn.cli.outcome import exit_if_interrupted, summary
-from textrnn.data import check_text_file, iter_text_chunks
+from textrnn.engine import decoding, distributed
+from textrnn.engine.checkpoint import load_checkpoint
+from textrnn.engine.config import TrainConfig, config_with_overrides, saved_train_config
+from textrnn.engine.devices import default_device
+from textrnn.engine.outputs import last_path, out_path_for
 from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
-from textrnn.lm import (
+from textrnn.formats.plain import check_text_file, iter_text_chunks
+from textrnn.tasks.lm import (
     GenerateConfig,
     beam_generate,
-    check_lm_header,
     default_train_config,
     encode_prompt,
     evaluate_file,
@@ -38,13 +39,8 @@ from textrnn.tokenizers import (
     tokenizer_from_dict,
     train_tokenizer,
 )
-from textrnn.train import (
-    TrainConfig,
-    config_with_overrides,
-    default_device,
-    last_path,
-    out_path_for,
-)
+
+app = typer.Typer(help="Language models: train, sample, eval.", no_args_is_help=True)
 
 
 class Kind(str, Enum):
@@ -166,7 +162,7 @@ def _resume_settings(path: Path, meta: dict) -> tuple[Tokenizer, TrainConfig, st
     lm_config(meta, source=str(path))  # a bad model config is named with the file here
     try:
         tok = tokenizer_from_dict(meta["tokenizer"])
-        cfg = TrainConfig.from_dict(meta["train_config"])
+        cfg = saved_train_config(meta, source=str(path))
         corpus = meta.get("corpus", {}).get("path")
         out = meta.get("training", {}).get("best_checkpoint")
     except KeyError as err:
@@ -348,33 +344,3 @@ def _read_stdin_text() -> str:
     if not text:
         raise DataError("stdin is empty")
     return text
-
-
-@app.command()
-def info(
-    checkpoint: Annotated[Path, typer.Argument(help="Any textrnn checkpoint.")],
-    json_out: JsonOut = False,
-) -> None:
-    """Show what a checkpoint holds: task, model, tokenizer, size, steps, best validation, corpus.
-
-    Example: textrnn info checkpoints/input.ckpt
-    """
-    summary = describe(checkpoint)
-    if summary["task"] == "lm":
-        check_lm_header(checkpoint)  # a config that its tensors do not fit is not a usable model
-    if json_out:
-        print(json.dumps(summary, ensure_ascii=False))
-        return
-    for key, value in _flatten_summary(summary):
-        print(f"{key:28} {value}")
-
-
-def _flatten_summary(d: dict, prefix: str = ""):
-    for key, value in d.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            yield from _flatten_summary(value, name + ".")
-        elif isinstance(value, float):
-            yield name, f"{value:.4f}"
-        else:
-            yield name, value

@@ -5,10 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
-
-from textrnn.errors import UsageError
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Show no progress or log lines on stderr.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -18,11 +15,3 @@ Device = Annotated[str, typer.Option(help="auto | cpu | cuda | mps (auto: CUDA, 
 Resume = Annotated[Path | None, typer.Option(help="Continue exactly where this (last) checkpoint stopped.")]
 MaxSteps = Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")]
 TimeBudget = Annotated[float | None, typer.Option(help="Stop after this many seconds; the schedule fits the budget.")]
-
-
-def set_threads(threads: int) -> None:
-    """Apply a --threads option (each command words its own help): 0 keeps PyTorch's default."""
-    if threads < 0:
-        raise UsageError(f"--threads must not be negative, got {threads}")
-    if threads:
-        torch.set_num_threads(threads)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
-from textrnn.distributed import Dist
-from textrnn.train import TrainState
+from textrnn.engine.distributed import Dist
+from textrnn.engine.trainer import TrainState
 
 
 def exit_if_interrupted(state: TrainState, last: Path, group: Dist, command: str) -> None:

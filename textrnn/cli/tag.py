@@ -14,27 +14,29 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from textrnn import distributed
-from textrnn.checkpoint import load_checkpoint
 from textrnn.cli.display import TrainDisplay, log, pct, stderr_console
 from textrnn.cli.io import chunks, interactive, stdin_lines
-from textrnn.cli.options import Device, JsonOut, MaxSteps, Quiet, Resume, TimeBudget, set_threads
+from textrnn.cli.options import Device, JsonOut, MaxSteps, Quiet, Resume, TimeBudget
 from textrnn.cli.outcome import best_validation, exit_if_interrupted, summary
-from textrnn.conll import (
+from textrnn.engine import distributed
+from textrnn.engine.checkpoint import load_checkpoint
+from textrnn.engine.config import TrainConfig, config_with_overrides, saved_train_config
+from textrnn.engine.devices import default_device, set_threads
+from textrnn.engine.outputs import out_path_for
+from textrnn.errors import UsageError
+from textrnn.formats.conllu import (
     Sentence,
     check_column,
     conllu_skeleton,
     format_conllu,
     format_tsv,
-    iter_file_lines,
     load_sentences,
     parse_conllu,
     set_tags,
     split_file,
 )
-from textrnn.data import check_text_file
-from textrnn.errors import UsageError
-from textrnn.tagging import (
+from textrnn.formats.plain import check_text_file, iter_lines
+from textrnn.tasks.tag import (
     DEFAULT_MODEL,
     DEFAULT_TRAIN,
     READ_AHEAD,
@@ -44,7 +46,6 @@ from textrnn.tagging import (
     predict,
     train_tagger,
 )
-from textrnn.train import TrainConfig, config_with_overrides, default_device, out_path_for
 
 app = typer.Typer(help="Sequence taggers (POS, NER): train, predict, eval.", no_args_is_help=True)
 
@@ -234,7 +235,7 @@ def train(
         if dev is None and corpus.get("dev"):
             dev = Path(corpus["dev"]["path"])
         column = (ckpt.meta.get("tokenizers", {}).get("tag", {}) or {}).get("column", column)
-        cfg = config_with_overrides(TrainConfig.from_dict(ckpt.meta["train_config"]), **overrides)
+        cfg = config_with_overrides(saved_train_config(ckpt.meta, source=str(resume)), **overrides)
         out = out or Path(ckpt.meta["training"].get("best_checkpoint") or out_path_for(train))
     else:
         if train is None:
@@ -341,7 +342,7 @@ def predict_(
     if file is None and interactive():
         read_ahead = 1
     name = "<stdin>" if file is None else str(file)
-    lines = stdin_lines() if file is None else iter_file_lines(check_text_file(file))
+    lines = stdin_lines() if file is None else iter_lines(check_text_file(file))
     if input_format == InputFormat.conllu:
         sentences: Iterable[Sentence] = parse_conllu(lines, name=name, column=column)
     else:

@@ -21,8 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from textrnn.cli.io import stdin_lines
-from textrnn.data import iter_text_chunks
 from textrnn.errors import CheckpointError, DataError, UsageError
+from textrnn.formats.plain import iter_text_chunks
 from textrnn.tokenizers import (
     Tokenizer,
     corpus_stats,
@@ -154,7 +154,7 @@ def resolve_tokenizer(tokenizer: Path | None, checkpoint: Path | None) -> Tokeni
         raise UsageError("give exactly one of --tokenizer FILE or --checkpoint FILE")
     if tokenizer is not None:
         return load_tokenizer(tokenizer)
-    from textrnn.checkpoint import load_checkpoint
+    from textrnn.engine.checkpoint import load_checkpoint
 
     meta = load_checkpoint(checkpoint, load_tensors=False).meta
     if not isinstance(meta.get("tokenizer"), dict):

@@ -15,18 +15,19 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from textrnn import distributed
-from textrnn.checkpoint import load_checkpoint
 from textrnn.cli.display import TrainDisplay, log, pct, stderr_console
 from textrnn.cli.io import chunks, interactive, stdin_lines
-from textrnn.cli.options import Device, JsonOut, MaxSteps, Quiet, Resume, TimeBudget, set_threads
+from textrnn.cli.options import Device, JsonOut, MaxSteps, Quiet, Resume, TimeBudget
 from textrnn.cli.outcome import best_validation, exit_if_interrupted, summary
-from textrnn.conll import iter_file_lines
-from textrnn.data import check_text_file
+from textrnn.config import config_from_dict
+from textrnn.engine import distributed
+from textrnn.engine.checkpoint import load_checkpoint
+from textrnn.engine.config import TrainConfig, config_with_overrides, saved_train_config
+from textrnn.engine.devices import default_device, set_threads
+from textrnn.engine.outputs import out_path_for
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
-from textrnn.text import is_combining_start
-from textrnn.train import TrainConfig, config_with_overrides, default_device, out_path_for
-from textrnn.translit import (
+from textrnn.formats.plain import check_text_file, iter_lines
+from textrnn.tasks.translit import (
     DEFAULT_MODEL,
     DEFAULT_TRAIN,
     READ_AHEAD,
@@ -39,6 +40,7 @@ from textrnn.translit import (
     train_translit,
     transliterate_text,
 )
+from textrnn.text import is_combining_start
 
 app = typer.Typer(help="Transliteration (romanised <-> native script): train, predict, eval.", no_args_is_help=True)
 
@@ -161,8 +163,8 @@ def train(
             direction = Direction(data.get("direction", direction.value))
             if columns is None and data.get("columns"):
                 columns = tuple(int(c) for c in data["columns"])
-            saved_cfg = TrainConfig.from_dict(ckpt.meta["train_config"])
-            options = TranslitOptions.from_dict(ckpt.meta.get("translit") or {})
+            saved_cfg = saved_train_config(ckpt.meta, source=str(resume))
+            options = config_from_dict(TranslitOptions, ckpt.meta.get("translit") or {}, what="translit options")
             best = ckpt.meta["training"].get("best_checkpoint")
         except (KeyError, TypeError, ValueError, AttributeError, TextrnnError) as err:
             raise CheckpointError(f"{resume}: checkpoint metadata is incomplete or invalid ({err})") from None
@@ -236,7 +238,7 @@ def predict_(
         return
     if file is None and interactive():
         read_ahead = 1
-    lines = stdin_lines() if file is None else iter_file_lines(check_text_file(file))
+    lines = stdin_lines() if file is None else iter_lines(check_text_file(file))
     out = sys.stdout
     for chunk in chunks((line.rstrip("\r") for line in lines), read_ahead):
         if text:

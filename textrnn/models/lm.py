@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +33,7 @@ class LMConfig:
     embed: int = 128  # token embedding size
     dropout: float = 0.25  # between recurrent layers and before the output layer
     variational: bool = False  # one dropout mask per sequence, shared by its time steps
-    tie_weights: bool = (
-        False  # share the embedding and output matrices (adds a projection if embed != hidden)
-    )
+    tie_weights: bool = False  # share embedding and output matrices (a projection if embed != hidden)
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -48,12 +46,6 @@ class LMConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LMConfig:
-        return cls(**d)
 
 
 class LanguageModel(nn.Module):

@@ -4,7 +4,7 @@ Encoder: unit embeddings -> stacked BiLSTM (the tagger's exactly-masked `BiLSTM`
 Decoder: an LSTM with attention over the encoder states and input feeding (Luong et al.
 2015): the attentional vector of step t-1 is part of the input of step t. One `step()`
 advances the decoder by one token; teacher-forced training calls it once per target
-position and inference hands it to `textrnn.decoding` (greedy, beam search), so the two
+position and inference hands it to `textrnn.engine.decoding` (greedy, beam search), so the two
 can never disagree (Joey NMT's habit).
 
 Attention (`attention`):
@@ -28,13 +28,13 @@ target vocabulary also has <s> 2 (first decoder input) and </s> 3 (end of word).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor, nn
 
 from textrnn.errors import UsageError
-from textrnn.models.tagger import BiLSTM, Dropout
+from textrnn.models.blocks import BiLSTM, Dropout
 
 UNK, PAD, BOS, EOS = 0, 1, 2, 3
 ATTENTIONS = ("luong", "bahdanau", "none")
@@ -64,16 +64,6 @@ class Seq2SeqConfig:
         if not (isinstance(self.dropout, int | float) and 0.0 <= self.dropout < 1.0):
             raise UsageError(f"--dropout must be in [0, 1), got {self.dropout!r}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Seq2SeqConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown seq2seq config keys: {', '.join(unknown)}")
-        return cls(**d)
 
 
 @dataclass
@@ -191,7 +181,7 @@ class Seq2Seq(nn.Module):
         return self.out(self.drop(att))
 
     def step_logits(self, prev: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
-        """`step` + `logits`: the step function `textrnn.decoding` searches with."""
+        """`step` + `logits`: the step function `textrnn.engine.decoding` searches with."""
         att, state = self.step(prev, state)
         return self.logits(att), state
 

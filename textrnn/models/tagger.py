@@ -1,12 +1,7 @@
 """A BiLSTM sequence tagger: word embeddings + a character BiLSTM per word -> stacked
 BiLSTM over the sentence -> per-token tag scores, with an optional linear-chain CRF.
 
-Batches are right-padded. Every recurrent layer runs as two unidirectional LSTMs over
-padded tensors: the forward one reads the sentence as it is (padding comes after the
-last word, so it never reaches a real position) and the backward one reads each
-sentence reversed *within its own length* (padding again comes last). This is exact
-masking, and on CPU it is several times faster than packed sequences because plain
-padded LSTMs run on oneDNN kernels.
+Batches are right-padded; the BiLSTMs are the exactly masked `models.blocks.BiLSTM`.
 
 Character representations are computed once per distinct word of a batch: the model
 takes the batch's word types (U, L) and an index (B, T) from positions to types.
@@ -15,12 +10,13 @@ takes the batch's word types (U, L) and an index (B, T) from positions to types.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from textrnn.errors import UsageError
+from textrnn.models.blocks import BiLSTM, Dropout
 
 PAD, UNK = 0, 1  # fixed ids in the word and character vocabularies (tags have neither)
 NEG = -1e4  # score of a forbidden transition: finite, so that sums stay free of inf - inf
@@ -54,78 +50,6 @@ class TaggerConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise UsageError(f"tagger dropout must be in [0, 1), got {self.dropout}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TaggerConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-class Dropout(nn.Module):
-    """Dropout with the mask drawn by `torch.rand`: the same result as nn.Dropout, but
-    about twice as fast on CPU, where `bernoulli_` is slow."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = torch.rand(x.shape, device=x.device) >= self.p
-        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
-
-
-def reverse_index(lengths: Tensor, T: int) -> Tensor:
-    """(B, T) positions that reverse each row within its length and leave padding in place.
-
-    The map is its own inverse: gathering with it twice restores the original order.
-    """
-    t = torch.arange(T, device=lengths.device).unsqueeze(0)  # (1, T)
-    L = lengths.unsqueeze(1)  # (B, 1)
-    return torch.where(t < L, L - 1 - t, t)  # (B, T)
-
-
-class BiLSTM(nn.Module):
-    """Stacked bidirectional LSTM over right-padded (B, T, I) input; outputs (B, T, 2H).
-
-    Outputs at padding positions are meaningless; those at real positions never
-    depend on padding.
-    """
-
-    def __init__(self, input_size: int, hidden: int, layers: int, dropout: float) -> None:
-        super().__init__()
-        sizes = [input_size] + [2 * hidden] * (layers - 1)
-        self.fwd = nn.ModuleList(nn.LSTM(n, hidden, batch_first=True) for n in sizes)
-        self.bwd = nn.ModuleList(nn.LSTM(n, hidden, batch_first=True) for n in sizes)
-        self.drop = Dropout(dropout)
-        for lstm in (*self.fwd, *self.bwd):
-            for name, p in lstm.named_parameters():
-                if name.startswith("bias_ih"):  # forget-gate bias 1 (the bias_hh half stays 0)
-                    nn.init.zeros_(p)
-                    p.data[hidden : 2 * hidden] = 1.0
-                elif name.startswith("bias_hh"):
-                    nn.init.zeros_(p)
-
-    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        B, T, _ = x.shape
-        rev = reverse_index(lengths, T)  # (B, T)
-        rows = (rev + T * torch.arange(B, device=x.device).unsqueeze(1)).view(
-            -1
-        )  # (B*T,) rows of (B*T, D)
-
-        def reverse(t: Tensor) -> Tensor:  # whole feature rows: much faster than gather
-            return t.reshape(B * T, -1).index_select(0, rows).view(B, T, -1)
-
-        for i, (fwd, bwd) in enumerate(zip(self.fwd, self.bwd, strict=True)):
-            if i:
-                x = self.drop(x)
-            f, _ = fwd(x)  # (B, T, H)
-            b, _ = bwd(reverse(x))  # (B, T, H), row b reversed within its length
-            x = torch.cat([f, reverse(b)], dim=-1)  # (B, T, 2H)
-        return x
 
 
 class CRF(nn.Module):

@@ -1,14 +1,13 @@
-"""Corpus -> token-id arrays -> batches.
+"""A language model's corpus: text -> one token-id array -> batch streams.
 
-Text files are read and validated here (missing, directory, empty, binary, invalid
-UTF-8 all become one clear `DataError`), encoded once into a compact numpy id array
-that is cached beside the corpus and memory-mapped, and cut into contiguous batch
-streams for truncated back-propagation through time.
+The text is encoded once into a compact numpy id array, cached (keyed by the corpus's
+content and the tokenizer) and memory-mapped, so that a 1 GB corpus costs little
+memory; a slice spread over the corpus is held out for validation; the rest is cut
+into contiguous streams for truncated back-propagation through time.
 """
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
 import os
@@ -22,83 +21,8 @@ import numpy as np
 import torch
 
 from textrnn.errors import DataError
-
-CHUNK_BYTES = 1 << 20  # read corpora 1 MiB at a time so that memory stays flat
-
-
-def check_text_file(path: str | os.PathLike) -> Path:
-    """Return `path` as a Path if it is a readable, non-empty text file; else raise DataError."""
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: no such file")
-    if p.is_dir():
-        raise DataError(f"{p}: is a directory, expected a text file")
-    try:
-        with p.open("rb") as f:
-            head = f.read(8192)
-    except OSError as err:
-        raise DataError(f"{p}: cannot read ({err.strerror})") from None
-    if not head:
-        raise DataError(f"{p}: file is empty")
-    if b"\x00" in head:
-        raise DataError(f"{p}: looks like a binary file (contains NUL bytes), expected UTF-8 text")
-    return p
-
-
-def iter_text_chunks(path: str | os.PathLike, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
-    """Yield the UTF-8 text of `path` in chunks that end on a line boundary.
-
-    Chunks end after a newline so that no grapheme cluster or word is split between
-    two chunks. Invalid UTF-8 raises DataError naming the line and byte offset.
-    """
-    p = check_text_file(path)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
-    offset = 0  # bytes consumed so far
-    line = 1  # line number at the start of the current chunk
-    pending = ""
-    with p.open("rb") as f:
-        first = True
-        while True:
-            raw = f.read(chunk_bytes)
-            final = not raw
-            held = decoder.getstate()[0]  # the start of a character cut by the last chunk
-            try:
-                text = decoder.decode(raw, final=final)
-            except UnicodeDecodeError as err:  # err.start counts from the held bytes
-                bad_at = offset - len(held) + err.start
-                bad_line = line + pending.count("\n") + (held + raw)[: err.start].count(b"\n")
-                raise DataError(
-                    f"{p}: invalid UTF-8 at byte {bad_at} (line {bad_line}); "
-                    "textrnn reads UTF-8 text only"
-                ) from None
-            if first and text:  # (a chunk may end inside the mark: wait for decoded text)
-                text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark is not part of the text
-                first = False
-            offset += len(raw)
-            pending += text
-            if final:
-                if pending:
-                    yield pending
-                return
-            cut = pending.rfind("\n") + 1
-            if cut:
-                chunk, pending = pending[:cut], pending[cut:]
-                line += chunk.count("\n")
-                yield chunk
-
-
-def read_text(path: str | os.PathLike) -> str:
-    """The whole validated text of a (small) file."""
-    return "".join(iter_text_chunks(path))
-
-
-def iter_lines(path: str | os.PathLike) -> Iterator[str]:
-    """Yield the lines of a validated UTF-8 file, each with its line ending."""
-    for chunk in iter_text_chunks(path):
-        yield from chunk.splitlines(keepends=True)
-
-
-# ---- corpus -> token ids ---------------------------------------------------------
+from textrnn.files import atomic_file
+from textrnn.formats.plain import iter_text_chunks
 
 
 @dataclass(frozen=True)
@@ -175,29 +99,19 @@ def _cached_info(ids_file: Path, info_file: Path, dtype: np.dtype) -> dict | Non
 
 
 def _encode_to(path, tokenizer, dtype: np.dtype, ids_file: Path, info_file: Path) -> dict:
-    """Encode `path` into `ids_file` and its sizes into `info_file`, each written to a
-    temp file and renamed, so that a reader never sees a partial entry."""
-    tmp = ids_file.with_name(ids_file.name + f".tmp-{os.getpid()}")
-    info_tmp = info_file.with_name(info_file.name + f".tmp-{os.getpid()}")
+    """Encode `path` into `ids_file` and its sizes into `info_file`. Each is replaced whole
+    (`atomic_file`) and the sizes come last, so a reader never sees a partial entry."""
     tokens = chars = 0
-    try:
-        with tmp.open("wb") as f:
-            for chunk in iter_text_chunks(path):
-                ids = np.asarray(tokenizer.encode(chunk), dtype=dtype)
-                f.write(ids.tobytes())  # not tofile(): its OSError loses the errno (disk full)
-                tokens += ids.shape[0]
-                chars += tokenizer.count_chars(chunk)
-        os.replace(tmp, ids_file)
-        info = {"tokens": tokens, "chars": chars}
-        info_tmp.write_text(json.dumps(info), encoding="utf-8")
-        os.replace(info_tmp, info_file)
-    finally:
-        tmp.unlink(missing_ok=True)
-        info_tmp.unlink(missing_ok=True)
+    with atomic_file(ids_file, durable=False) as f:
+        for chunk in iter_text_chunks(path):
+            ids = np.asarray(tokenizer.encode(chunk), dtype=dtype)
+            f.write(ids.tobytes())  # not tofile(): its OSError loses the errno (disk full)
+            tokens += ids.shape[0]
+            chars += tokenizer.count_chars(chunk)
+    info = {"tokens": tokens, "chars": chars}
+    with atomic_file(info_file, durable=False) as f:
+        f.write(json.dumps(info).encode("utf-8"))
     return info
-
-
-# ---- token ids -> batches --------------------------------------------------------
 
 
 VAL_BLOCKS = 20  # held-out text is taken from this many places spread over the corpus
@@ -213,7 +127,9 @@ class Spans:
     def __init__(self, ids: np.ndarray, spans: list[tuple[int, int]]) -> None:
         self.ids = ids
         self.spans = [(a, b) for a, b in spans if b > a]
-        self.starts = np.cumsum([0] + [b - a for a, b in self.spans])  # position of each span in the view
+        self.starts = np.cumsum(
+            [0] + [b - a for a, b in self.spans]
+        )  # position of each span in the view
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -236,10 +152,14 @@ class Spans:
 
     def array(self) -> np.ndarray:
         """All the tokens, copied into one array."""
-        return np.concatenate([self.ids[a:b] for a, b in self.spans]) if self.spans else self.ids[:0]
+        return (
+            np.concatenate([self.ids[a:b] for a, b in self.spans]) if self.spans else self.ids[:0]
+        )
 
 
-def split_validation(n_tokens: int, n_val: int, *, min_block: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+def split_validation(
+    n_tokens: int, n_val: int, *, min_block: int
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Train and validation spans of a corpus of `n_tokens`, `n_val` of them held out.
 
     The corpus is cut into up to VAL_BLOCKS equal parts and the end of each part is held
@@ -271,7 +191,9 @@ class TokenStreams:
     exactly on resume. `ids` is an array or the `Spans` left for training.
     """
 
-    def __init__(self, ids: np.ndarray | Spans, *, batch_size: int, seq_len: int, seed: int) -> None:
+    def __init__(
+        self, ids: np.ndarray | Spans, *, batch_size: int, seq_len: int, seed: int
+    ) -> None:
         self.ids = ids if isinstance(ids, Spans) else Spans(ids, [(0, len(ids))])
         self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
         n = len(self.ids)
@@ -287,7 +209,9 @@ class TokenStreams:
         return self.row_len // self.seq_len
 
     def offset(self, epoch: int) -> int:
-        return int(np.random.default_rng([self.seed, epoch]).integers(0, self.seq_len)) if epoch else 0
+        return (
+            int(np.random.default_rng([self.seed, epoch]).integers(0, self.seq_len)) if epoch else 0
+        )
 
     def batches(
         self, epoch: int, start: int = 0, *, rows: slice = slice(None)
@@ -300,8 +224,13 @@ class TokenStreams:
         row_starts = (self.offset(epoch) + L * np.arange(B))[rows]  # this process's streams
         for k in range(start, self.steps_per_epoch()):
             # Only this batch's windows of T + 1 tokens are read from the memmap.
-            w = np.stack([self.ids.take(int(s) + k * T, T + 1) for s in row_starts]).astype(np.int64)  # (b, T+1)
-            yield torch.from_numpy(np.ascontiguousarray(w[:, :-1])), torch.from_numpy(np.ascontiguousarray(w[:, 1:]))
+            w = np.stack([self.ids.take(int(s) + k * T, T + 1) for s in row_starts]).astype(
+                np.int64
+            )  # (b, T+1)
+            yield (
+                torch.from_numpy(np.ascontiguousarray(w[:, :-1])),
+                torch.from_numpy(np.ascontiguousarray(w[:, 1:])),
+            )
 
 
 def fit_batch_shape(n_tokens: int, batch_size: int, seq_len: int) -> tuple[int, int]:

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from textrnn.data import check_text_file, iter_text_chunks
 from textrnn.errors import DataError, UsageError
+from textrnn.formats.plain import check_text_file, iter_lines
 
 FORMATS = ("conllu", "tsv")
 CONLLU_COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
@@ -64,26 +64,12 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def iter_file_lines(path: str | os.PathLike) -> Iterator[str]:
-    """Lines of a validated UTF-8 file without their "\n"; only "\n" ends a line.
-
-    (str.splitlines would also cut at U+0085, U+2028 and other characters that can
-    occur inside a token.) A "\r" before the "\n" is left for the parsers to strip.
-    """
-    pending = ""
-    for chunk in iter_text_chunks(path):
-        *lines, pending = (pending + chunk).split("\n")
-        yield from lines
-    if pending:
-        yield pending
-
-
 def detect_format(path: str | os.PathLike) -> str:
     """`conllu` for a .conllu file or one whose first token line has 10 columns, else `tsv`."""
     p = Path(path)
     if p.suffix.lower() in (".conllu", ".conll"):
         return "conllu"
-    for raw in iter_file_lines(p):
+    for raw in iter_lines(p):
         line = raw.rstrip("\r\n")
         if line.strip() and not line.startswith("#"):
             return "conllu" if line.count("\t") == 9 else "tsv"
@@ -99,8 +85,8 @@ def read_sentences(
     if fmt == "auto":
         fmt = detect_format(path)
     if fmt == "conllu":
-        return parse_conllu(iter_file_lines(path), name=str(path), column=check_column(column))
-    return parse_tsv(iter_file_lines(path), name=str(path))
+        return parse_conllu(iter_lines(path), name=str(path), column=check_column(column))
+    return parse_tsv(iter_lines(path), name=str(path))
 
 
 def load_sentences(

@@ -1,12 +1,12 @@
 """One training loop for every task.
 
-A task (language model now; tagger and transliterator later) supplies the model,
+A task (language model, tagger, transliterator, classifier) supplies the model,
 batches at a resumable position, a loss, an evaluation and any extra state (the
 language model's carried hidden state). This loop owns everything else: AdamW,
 warm-up + cosine schedule, gradient clipping, mixed precision (bf16, or fp16 with a
 gradient scaler), time budgets, periodic validation, early stopping, best/last
 checkpoints, exact resume, Ctrl-C/SIGTERM, progress reported through a callback, and
-data-parallel training over several processes (see `textrnn.distributed`).
+data-parallel training over several processes (see `textrnn.engine.distributed`).
 """
 
 from __future__ import annotations
@@ -18,94 +18,23 @@ import random
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
-
-try:  # POSIX; the lock falls back to O_EXCL without it (Windows)
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from textrnn import distributed
-from textrnn.checkpoint import (
-    Checkpoint,
-    flatten_state,
-    remove_partial_saves,
-    save_checkpoint,
-    unflatten_state,
-)
+from textrnn.config import config_to_dict
+from textrnn.engine import distributed
+from textrnn.engine.checkpoint import Checkpoint, flatten_state, save_checkpoint, unflatten_state
+from textrnn.engine.config import TrainConfig
+from textrnn.engine.devices import autocast, check_precision, resolve_precision
+from textrnn.engine.outputs import last_path, metrics_path, open_log, output_lock
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-INFERENCE_PRECISIONS = ("auto", "fp32", "bf16")  # tagging, transliterating, generating
-FP16_DEVICES = ("cuda",)  # device types whose fp16 autocast covers the recurrent layers
-_KIND_NAMES = {int: "an integer", float: "a number", str: "a string"}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    batch_size: int = 32  # sequences per optimizer step, over all processes together (the global batch)
-    # (32 rather than 64 for LMs: on tiny-shakespeare in 600 s, twice the updates for 5% fewer
-    # tokens gave 1.451 held-out nats/char against 1.467; 16: 1.454)
-    seq_len: int = 128  # tokens per sequence (truncated back-propagation length for LMs)
-    lr: float = 3e-3  # peak learning rate of AdamW
-    weight_decay: float = 0.01  # AdamW decoupled weight decay on matrices (not biases/embeddings' norms)
-    warmup_steps: int = 100  # linear warm-up, then cosine decay to min_lr_ratio * lr
-    min_lr_ratio: float = 0.02  # floor of the cosine schedule, as a fraction of lr
-    clip: float = 1.0  # clip the global gradient norm (0 = off)
-    epochs: int = 20  # passes over the training data (an upper bound with early stopping)
-    max_steps: int = 0  # stop after this many optimizer steps (0 = no limit)
-    time_budget: float = 0.0  # stop after this many seconds of training (0 = no limit)
-    val_fraction: float = 0.05  # fraction of the training data held out for validation (when no dev set is given)
-    eval_every: int = 0  # validate every N steps (0 = once per epoch, at most every 1000 steps)
-    patience: int = 5  # stop after this many validations without improvement (0 = never)
-    precision: str = "auto"  # auto (bf16 where supported, else fp16 on CUDA, else fp32) | fp32 | bf16 | fp16 (CUDA)
-    seed: int = 1234  # seeds parameters, batch order and dropout
-    log_every: int = 20  # steps between progress reports and metric-log lines
-
-    def __post_init__(self) -> None:
-        for f in fields(self):  # (a config read from a checkpoint may hold anything)
-            value, kind = getattr(self, f.name), type(f.default)
-            if kind not in _KIND_NAMES:
-                continue
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            if kind is int:
-                ok = ok and isinstance(value, int)
-            elif kind is str:
-                ok = isinstance(value, str)
-            if not ok:
-                raise UsageError(f"--{f.name.replace('_', '-')} must be {_KIND_NAMES[kind]}, got {value!r}")
-        positive = ("batch_size", "seq_len", "epochs")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        non_negative = ("weight_decay", "warmup_steps", "clip", "max_steps", "time_budget", "eval_every", "patience")
-        for name in non_negative:
-            value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):  # NaN fails every comparison
-                raise UsageError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UsageError(f"--lr must be a positive number, got {self.lr}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise UsageError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.log_every < 1:
-            raise UsageError(f"log_every must be at least 1, got {self.log_every}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+from textrnn.files import remove_partial_saves
 
 
 class Task(Protocol):
@@ -133,7 +62,9 @@ class Task(Protocol):
 
     def steps_per_epoch(self) -> int: ...
     def batches(self, epoch: int, start: int) -> Iterator[Any]: ...
-    def loss(self, batch: Any) -> tuple[Tensor, int]: ...  # mean loss (this rank's share), tokens in this rank's batch
+    def loss(
+        self, batch: Any
+    ) -> tuple[Tensor, int]: ...  # mean loss (this rank's share), tokens in this rank's batch
     def evaluate(self) -> dict[str, float]: ...  # must hold "val_loss"; lower is better
     def reset_epoch(self) -> None: ...  # called when a new epoch starts (e.g. zero carried state)
     def state_tensors(self) -> dict[str, Tensor]: ...  # extra state for exact resume
@@ -170,48 +101,14 @@ class TrainState:
     elapsed: float = 0.0  # seconds of training so far (time budgets continue across resumes)
     tokens: int = 0
     best_val_loss: float = float("inf")  # val_loss of the best checkpoint
-    best_score: float = float("inf")  # the monitored metric of the best checkpoint, negated if higher is better
+    best_score: float = float(
+        "inf"
+    )  # the monitored metric of the best checkpoint, negated if higher is better
     best_step: int = 0
     bad_evals: int = 0  # validations since the last improvement (early stopping)
     lr_scale: float = 1.0  # lowered after non-finite losses
     history: list = field(default_factory=list)  # one dict per validation
     stopped: str = ""  # why training ended: "epochs", "max_steps", "time_budget", "early_stopping", "interrupted"
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' means bf16 where the hardware computes it natively, else fp16 on a CUDA GPU
-    (with a gradient scaler), else fp32."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if _cuda_bf16_native() else "fp16"
-    if device.type == "cpu":
-        try:
-            return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-        except (AttributeError, RuntimeError):
-            return "fp32"
-    return "fp32"
-
-
-def _cuda_bf16_native() -> bool:
-    """bf16 computed by the GPU itself (Ampere and later), not emulated (slowly) on older ones."""
-    try:
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # torch < 2.3: no emulation to rule out
-        return torch.cuda.is_bf16_supported()
-
-
-def autocast(precision: str, device: torch.device):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if precision == "fp16":
-        return torch.autocast(device.type, dtype=torch.float16)
-    return nullcontext()
-
-
-def check_precision(precision: str, device: torch.device) -> None:
-    if precision == "fp16" and device.type not in FP16_DEVICES:
-        raise UsageError(f"--precision fp16 needs a CUDA GPU (this run is on {device.type}); use bf16 or fp32")
 
 
 def lr_factor(step: int, *, warmup: int, progress: float, floor: float) -> float:
@@ -267,14 +164,20 @@ def restore_rng(tensors: dict[str, Tensor], rank: int = 0) -> bool:
             return False
         torch.set_rng_state(tensors[prefix + "torch"].to(torch.uint8))
         # "rng.cuda.<i>": one per GPU, written before each process kept only its own.
-        legacy = f"rng.cuda.{torch.cuda.current_device()}" if torch.cuda.is_available() and rank == 0 else ""
+        legacy = (
+            f"rng.cuda.{torch.cuda.current_device()}"
+            if torch.cuda.is_available() and rank == 0
+            else ""
+        )
         cuda = tensors.get(prefix + "cuda", tensors.get(legacy))
         if cuda is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state(cuda.to(torch.uint8))
         return True
     except (RuntimeError, TypeError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"checkpoint is corrupt: its random-generator state is unusable ({reason})") from None
+        raise CheckpointError(
+            f"checkpoint is corrupt: its random-generator state is unusable ({reason})"
+        ) from None
 
 
 class _InterruptFlag:
@@ -304,115 +207,6 @@ class _InterruptFlag:
                 signal.signal(sig, handler)
 
 
-def last_path(out: Path) -> Path:
-    """Where the resumable 'last' checkpoint lives beside the best one: x.ckpt -> x.last.ckpt."""
-    return out.with_name(out.stem + ".last" + out.suffix)
-
-
-def metrics_path(out: Path) -> Path:
-    return out.with_name(out.stem + ".metrics.jsonl")
-
-
-def lock_path(out: Path) -> Path:
-    """The lock file of a training that writes `out`: x.ckpt -> x.ckpt.lock."""
-    return out.with_name(out.name + ".lock")
-
-
-@contextmanager
-def output_lock(out: Path) -> Iterator[Path]:
-    """Hold `<out>.lock` (holding the PID) while a training writes `out` and its siblings.
-
-    A second training into the same path fails with a message naming the lock and the
-    PID that holds it. The lock is an flock on the file, so the kernel releases it when
-    its holder dies, even by SIGKILL: a lock file left behind is simply taken over.
-    Without flock (Windows) the file is created with O_EXCL and one left behind by a
-    crash must be deleted by hand; the message says so.
-    """
-    path = lock_path(out)
-    fd = _take_lock(path) if fcntl is not None else _take_lock_excl(path)
-    try:
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-        except OSError as err:  # a full disk
-            raise TextrnnError(f"cannot write the lock file {path}: {err.strerror or err}") from None
-        yield path
-    finally:
-        if fcntl is not None:  # unlinked while still held: no one can take a file that goes away
-            _unlink_quietly(path)
-            os.close(fd)
-        else:  # pragma: no cover - Windows cannot delete an open file
-            os.close(fd)
-            _unlink_quietly(path)
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-def _take_lock(path: Path) -> int:
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise TextrnnError(f"cannot create the lock file {path}: {err.strerror or err}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _lock_holder(fd)
-            os.close(fd)
-            raise _locked_error(path, holder, stale_hint=False) from None
-        except OSError:  # a filesystem without flock: the file still names the PID
-            return fd
-        try:
-            if os.path.samestat(os.fstat(fd), os.stat(path)):
-                return fd
-        except FileNotFoundError:
-            pass
-        os.close(fd)  # its holder removed the file while we waited for it: start again
-
-
-def _take_lock_excl(path: Path) -> int:  # pragma: no cover - platforms without flock
-    try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        fd = os.open(path, os.O_RDONLY)
-        holder = _lock_holder(fd)
-        os.close(fd)
-        raise _locked_error(path, holder, stale_hint=True) from None
-    except OSError as err:
-        raise TextrnnError(f"cannot create the lock file {path}: {err.strerror or err}") from None
-
-
-def _lock_holder(fd: int) -> str:
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        text = os.read(fd, 32).decode("ascii", "replace").strip()
-    except OSError:
-        text = ""
-    return text if text.isdigit() else "unknown"
-
-
-def _locked_error(path: Path, holder: str, *, stale_hint: bool) -> TextrnnError:
-    out = path.with_name(path.name.removesuffix(".lock"))
-    hint = "; if that process has ended, delete the lock file" if stale_hint else ""
-    return TextrnnError(
-        f"another training (PID {holder}) is writing {out}: {path} is locked; "
-        f"wait for it to finish or choose another --out{hint}"
-    )
-
-
-def _open_log(path: Path):
-    """The metrics log, unbuffered: a failed write leaves nothing behind to fail again at close."""
-    try:
-        return path.open("ab", buffering=0)
-    except OSError as err:
-        raise TextrnnError(f"cannot write the metrics log {path}: {err.strerror or err}") from None
-
-
 class Trainer:
     """Runs `task` under `cfg`, writing the best checkpoint to `out` and the last beside it."""
 
@@ -435,7 +229,9 @@ class Trainer:
         self.forward: Callable[[Any], tuple[Tensor, int]] = task.loss
         if self.dist.active:
             if not getattr(task, "data_parallel", False):
-                raise UsageError(f"the {task.name} task cannot train on several processes; start one process")
+                raise UsageError(
+                    f"the {task.name} task cannot train on several processes; start one process"
+                )
             self.forward = distributed.replicate(task, device)  # rank 0's weights on every rank
         self.optimizer = make_optimizer(task.model, cfg)
         # fp16 gradients underflow without a scale; bf16 and fp32 need none (enabled=False: a no-op).
@@ -443,7 +239,9 @@ class Trainer:
         self.state = TrainState()
         if resume is not None:
             self._load_resume(resume)
-        elif self.dist.rank:  # each rank its own dropout masks; rank 0 draws as a single process would
+        elif (
+            self.dist.rank
+        ):  # each rank its own dropout masks; rank 0 draws as a single process would
             torch.manual_seed(distributed.rank_seed(cfg.seed, self.dist.rank))
         self._digests = _digest_file(self.dist.rank)
 
@@ -484,8 +282,10 @@ class Trainer:
             return
         with output_lock(self.out):
             for path in (self.out, last_path(self.out)):
-                remove_partial_saves(path)  # left by a killed run; the lock says none is in progress
-            with _open_log(metrics_path(self.out)) as log:
+                remove_partial_saves(
+                    path
+                )  # left by a killed run; the lock says none is in progress
+            with open_log(metrics_path(self.out)) as log:
                 yield log
 
     def _fit(self, log) -> None:
@@ -543,7 +343,9 @@ class Trainer:
         and a time budget's learning-rate schedule is the same on every rank."""
         if not self.dist.active:
             return
-        elapsed, interrupted = distributed.all_max([self.state.elapsed, float(self.interrupt.requested)])
+        elapsed, interrupted = distributed.all_max(
+            [self.state.elapsed, float(self.interrupt.requested)]
+        )
         self.state.elapsed = elapsed
         self.interrupt.requested = self.interrupt.requested or interrupted > 0
 
@@ -559,7 +361,9 @@ class Trainer:
         st, cfg = self.state, self.cfg
         model = self.task.model
         model.train()
-        warmup = min(cfg.warmup_steps, max(1, self.total_steps() // 10))  # short runs warm up briefly
+        warmup = min(
+            cfg.warmup_steps, max(1, self.total_steps() // 10)
+        )  # short runs warm up briefly
         factor = lr_factor(st.step, warmup=warmup, progress=self.progress(), floor=cfg.min_lr_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * factor * st.lr_scale
@@ -575,7 +379,9 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             if not torch.isfinite(norm):
-                if self.scaler.is_enabled():  # fp16 overflow: the scaler skips the step, lowers its scale
+                if (
+                    self.scaler.is_enabled()
+                ):  # fp16 overflow: the scaler skips the step, lowers its scale
                     self.scaler.update()
                     self.optimizer.zero_grad(set_to_none=True)
                     return total, tokens
@@ -601,7 +407,9 @@ class Trainer:
         """
         self._nonfinite_streak = getattr(self, "_nonfinite_streak", 0) + 1
         self.state.lr_scale *= 0.5
-        self.on_progress(self._snapshot("log", message="non-finite loss: step skipped, learning rate halved"))
+        self.on_progress(
+            self._snapshot("log", message="non-finite loss: step skipped, learning rate halved")
+        )
         if self._nonfinite_streak >= 5:
             self._save_last()
             raise TextrnnError(
@@ -685,11 +493,16 @@ class Trainer:
             while data:
                 data = data[log.write(data) :]
         except OSError as err:  # a full disk: say so in one line, like a failed checkpoint save
-            raise TextrnnError(f"cannot write the metrics log {log.name}: {err.strerror or err}") from None
+            raise TextrnnError(
+                f"cannot write the metrics log {log.name}: {err.strerror or err}"
+            ) from None
 
     # ---- checkpoints -------------------------------------------------------------
     def _save_last(self) -> None:
-        if getattr(self, "_last_saved_step", None) == self.state.step and self.state.stopped != "interrupted":
+        if (
+            getattr(self, "_last_saved_step", None) == self.state.step
+            and self.state.stopped != "interrupted"
+        ):
             return  # already written at this step (a final validation saves it too)
         self._save(last_path(self.out), with_training_state=True)
         self._last_saved_step = self.state.step
@@ -707,7 +520,7 @@ class Trainer:
         model = self.task.model
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         meta = self.task.checkpoint_meta()
-        meta["train_config"] = self.cfg.to_dict()
+        meta["train_config"] = config_to_dict(self.cfg)
         meta["training"] = {
             **{k: v for k, v in asdict(self.state).items() if k != "history"},
             "precision": self.precision,
@@ -715,7 +528,10 @@ class Trainer:
             "has_training_state": with_training_state,
         }
         meta["history"] = self.state.history
-        meta["metrics"] = {"best_val_loss": self.state.best_val_loss, "best_step": self.state.best_step}
+        meta["metrics"] = {
+            "best_val_loss": self.state.best_val_loss,
+            "best_step": self.state.best_step,
+        }
         best = next((h for h in self.state.history if h["step"] == self.state.best_step), None)
         if best:
             meta["metrics"].update({k: v for k, v in best.items() if k.startswith("val_")})
@@ -727,11 +543,17 @@ class Trainer:
             meta["optimizer"] = opt_skeleton
             if self.scaler.is_enabled():
                 meta["grad_scaler"] = self.scaler.state_dict()
-        save_checkpoint(path, Checkpoint(task=self.task.name, meta=_json_safe(meta), tensors=tensors))
+        save_checkpoint(
+            path, Checkpoint(task=self.task.name, meta=_json_safe(meta), tensors=tensors)
+        )
 
     def _load_resume(self, ckpt: Checkpoint) -> None:
         training = ckpt.meta.get("training", {})
-        if not isinstance(training, dict) or not training.get("has_training_state") or "optimizer" not in ckpt.meta:
+        if (
+            not isinstance(training, dict)
+            or not training.get("has_training_state")
+            or "optimizer" not in ckpt.meta
+        ):
             raise CheckpointError(
                 "this checkpoint holds no training state (it is a 'best' checkpoint); "
                 f"resume from {last_path(self.out)} instead"
@@ -739,7 +561,9 @@ class Trainer:
         self._load_optimizer(unflatten_state(ckpt.meta["optimizer"], ckpt.tensors))
         self.state = _resumed_state(training, ckpt.meta.get("history", []))
         if not restore_rng(ckpt.tensors, self.dist.rank):  # more processes than the run had
-            torch.manual_seed(distributed.rank_seed(self.cfg.seed + self.state.step, self.dist.rank))
+            torch.manual_seed(
+                distributed.rank_seed(self.cfg.seed + self.state.step, self.dist.rank)
+            )
         self._load_scaler(ckpt.meta.get("grad_scaler"))
         self.task.load_state_tensors(
             {k[len("state.") :]: v for k, v in ckpt.tensors.items() if k.startswith("state.")}
@@ -749,11 +573,15 @@ class Trainer:
         """The fp16 gradient scale of the run resumed (none when it was not fp16: a fresh scale)."""
         if not self.scaler.is_enabled() or saved is None:
             return
+
         def number(value: Any, kinds: tuple[type, ...] = (int, float)) -> bool:
             return type(value) in kinds and value >= 0 and math.isfinite(value)  # (no bools)
 
         ok = isinstance(saved, dict) and number(saved.get("_growth_tracker"), (int,))
-        ok = ok and all(number(saved.get(k)) and saved[k] > 0 for k in ("scale", "growth_factor", "backoff_factor", "growth_interval"))
+        ok = ok and all(
+            number(saved.get(k)) and saved[k] > 0
+            for k in ("scale", "growth_factor", "backoff_factor", "growth_interval")
+        )
         if not ok:
             raise CheckpointError(f"checkpoint is corrupt: its gradient-scaler state is {saved!r}")
         self.scaler.load_state_dict(saved)
@@ -768,20 +596,35 @@ class Trainer:
         try:
             current = self.optimizer.state_dict()["param_groups"]
             groups = state["param_groups"]
-            if not (isinstance(groups, list) and len(groups) == len(current) and all(isinstance(g, dict) for g in groups)):
+            if not (
+                isinstance(groups, list)
+                and len(groups) == len(current)
+                and all(isinstance(g, dict) for g in groups)
+            ):
                 raise ValueError("its parameter groups do not match the model's")
-            fresh = [{**now, "params": saved["params"]} for now, saved in zip(current, groups, strict=True)]
+            fresh = [
+                {**now, "params": saved["params"]}
+                for now, saved in zip(current, groups, strict=True)
+            ]
             self.optimizer.load_state_dict({"state": state["state"], "param_groups": fresh})
             for param, moments in self.optimizer.state.items():
                 for key, value in moments.items():
                     if not isinstance(value, Tensor):
                         continue
-                    fits = value.numel() == 1 if key == "step" else value.is_floating_point() and value.shape == param.shape
+                    fits = (
+                        value.numel() == 1
+                        if key == "step"
+                        else value.is_floating_point() and value.shape == param.shape
+                    )
                     if not fits:
-                        raise ValueError(f"{key} of shape {tuple(value.shape)} ({value.dtype}) for a parameter of shape {tuple(param.shape)}")
+                        raise ValueError(
+                            f"{key} of shape {tuple(value.shape)} ({value.dtype}) for a parameter of shape {tuple(param.shape)}"
+                        )
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as err:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise CheckpointError(f"checkpoint is corrupt: its optimizer state does not fit the model ({reason})") from None
+            raise CheckpointError(
+                f"checkpoint is corrupt: its optimizer state does not fit the model ({reason})"
+            ) from None
 
 
 @dataclass
@@ -827,7 +670,9 @@ def _resumed_state(training: dict, history: Any) -> TrainState:
         value, default = training[f.name], getattr(state, f.name)
         if value is None and f.name in ("best_val_loss", "best_score"):
             value = float("inf")  # JSON keeps inf as null
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
+        ok = (
+            isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
+        )
         if ok and isinstance(default, int):  # counters
             ok = isinstance(value, int) and value >= 0
         elif ok and f.name in ("elapsed", "lr_scale"):
@@ -837,8 +682,13 @@ def _resumed_state(training: dict, history: Any) -> TrainState:
         setattr(state, f.name, value)
     if "best_score" not in training:  # written before `monitor` existed: it was val_loss
         state.best_score = state.best_val_loss
-    if not (isinstance(history, list) and all(isinstance(h, dict) and isinstance(h.get("step"), int) for h in history)):
-        raise CheckpointError("checkpoint is corrupt: its validation history is not a list of records")
+    if not (
+        isinstance(history, list)
+        and all(isinstance(h, dict) and isinstance(h.get("step"), int) for h in history)
+    ):
+        raise CheckpointError(
+            "checkpoint is corrupt: its validation history is not a list of records"
+        )
     state.history = list(history)
     return state
 
@@ -852,42 +702,3 @@ def _json_safe(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_json_safe(v) for v in obj]
     return obj
-
-
-def config_from_defaults(defaults: dict, **overrides: Any) -> TrainConfig:
-    """A TrainConfig with a task's `defaults` (DEFAULT_TRAIN), then `overrides`, skipping None."""
-    return TrainConfig(**{**defaults, **{k: v for k, v in overrides.items() if v is not None}})
-
-
-def config_with_overrides(cfg: TrainConfig, **overrides: Any) -> TrainConfig:
-    """`cfg` with the given fields replaced, skipping None (options the user did not pass).
-
-    A time budget given without a patience turns early stopping off: the run uses the time
-    it was given, its learning rate decays to the end, and the best checkpoint is kept
-    anyway. (Stopping on a noisy dev figure while the rate was still high ended 1800 s
-    transliteration runs after 1125 s, short of what the rest of the schedule brings.)
-    """
-    if overrides.get("time_budget") and overrides.get("patience") is None:
-        overrides = {**overrides, "patience": 0}
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-
-
-def default_device(name: str = "auto") -> torch.device:
-    """auto picks CUDA, then MPS, then CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"--device must be one of auto, cpu, cuda, mps, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA GPU is available on this machine")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UsageError("--device mps: MPS is not available on this machine")
-    return torch.device(name)
-
-
-def out_path_for(corpus: str | os.PathLike) -> Path:
-    return Path("checkpoints") / (Path(corpus).stem + ".ckpt")

@@ -30,10 +30,10 @@ Tensors that share memory (tied weights) are written as separate copies; the mod
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,21 +44,22 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
 from textrnn import __version__
-from textrnn.errors import CheckpointError, DataError
+from textrnn.errors import CheckpointError
+from textrnn.files import write_atomically
 
 FORMAT_NAME = "textrnn-checkpoint"
 FORMAT_VERSION = 1
-TASKS = ("lm", "tagger", "translit")
+# A task names itself ("lm", "tagger", "translit", ...): the format does not enumerate
+# the tasks, so a new task needs no change here. A name is a short lowercase identifier.
+TASK_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 METADATA_KEY = "textrnn"  # the one key of the safetensors "__metadata__" that textrnn uses
 HEADER_KEY = "header"  # meta key that read_meta/load_checkpoint fill with facts about the file
 MAX_HEADER_BYTES = 64 << 20  # larger headers are refused before they are read or parsed
 MAX_TENSORS = 100_000  # more tensor entries than this are refused before the header is parsed
-CHUNK_BYTES = 1 << 20  # fingerprint_file reads this much at a time
 
-_TASK_NAMES = {
+_TASK_WORDS = {  # how messages call a task where its name alone is terse
     "lm": "language model (lm)",
-    "tagger": "tagger",
     "translit": "transliteration (translit)",
 }
 _TENSOR, _TUPLE, _DICT = "__tensor__", "__tuple__", "__dict__"  # skeleton placeholders
@@ -67,7 +68,7 @@ _SCALARS = (str, int, float, bool, type(None))
 
 @dataclass
 class Checkpoint:
-    task: str  # "lm" | "tagger" | "translit"
+    task: str  # the task that wrote it: "lm" | "tagger" | "translit" | "classify"
     meta: dict  # JSON-able: "model_config", "tokenizer"/"tokenizers", "training", "metrics", ...
     tensors: dict[str, Tensor] = field(default_factory=dict)  # "model.<param>", "optim.<...>", ...
 
@@ -83,8 +84,8 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     The whole file is built in memory before it is written (safetensors' `save`).
     """
     path = Path(path)
-    if ckpt.task not in TASKS:
-        raise ValueError(f"checkpoint task must be one of {', '.join(TASKS)}, got {ckpt.task!r}")
+    if not (isinstance(ckpt.task, str) and TASK_NAME.fullmatch(ckpt.task)):
+        raise ValueError(f"checkpoint task must be a lowercase identifier, got {ckpt.task!r}")
     if not isinstance(ckpt.meta, dict):
         raise TypeError(f"checkpoint meta must be a dict, got {type(ckpt.meta).__name__}")
     document = {
@@ -100,7 +101,10 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     except (TypeError, ValueError) as err:
         raise TypeError(f"checkpoint meta must be plain JSON data: {err}") from None
     data = safetensors_bytes(_prepare_tensors(ckpt.tensors), metadata={METADATA_KEY: text})
-    _write_atomically(path, data)
+    try:
+        write_atomically(path, data)
+    except OSError as err:
+        raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
 
 
 def _prepare_tensors(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -125,63 +129,6 @@ def _prepare_tensors(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def _temp_path(path: Path, pid: int | str) -> Path:
-    return path.with_name(f".{path.name}.tmp-{pid}")
-
-
-def remove_partial_saves(path: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files that saves of `path` killed mid-write (SIGKILL, power cut)
-    left beside it; return them. Call it only when no save of `path` can be in progress
-    (the training loop holds a lock on its output)."""
-    path = Path(path)
-    removed = []
-    for tmp in path.parent.glob(glob.escape(_temp_path(path, "").name) + "*"):
-        _remove_quietly(tmp)
-        removed.append(tmp)
-    return removed
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write to `.<name>.tmp-<pid>` beside `path`, fsync, rename over `path`, fsync the folder."""
-    tmp = _temp_path(path, os.getpid())
-    done = False
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        done = True
-    except OSError as err:
-        raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
-    finally:
-        if not done:
-            _remove_quietly(tmp)
-    _fsync_dir(path.parent)
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass  # the save already failed; its error is the one to report
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable. Best effort: some systems cannot fsync a directory."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 # --- loading --------------------------------------------------------------------------
 
 
@@ -193,13 +140,11 @@ def load_checkpoint(
     `meta["header"]` holds facts about the file (see `read_meta`). With
     `load_tensors=False` only the header is read and `tensors` is empty.
     """
-    if task is not None and task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     path = Path(path)
     found, meta = read_meta(path)
     if task is not None and found != task:
         raise CheckpointError(
-            f"{path} is a {found} checkpoint; this command needs a {_TASK_NAMES[task]} checkpoint"
+            f"{path} is a {found} checkpoint; this command needs a {_TASK_WORDS.get(task, task)} checkpoint"
         )
     tensors = _read_tensors(path) if load_tensors else {}
     return Checkpoint(task=found, meta=meta, tensors=tensors)
@@ -312,11 +257,8 @@ def _document(path: Path, header: dict) -> dict:
             f"reads up to {FORMAT_VERSION}): upgrade textrnn"
         )
     task = document.get("task")
-    if task not in TASKS:
-        raise CheckpointError(
-            f"{path} is a checkpoint for task {task!r}, which this textrnn does not know "
-            f"(it knows {', '.join(TASKS)})"
-        )
+    if not (isinstance(task, str) and TASK_NAME.fullmatch(task)):
+        raise CheckpointError(f"{path} is corrupt: its task is {task!r}, not a task name")
     if not isinstance(document.get("meta"), dict):
         raise CheckpointError(f"{path} is corrupt: its textrnn metadata has no meta object")
     return document
@@ -475,7 +417,7 @@ def describe(path: str | os.PathLike) -> dict:
         "textrnn_version": header["textrnn_version"],
         "created": header["created"],
         "task": task,
-        "parameters": sum(_numel(shape) for shape in shapes),
+        "parameters": sum(math.prod(shape) for shape in shapes),
         "tensors": len(header["tensors"]),
     }
     if "model_config" in meta:
@@ -497,13 +439,6 @@ def describe(path: str | os.PathLike) -> dict:
     return summary
 
 
-def _numel(shape: list[int]) -> int:
-    n = 1
-    for size in shape:
-        n *= size
-    return n
-
-
 def _tokenizer_summary(tokenizer: dict) -> dict:
     """Kind, unit and vocabulary size of a tokenizer's `to_dict()`, as far as it says."""
     summary = {k: tokenizer[k] for k in ("kind", "unit") if k in tokenizer}
@@ -512,23 +447,3 @@ def _tokenizer_summary(tokenizer: dict) -> dict:
     elif isinstance(tokenizer.get("vocab"), (list, dict)):
         summary["vocab_size"] = len(tokenizer["vocab"])
     return summary
-
-
-def file_info(path: str | os.PathLike) -> dict:
-    """fingerprint_file's record plus the absolute path: how a checkpoint names its training data."""
-    return {**fingerprint_file(path), "path": str(Path(path).resolve())}
-
-
-def fingerprint_file(path: str | os.PathLike) -> dict:
-    """{"name", "bytes", "sha256"} of a file (e.g. the training corpus), read 1 MiB at a time."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with path.open("rb") as f:
-            while chunk := f.read(CHUNK_BYTES):
-                digest.update(chunk)
-                size += len(chunk)
-    except OSError as err:
-        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
-    return {"name": path.name, "bytes": size, "sha256": digest.hexdigest()}

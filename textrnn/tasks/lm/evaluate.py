@@ -1,0 +1,44 @@
+"""Scoring text under a language model: nats per token, perplexity, bits per character."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from textrnn.errors import DataError
+from textrnn.formats.plain import read_text
+from textrnn.tasks.lm.load import LoadedLM
+from textrnn.tasks.lm.task import stream_nll
+
+
+def evaluate_file(lm: LoadedLM, path: str | Path) -> dict:
+    """Cross-entropy of a text file under the model: per token, perplexity, bits per character."""
+    return evaluate_text(lm, read_text(path), name=str(path))
+
+
+def evaluate_text(lm: LoadedLM, text: str, *, name: str = "<text>") -> dict:
+    """Cross-entropy of `text` under the model (see `evaluate_file`)."""
+    tok = lm.tokenizer
+    device = next(lm.model.parameters()).device
+    ids = np.asarray(tok.encode(text), dtype=np.int64)
+    if len(ids) < 2:
+        raise DataError(f"{name}: too short to evaluate ({len(ids)} tokens)")
+    unknown = int(np.sum(ids == tok.unk_id)) if getattr(tok, "unk_id", None) is not None else 0
+    nats, count = stream_nll(lm.model, ids, device=device)
+    chars = tok.count_chars(text)
+    # bits/char counts every predicted character; the first token has no prediction.
+    first_chars = tok.count_chars(tok.decode(ids[:1].tolist()))
+    predicted_chars = max(1, chars - first_chars)
+    loss = nats / count
+    return {
+        "loss_nats": loss,
+        "perplexity": math.exp(min(loss, 700.0)),
+        "bits_per_char": nats / predicted_chars / math.log(2),
+        "nats_per_char": nats / predicted_chars,
+        "tokens": count,
+        "chars": predicted_chars,
+        "unknown": unknown,
+        "file": name,
+    }

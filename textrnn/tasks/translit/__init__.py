@@ -1,0 +1,62 @@
+"""Transliteration (romanised <-> native script, one word at a time): data, training,
+prediction and evaluation. The Python API behind `textrnn translit train | predict | eval`:
+
+    from textrnn.tasks.translit import train_translit, load_translit, transliterate, evaluate
+
+Data: TSV lexicons, one pair per line. The Dakshina layout (`latin<TAB>native<TAB>count`
+in the released files, whatever the order of the first two columns) and plain
+`source<TAB>target` both work: the first two columns are the pair, and whichever of
+them is written in Latin script is the romanised side, so `--direction to-native`
+(default) or `to-latin` picks source and target without knowing the column order.
+`--source-column N --target-column M` (1-based) name the columns instead.
+
+Attestation counts (Dakshina's third column: how many annotators wrote this romanisation)
+are used, by default, as de-duplication only: each distinct (source, target) pair is
+one training example per epoch, whatever its count (duplicate lines add up their
+counts). Evaluation counts every row once too, so this matches what is measured; with
+`counts="weight"` each example's loss is weighted by its count instead (mean weight 1),
+which makes the model prefer the most common romanisation, useful for `to-latin`.
+
+Units: the source is read as grapheme clusters (conjuncts whole, `textrnn.text`), the
+target is written as code points: Hindi has 2,020 distinct grapheme clusters in the
+training lexicon against 63 code points, and 0.7% of the dev set's clusters never occur
+in training, so a grapheme decoder would get those words wrong for certain.
+"""
+
+from textrnn.tasks.translit.config import DEFAULT_MODEL, DEFAULT_TRAIN, DIRECTIONS, TranslitOptions
+from textrnn.tasks.translit.decode import (
+    READ_AHEAD,
+    Candidate,
+    Transliterator,
+    attention_map,
+    predict_words,
+    transliterate,
+    transliterate_text,
+)
+from textrnn.tasks.translit.evaluate import evaluate, score_pairs
+from textrnn.tasks.translit.lexicon import Layout, detect_layout, read_lexicon
+from textrnn.tasks.translit.load import load_translit
+from textrnn.tasks.translit.train import TrainResult, default_train_config, train_translit
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_TRAIN",
+    "DIRECTIONS",
+    "READ_AHEAD",
+    "Candidate",
+    "Layout",
+    "TrainResult",
+    "TranslitOptions",
+    "Transliterator",
+    "attention_map",
+    "default_train_config",
+    "detect_layout",
+    "evaluate",
+    "load_translit",
+    "predict_words",
+    "read_lexicon",
+    "score_pairs",
+    "train_translit",
+    "transliterate",
+    "transliterate_text",
+]
