@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover
     from click.exceptions import ClickException
     from click.exceptions import UsageError as ClickUsageError
 
-from textrnn.cli import info, lm, tag, tokenize, translit
+from textrnn.cli import classify, info, lm, tag, tokenize, translit
 from textrnn.errors import TextrnnError
 
 app = typer.Typer(
@@ -38,6 +38,7 @@ app.registered_commands.extend(lm.app.registered_commands)
 app.add_typer(lm.app, name="lm")
 app.add_typer(tag.app, name="tag")
 app.add_typer(translit.app, name="translit")
+app.add_typer(classify.app, name="classify")
 app.add_typer(tokenize.app, name="tokenize")
 app.command()(info.info)
 

@@ -405,7 +405,7 @@ def describe(path: str | os.PathLike) -> dict:
     Keys (those the checkpoint has): path, file_bytes, format_version, textrnn_version,
     created, task, parameters (elements of "model." tensors), tensors (count),
     model_config, tokenizer or tokenizers ({kind, unit, vocab_size}), step, epoch,
-    metrics, corpus.
+    metrics, corpus or data (the training data).
     """
     task, meta = read_meta(path)
     header = meta[HEADER_KEY]
@@ -433,7 +433,7 @@ def describe(path: str | os.PathLike) -> dict:
     training = meta.get("training")
     if isinstance(training, dict):
         summary.update({k: training[k] for k in ("step", "epoch") if k in training})
-    for key in ("metrics", "corpus"):
+    for key in ("metrics", "corpus", "data"):
         if key in meta:
             summary[key] = meta[key]
     return summary

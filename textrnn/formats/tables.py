@@ -24,7 +24,6 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, islice
-from pathlib import Path
 
 from textrnn.errors import DataError, UsageError
 from textrnn.formats.plain import check_text_file, iter_lines
@@ -347,7 +346,3 @@ def _fasttext_row(text: str, *, name: str, line: int, need_label: bool) -> Row:
         raise DataError(f"{name}:{line}: no {FASTTEXT_PREFIX}LABEL at the start of the line")
     return Row(" ".join(words), labels[0] if labels else None, line)
 
-
-def table_suffix(path: str | os.PathLike | None) -> str:
-    """The lower-cased extension that `sniff` detects formats by ("" for stdin)."""
-    return Path(path).suffix.lower() if path is not None else ""

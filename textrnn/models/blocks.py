@@ -103,7 +103,7 @@ class Pooling(nn.Module):
       position and the backward half at the first (`bidirectional=False`: the state
       at the last position);
     - "attention": a weighted average, the weights a softmax over positions of a learnt
-      score v . tanh(W h_t) (Yang et al. 2016); `weights` holds the last ones.
+      score v . tanh(W h_t) (Yang et al. 2016), given by `attention_weights`.
 
     A sequence of length 0 pools to zeros.
     """

@@ -1,0 +1,404 @@
+"""`textrnn classify train | predict | eval`: recurrent sentence classifiers (sentiment, topic, intent)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from textrnn.cli.display import TrainDisplay, log, pct, stderr_console
+from textrnn.cli.io import chunks, interactive, stdin_lines
+from textrnn.cli.options import Device, JsonOut, MaxSteps, Quiet, Resume, TimeBudget
+from textrnn.cli.outcome import best_validation, exit_if_interrupted, summary
+from textrnn.config import config_from_dict
+from textrnn.engine import distributed
+from textrnn.engine.checkpoint import load_checkpoint
+from textrnn.engine.config import TrainConfig, config_with_overrides, saved_train_config
+from textrnn.engine.devices import default_device, set_threads
+from textrnn.engine.outputs import out_path_for
+from textrnn.errors import CheckpointError, TextrnnError, UsageError
+from textrnn.files import write_atomically
+from textrnn.formats.plain import check_text_file, iter_lines
+from textrnn.formats.tables import iter_rows, read_table, sniff
+from textrnn.tasks.classify import (
+    DEFAULT_MODEL,
+    DEFAULT_TOKENIZER,
+    DEFAULT_TRAIN,
+    READ_AHEAD,
+    ClassifyOptions,
+    LoadedClassifier,
+    evaluate,
+    explain,
+    load_classifier,
+    predict,
+    train_classifier,
+)
+
+app = typer.Typer(help="Sentence classifiers (sentiment, topic, intent): train, predict, eval.", no_args_is_help=True)
+
+CheckpointOpt = Annotated[Path, typer.Option("--checkpoint", "-c", help="Classifier checkpoint.")]
+Threads = Annotated[int, typer.Option(help="CPU threads (0 = PyTorch's default, one per core).")]
+TextColumn = Annotated[str | None, typer.Option(help="Text column: a header name or a 1-based number (JSON lines: a key) (default: detected).")]
+LabelColumn = Annotated[str | None, typer.Option(help="Label column: a header name or a 1-based number (JSON lines: a key) (default: detected).")]
+
+
+class TableFormat(str, Enum):
+    auto = "auto"
+    tsv = "tsv"
+    csv = "csv"
+    jsonl = "jsonl"
+    fasttext = "fasttext"
+
+
+class InputFormat(str, Enum):
+    auto = "auto"
+    lines = "lines"
+    tsv = "tsv"
+    csv = "csv"
+    jsonl = "jsonl"
+    fasttext = "fasttext"
+
+
+class Kind(str, Enum):
+    word = "word"
+    char = "char"
+    bpe = "bpe"
+    unigram = "unigram"
+
+
+class Cell(str, Enum):
+    lstm = "lstm"
+    gru = "gru"
+
+
+class Pool(str, Enum):
+    max = "max"
+    mean = "mean"
+    last = "last"
+    attention = "attention"
+
+
+class Weights(str, Enum):
+    none = "none"
+    balanced = "balanced"
+
+
+FORMAT_HELP = "auto (by extension, then the first line) | tsv | csv | jsonl | fasttext."
+
+
+# ---- train ---------------------------------------------------------------------------------------
+
+
+def _dev_accuracy(val: dict) -> str:
+    """A classifier's validation for the training display: accuracy and macro-F1."""
+    return f"dev acc {pct(val.get('val_accuracy'))} macro-F1 {pct(val.get('val_macro_f1'))}"
+
+
+@app.command()
+def train(
+    train: Annotated[Path | None, typer.Argument(help="Training table: TSV, CSV, JSON lines or fastText lines of texts and labels (optional with --resume).")] = None,
+    dev: Annotated[Path | None, typer.Option("--dev", help="Dev table for validation each epoch (default: hold out the last 5% of TRAIN).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Best checkpoint (default: checkpoints/<train>.ckpt); the last one goes beside it as <name>.last.ckpt.")] = None,
+    resume: Resume = None,
+    data_format: Annotated[TableFormat, typer.Option("--format", help=FORMAT_HELP)] = TableFormat.auto,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    tokenizer: Annotated[Kind | None, typer.Option(help=f"Units the texts are read as, trained on TRAIN (default: {DEFAULT_TOKENIZER['kind']}).")] = None,
+    vocab_size: Annotated[int | None, typer.Option(help="Vocabulary size (default: every unit for word/char, 8000 for subwords).")] = None,
+    min_count: Annotated[int, typer.Option(help="Word/char units seen fewer times read as <unk>.")] = 1,
+    unit: Annotated[str, typer.Option(help="char units: grapheme (clusters, for Devanagari) | codepoint.")] = "grapheme",
+    tokenizer_file: Annotated[Path | None, typer.Option(help="Use this tokenizer file (textrnn tokenize train) instead.")] = None,
+    init_from: Annotated[Path | None, typer.Option(help="Start the embeddings and encoder from this `textrnn train` language model (its tokenizer too).")] = None,
+    freeze_epochs: Annotated[int | None, typer.Option(help="With --init-from: epochs that train only the new layers before all train (default: 0).")] = None,
+    embed: Annotated[int | None, typer.Option(help=f"Token embedding size (default: {DEFAULT_MODEL['embed']}).")] = None,
+    cell: Annotated[Cell | None, typer.Option(help=f"Encoder cell (default: {DEFAULT_MODEL['cell']}).")] = None,
+    hidden: Annotated[int | None, typer.Option(help=f"Encoder BiLSTM units per direction (default: {DEFAULT_MODEL['hidden']}).")] = None,
+    layers: Annotated[int | None, typer.Option(help=f"Encoder BiLSTM layers (default: {DEFAULT_MODEL['layers']}).")] = None,
+    pool: Annotated[Pool | None, typer.Option(help=f"How the encoder's states become one vector (default: {DEFAULT_MODEL['pool']}).")] = None,
+    dropout: Annotated[float | None, typer.Option(help=f"Dropout (default: {DEFAULT_MODEL['dropout']}).")] = None,
+    word_dropout: Annotated[float | None, typer.Option(help=f"Probability that a training token reads as <unk> (default: {ClassifyOptions.word_dropout}).")] = None,
+    class_weights: Annotated[Weights, typer.Option(help="balanced: weigh each class's loss by n / (classes x its count), against imbalance.")] = Weights.none,
+    max_tokens: Annotated[int | None, typer.Option(help=f"Read a longer text by its first N tokens (default: {ClassifyOptions.max_tokens}).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help=f"Texts per step, all processes together (default: {DEFAULT_TRAIN['batch_size']}).")] = None,
+    lr: Annotated[float | None, typer.Option(help=f"Peak learning rate (default: {DEFAULT_TRAIN['lr']}).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (default: 0.01).")] = None,
+    clip: Annotated[float | None, typer.Option(help=f"Gradient-norm clipping, 0 = off (default: {DEFAULT_TRAIN['clip']}).")] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"Passes over the data (default: {DEFAULT_TRAIN['epochs']}).")] = None,
+    max_steps: MaxSteps = None,
+    time_budget: TimeBudget = None,
+    eval_every: Annotated[int | None, typer.Option(help="Validate every N steps (default: each epoch).")] = None,
+    patience: Annotated[int | None, typer.Option(help=f"Early stopping: validations without a better dev accuracy (default: {DEFAULT_TRAIN['patience']}; 0 = off; off with --time-budget).")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 | fp16 (CUDA) (default: auto: bf16 where supported, else fp16 on CUDA, else fp32).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: 1234).")] = None,
+    device: Device = "auto",
+    threads: Threads = 1,
+    quiet: Quiet = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Train a recurrent classifier (embeddings -> BiLSTM -> pooling -> linear) on labelled texts.
+
+    The best checkpoint is the one with the highest dev accuracy. Several processes:
+    torchrun --nproc-per-node 2 -m textrnn classify train ...; --batch-size is then the
+    batch of all processes together.
+
+    Example: textrnn classify train sst2/train.tsv --dev sst2/dev.tsv --time-budget 900
+    """  # fmt: skip
+    group, dev_ = distributed.join(default_device(device))
+    console = stderr_console(quiet or not group.main)
+    set_threads(threads)
+    overrides = dict(
+        batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs, max_steps=max_steps,
+        time_budget=time_budget, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
+    )  # fmt: skip
+    model_overrides = {
+        k: v
+        for k, v in dict(embed=embed, cell=cell.value if cell else None, hidden=hidden, layers=layers,
+                         pool=pool.value if pool else None, dropout=dropout).items()
+        if v is not None
+    }  # fmt: skip
+    option_overrides = {
+        k: v
+        for k, v in dict(word_dropout=word_dropout, max_tokens=max_tokens, freeze_epochs=freeze_epochs).items()
+        if v is not None
+    }  # fmt: skip
+    tokenizer_args = {"kind": (tokenizer or Kind(DEFAULT_TOKENIZER["kind"])).value, "vocab_size": vocab_size,
+                      "min_count": min_count, "unit": unit, "tokenizer_file": tokenizer_file}  # fmt: skip
+    if init_from is not None and (tokenizer is not None or tokenizer_file is not None):
+        raise UsageError("--init-from brings its language model's tokenizer: drop --tokenizer/--tokenizer-file")
+    ckpt = None
+    if resume is not None:
+        ckpt = load_checkpoint(resume, task="classify")
+        if model_overrides or init_from is not None:
+            raise UsageError("model options (--hidden, --pool, --init-from, ...) cannot change when resuming")
+        try:  # the metadata comes from a file: anything unusable is a corrupt checkpoint
+            data = ckpt.meta.get("data") or {}
+            train = train or Path((data.get("train") or {})["path"])
+            if dev is None and data.get("dev"):
+                dev = Path(data["dev"]["path"])
+            text_column = text_column or data.get("text_column")
+            label_column = label_column or data.get("label_column")
+            if data_format == TableFormat.auto and data.get("format"):
+                data_format = TableFormat(data["format"])
+            saved_cfg = saved_train_config(ckpt.meta, source=str(resume))
+            options = config_from_dict(ClassifyOptions, ckpt.meta.get("classify") or {}, what="classify options")
+            best = ckpt.meta["training"].get("best_checkpoint")
+        except (KeyError, TypeError, ValueError, AttributeError, TextrnnError) as err:
+            raise CheckpointError(f"{resume}: checkpoint metadata is incomplete or invalid ({err})") from None
+        cfg = config_with_overrides(saved_cfg, **overrides)
+        options = replace(options, **option_overrides)
+        out = out or Path(best or out_path_for(train))
+    else:
+        if train is None:
+            raise UsageError("missing TRAIN file (or --resume CHECKPOINT)")
+        cfg = config_with_overrides(TrainConfig(**DEFAULT_TRAIN), **overrides)
+        options = ClassifyOptions(class_weights=class_weights.value, **option_overrides)
+        out = out or out_path_for(train)
+    for path in (train, dev):
+        if path is not None:
+            check_text_file(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log(console, f"training a classifier on {train} -> {out}")
+    with TrainDisplay(console, _dev_accuracy) as display:
+        result = train_classifier(
+            train, dev, out=out, fmt=data_format.value, text_column=text_column, label_column=label_column,
+            tokenizer=tokenizer_args, model_overrides=model_overrides, options=options, train_cfg=cfg,
+            init_from=init_from, device=dev_, on_progress=display, on_log=lambda m: log(console, m), resume=ckpt,
+        )  # fmt: skip
+    st = result.state
+    exit_if_interrupted(st, result.last, group, "textrnn classify train")
+    best = best_validation(st)
+    log(console, f"done ({st.stopped}) after {st.step} steps; best dev accuracy "
+                 f"{pct(best.get('val_accuracy'))} at step {st.best_step}: {result.best}")  # fmt: skip
+    if json_out and group.main:
+        print(json.dumps(summary(st, result.best, result.last, ("val_accuracy", "val_macro_f1", "val_loss"))))
+
+
+# ---- predict -------------------------------------------------------------------------------------
+
+
+def _decide(probs: list[float], names: list[str], threshold: float | None) -> str:
+    """The predicted label: the most probable, or with a threshold (two classes) the second
+    class when its probability reaches it."""
+    if threshold is not None:
+        return names[1] if probs[1] >= threshold else names[0]
+    return names[max(range(len(probs)), key=probs.__getitem__)]
+
+
+def _line(probs: list[float], names: list[str], *, show_probs: bool, top: int, threshold: float | None) -> str:
+    """One output line: the label; the K best labels (--top); with --probs the probabilities."""
+    if top:
+        best = sorted(range(len(probs)), key=lambda k: -probs[k])[:top]
+        fields = [f"{names[k]}\t{probs[k]:.4f}" if show_probs else names[k] for k in best]
+        return "\t".join(fields)
+    label = _decide(probs, names, threshold)
+    if show_probs:
+        return "\t".join([label, *(f"{p:.4f}" for p in probs)])
+    return label
+
+
+def _explained(clf: LoadedClassifier, text: str, *, threshold: float | None, as_json: bool, colour: bool) -> str:
+    probs, weights = explain(clf, text)
+    names = clf.labels.names
+    label = _decide(probs, names, threshold)
+    if as_json:
+        return json.dumps({"text": text, "label": label, "probs": dict(zip(names, probs, strict=True)),
+                           "tokens": [[t, round(w, 4)] for t, w in weights]}, ensure_ascii=False)  # fmt: skip
+    if not colour:
+        return "\t".join([label, *(f"{t} {w:.4f}" for t, w in weights)])
+    return _coloured(label, weights)
+
+
+def _coloured(label: str, weights: list[tuple[str, float]]) -> Text:
+    """The label, then the tokens on a background as strong as their weight (green for, red against)."""
+    line = Text(f"{label}\t")
+    scale = max((abs(w) for _, w in weights), default=0.0) or 1.0
+    for i, (token, w) in enumerate(weights):
+        level = int(255 * (1.0 - min(1.0, abs(w) / scale) * 0.75))
+        style = f"on rgb({level},255,{level})" if w >= 0 else f"on rgb(255,{level},{level})"
+        line.append(token, style=f"black {style}")
+        if i + 1 < len(weights):
+            line.append(" ")
+    return line
+
+
+@app.command("predict")
+def predict_(
+    file: Annotated[Path | None, typer.Argument(help="Input (default: stdin): one text per line, or a TSV/CSV/JSON-lines table.")] = None,
+    checkpoint: CheckpointOpt = ...,  # type: ignore[assignment]
+    input_format: Annotated[InputFormat, typer.Option("--format", help="auto (by extension, then the first line; else a text per line) | lines | tsv | csv | jsonl | fasttext.")] = InputFormat.auto,
+    text_column: TextColumn = None,
+    probs: Annotated[bool, typer.Option("--probs", help="Add every class's probability, in the classifier's class order.")] = False,
+    threshold: Annotated[float | None, typer.Option(help="Two classes: the second one (in class order: 1, positive, pos...) when its probability is at least P.")] = None,
+    top: Annotated[int, typer.Option(help="Write the K most probable labels (0 = the label alone).")] = 0,
+    explain_: Annotated[bool, typer.Option("--explain", help="Show each token's weight in the decision: colour on a terminal, `token weight` pairs otherwise.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per text: text, label, probs (and tokens with --explain).")] = False,
+    read_ahead: Annotated[int, typer.Option(help="Texts read, then classified together in batches of similar length (1 when stdin is a terminal).")] = READ_AHEAD,
+    precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU/GPU has it) | fp32 | bf16.")] = "auto",
+    device: Device = "cpu",
+    threads: Threads = 1,
+) -> None:
+    """Classify texts, streaming: one output line per input text, output following input batch by batch.
+
+    Example: echo "a gorgeous , witty , seductive movie ." | textrnn classify predict -c checkpoints/train.ckpt --probs
+    """  # fmt: skip
+    if read_ahead < 1:
+        raise UsageError(f"--read-ahead must be at least 1, got {read_ahead}")
+    if top < 0:
+        raise UsageError(f"--top must be at least 0, got {top}")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise UsageError(f"--threshold must be in [0, 1], got {threshold}")
+    if threshold is not None and top:
+        raise UsageError("--threshold decides one label; it does not go with --top")
+    set_threads(threads)
+    clf = load_classifier(checkpoint, device=default_device(device), precision=precision)
+    names = clf.labels.names
+    if threshold is not None and len(names) != 2:
+        raise UsageError(f"--threshold needs a classifier of two classes; this one has {len(names)}")
+    if file is None and interactive():
+        read_ahead = 1
+    name = "<stdin>" if file is None else str(file)
+    lines = stdin_lines() if file is None else iter_lines(check_text_file(file))
+    layout, lines = sniff(lines, name=name, fmt=input_format.value, suffix=file.suffix.lower() if file else "",
+                          text_column=text_column)  # fmt: skip
+    texts = (row.text for row in iter_rows(lines, layout, name=name))
+    out = sys.stdout
+    if explain_:
+        colour = not json_out and sys.stdout.isatty()
+        console = Console(file=sys.stdout, highlight=False, soft_wrap=True) if colour else None
+        for text in texts:
+            line = _explained(clf, text, threshold=threshold, as_json=json_out, colour=colour)
+            if console is not None:
+                console.print(line)
+            else:
+                out.write(line + "\n")
+                out.flush()
+        return
+    for chunk in chunks(texts, read_ahead):
+        rows = []
+        for text, p in zip(chunk, predict(clf, chunk, read_ahead=read_ahead), strict=True):
+            if json_out:
+                rows.append(json.dumps({"text": text, "label": _decide(p, names, threshold),
+                                        "probs": dict(zip(names, p, strict=True))}, ensure_ascii=False))  # fmt: skip
+            else:
+                rows.append(_line(p, names, show_probs=probs, top=top, threshold=threshold))
+        out.write("\n".join(rows) + "\n")
+        out.flush()
+
+
+# ---- eval ------------------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_(
+    file: Annotated[Path, typer.Argument(help="Labelled table: TSV, CSV, JSON lines or fastText lines.")],
+    checkpoint: CheckpointOpt = ...,  # type: ignore[assignment]
+    data_format: Annotated[TableFormat, typer.Option("--format", help=FORMAT_HELP)] = TableFormat.auto,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    errors: Annotated[Path | None, typer.Option(help="Write the misclassified rows here (JSON lines: text, label, predicted, probs).")] = None,
+    precision: Annotated[str, typer.Option(help="fp32 (the figure training reported) | bf16 | auto.")] = "fp32",
+    device: Device = "cpu",
+    threads: Threads = 1,
+    json_out: JsonOut = False,
+) -> None:
+    """Score a classifier on labelled texts: accuracy, macro-F1, per-class precision/recall/F1, confusion matrix.
+
+    Example: textrnn classify eval sst2/dev.tsv -c checkpoints/train.ckpt --json
+    """  # fmt: skip
+    set_threads(threads)
+    clf = load_classifier(checkpoint, device=default_device(device), precision=precision)
+    rows, layout = read_table(file, fmt=data_format.value, text_column=text_column, label_column=label_column)
+    result, probs = evaluate(clf, rows, name=str(file))
+    result = {"file": str(file), "layout": layout.describe(), **result}
+    if errors is not None:
+        names = clf.labels.names
+        wrong = []
+        for row, p in zip(rows, probs, strict=True):
+            predicted = _decide(p, names, None)
+            if predicted != row.label:
+                wrong.append(json.dumps({"text": row.text, "label": row.label, "predicted": predicted, "line": row.line,
+                                         "probs": dict(zip(names, p, strict=True))}, ensure_ascii=False))  # fmt: skip
+        try:
+            write_atomically(errors, "".join(w + "\n" for w in wrong).encode("utf-8"))
+        except OSError as err:
+            raise TextrnnError(f"{errors}: cannot write ({err.strerror or err})") from None
+        result["errors_file"], result["errors"] = str(errors), len(wrong)
+    if json_out:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    _print_eval(result)
+
+
+def _print_eval(result: dict) -> None:
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    head = Table(title=f"{result['file']}: {result['rows']} texts", show_header=False)
+    head.add_column("measure")
+    head.add_column("value", justify="right")
+    head.add_row("accuracy", pct(result["accuracy"]))
+    head.add_row("macro-F1", pct(result["macro_f1"]))
+    head.add_row("loss per text (nats)", f"{result['loss']:.4f}")
+    if "errors_file" in result:
+        head.add_row(f"misclassified (in {result['errors_file']})", str(result["errors"]))
+    console.print(head)
+    per = Table(title="per class")
+    for column, justify in (("class", "left"), ("precision", "right"), ("recall", "right"), ("F1", "right"), ("support", "right")):
+        per.add_column(column, justify=justify)
+    for label, r in result["per_class"].items():
+        per.add_row(label, pct(r["precision"]), pct(r["recall"]), pct(r["f1"]), str(r["support"]))
+    console.print(per)
+    names, matrix = result["confusion"]["labels"], result["confusion"]["matrix"]
+    conf = Table(title="confusion (rows: gold, columns: predicted)")
+    conf.add_column("gold \\ predicted")
+    for n in names:
+        conf.add_column(n, justify="right")
+    for n, counts in zip(names, matrix, strict=True):
+        conf.add_row(n, *map(str, counts))
+    console.print(conf)

@@ -1,0 +1,103 @@
+"""A recurrent sentence classifier (many-to-one): token embeddings -> recurrent encoder ->
+pooling over the positions -> linear layer -> one score per class.
+
+The encoder is the exactly masked bidirectional `models.blocks.BiLSTM` (LSTM or GRU
+cells), or, for a classifier started from a language model (`--init-from`), a
+unidirectional stack laid out as `models.lm.LanguageModel`'s (`embedding`, `rnn.0`,
+`rnn.1`, ...), so that the language model's weights load into it by name. Batches are
+right-padded; padding never changes a prediction (the pooling is masked by lengths, and
+a unidirectional stack reads padding only after the last real position).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from textrnn.errors import UsageError
+from textrnn.models.blocks import CELLS, POOLS, BiLSTM, Dropout, Pooling
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    vocab_size: int  # token ids the model reads (the tokenizer's vocabulary size)
+    n_classes: int  # labels it chooses between
+    embed: int = 300  # token embedding size
+    cell: str = "lstm"  # recurrent cell: lstm | gru
+    hidden: int = 256  # encoder units (per direction when bidirectional)
+    layers: int = 1  # stacked encoder layers
+    bidirectional: bool = True  # False: one direction, laid out as a language model
+    pool: str = "max"  # max | mean | last | attention: how the states become one vector
+    dropout: float = 0.5  # on the embeddings, between layers and on the pooled vector
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embed", "hidden", "layers"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.n_classes < 2:
+            raise UsageError(f"a classifier needs at least 2 classes, got {self.n_classes}")
+        if self.cell not in CELLS:
+            raise UsageError(f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        if self.pool not in POOLS:
+            raise UsageError(f"--pool must be one of {', '.join(POOLS)}, got {self.pool!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def features(self) -> int:
+        """Width of the encoder's states and of the pooled vector."""
+        return 2 * self.hidden if self.bidirectional else self.hidden
+
+
+class Classifier(nn.Module):
+    """Class scores (B, K) for right-padded token ids (B, T) with their lengths (B,)."""
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embed)
+        nn.init.normal_(self.embedding.weight, std=1.0 / math.sqrt(c.embed))
+        self.drop = Dropout(c.dropout)
+        if c.bidirectional:
+            self.encoder = BiLSTM(c.embed, c.hidden, c.layers, c.dropout, cell=c.cell)
+        else:
+            self.rnn = nn.ModuleList(
+                CELLS[c.cell](c.embed if k == 0 else c.hidden, c.hidden, batch_first=True)
+                for k in range(c.layers)
+            )
+        self.pool = Pooling(c.pool, c.features, bidirectional=c.bidirectional)
+        self.out = nn.Linear(c.features, c.n_classes)
+
+    def encode(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        """The encoder's states (B, T, D) at every position (meaningless at padding)."""
+        x = self.drop(self.embedding(ids))  # (B, T, E)
+        if self.config.bidirectional:
+            return self.encoder(x, lengths)  # (B, T, 2H)
+        for k, layer in enumerate(self.rnn):
+            if k:
+                x = self.drop(x)
+            x, _ = layer(x)  # (B, T, H)
+        return x
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        h = self.encode(ids, lengths)  # (B, T, D)
+        return self.out(self.drop(self.pool(h, lengths)))  # (B, K)
+
+    def attention(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Class scores (B, K) and the attention pooling's weights (B, T) (pool "attention" only)."""
+        if self.config.pool != "attention":
+            raise UsageError("attention weights need a classifier with --pool attention")
+        h = self.encode(ids, lengths)
+        mask = torch.arange(h.shape[1], device=h.device).unsqueeze(0) < lengths.unsqueeze(1)
+        weights = self.pool.attention_weights(h, mask)  # (B, T)
+        pooled = torch.bmm(weights.unsqueeze(1).to(h.dtype), h).squeeze(1)  # (B, D)
+        return self.out(pooled), weights
+
+    def pretrained_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(embedding and encoder parameters, the rest): what a language model can initialise."""
+        head = {id(p) for m in (self.pool, self.out) for p in m.parameters()}
+        body = [p for p in self.parameters() if id(p) not in head]
+        return body, [p for p in self.parameters() if id(p) in head]

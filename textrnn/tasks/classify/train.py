@@ -1,0 +1,170 @@
+"""Training a classifier: the defaults (chosen on the SST-2 and IITP Hindi dev sets, see
+below) and `train_classifier`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from textrnn.engine.checkpoint import Checkpoint
+from textrnn.engine.config import TrainConfig, config_from_defaults
+from textrnn.engine.trainer import Progress, fit, seed_everything
+from textrnn.engine.trainer import TrainResult as BaseTrainResult
+from textrnn.errors import DataError, UsageError
+from textrnn.files import file_info
+from textrnn.formats.tables import Row, read_table
+from textrnn.models.classifier import Classifier, ClassifierConfig
+from textrnn.tasks.classify.batch import encode_text
+from textrnn.tasks.classify.labels import Labels, class_weights
+from textrnn.tasks.classify.options import ClassifyOptions
+from textrnn.tasks.classify.predict import model_from_checkpoint
+from textrnn.tasks.classify.pretrained import classifier_shape, load_pretrained, read_language_model
+from textrnn.tasks.classify.task import ClassifierTask
+from textrnn.tokenizers import Tokenizer, load_tokenizer, train_tokenizer
+
+DEFAULT_MODEL = {
+    "embed": 300,
+    "cell": "lstm",
+    "hidden": 256,
+    "layers": 1,
+    "pool": "max",
+    "dropout": 0.5,
+}
+
+
+DEFAULT_TRAIN = {
+    "batch_size": 32,
+    "lr": 2e-3,
+    "clip": 5.0,
+    "epochs": 20,
+    "patience": 5,
+    "warmup_steps": 100,
+}
+
+
+DEFAULT_TOKENIZER = {"kind": "word"}
+
+
+@dataclass
+class TrainResult(BaseTrainResult):
+    labels: Labels
+    tokenizer: Tokenizer
+
+
+def default_train_config(**overrides) -> TrainConfig:
+    """The classifier's training defaults (TrainConfig's, with DEFAULT_TRAIN), plus `overrides`."""
+    return config_from_defaults(DEFAULT_TRAIN, **overrides)
+
+
+def build_tokenizer(
+    texts: Sequence[str],
+    *,
+    kind: str = "word",
+    vocab_size: int | None = None,
+    min_count: int = 1,
+    unit: str = "grapheme",
+    tokenizer_file: str | Path | None = None,
+) -> Tokenizer:
+    """A tokenizer from a file, or trained on the training texts."""
+    if tokenizer_file is not None:
+        return load_tokenizer(tokenizer_file)
+    return train_tokenizer(kind, texts, vocab_size=vocab_size, min_count=min_count, unit=unit)
+
+
+def train_classifier(
+    train: str | Path,
+    dev: str | Path | None = None,
+    *,
+    out: str | Path,
+    fmt: str = "auto",
+    text_column: str | None = None,
+    label_column: str | None = None,
+    tokenizer: dict | None = None,
+    model_overrides: dict | None = None,
+    options: ClassifyOptions | None = None,
+    train_cfg: TrainConfig | None = None,
+    init_from: str | Path | None = None,
+    device: torch.device = torch.device("cpu"),
+    on_progress: Callable[[Progress], None] | None = None,
+    on_log: Callable[[str], None] = lambda msg: None,
+    resume: Checkpoint | None = None,
+) -> TrainResult:
+    """Train (or resume) a classifier on a table of texts and labels; return where it was saved.
+
+    `tokenizer` holds `build_tokenizer`'s arguments (default DEFAULT_TOKENIZER); `init_from`
+    a language-model checkpoint whose tokenizer, embedding and encoder the classifier starts
+    from. Without `dev`, the last `val_fraction` of the training rows is held out.
+    """
+    cfg = train_cfg or default_train_config()
+    options = options or ClassifyOptions()
+    columns = {"fmt": fmt, "text_column": text_column, "label_column": label_column}
+    rows, layout = read_table(train, **columns)
+    if dev is not None:
+        dev_rows, _ = read_table(dev, **columns)
+    else:
+        n_dev = int(len(rows) * cfg.val_fraction)
+        if n_dev < 1:
+            raise DataError(f"{train}: too few rows to hold out a dev set; pass --dev FILE")
+        rows, dev_rows = rows[:-n_dev], rows[-n_dev:]
+        on_log(f"no dev file: holding out the last {n_dev} training rows")
+    counts = Counter(r.label for r in rows)
+    seed_everything(cfg.seed)
+    parts = None
+    if resume is not None:
+        model, tok, labels = model_from_checkpoint(resume, source="checkpoint")
+    else:
+        labels = Labels.from_counts(counts)
+        if len(labels) < 2:
+            raise DataError(f"{train}: every row has the label {labels.names[0]!r}; a classifier needs two classes or more")
+        if init_from is not None:
+            parts = read_language_model(init_from)
+            tok = parts.tokenizer
+        else:
+            tok = build_tokenizer([r.text for r in rows], **{**DEFAULT_TOKENIZER, **(tokenizer or {})})
+        shape = {**DEFAULT_MODEL, **(model_overrides or {})}
+        if parts is not None:
+            fixed = classifier_shape(parts.config)
+            clash = [k for k in fixed if k in (model_overrides or {}) and model_overrides[k] != fixed[k]]
+            if clash:
+                raise UsageError(f"--{clash[0]} is set by the language model of --init-from")
+            shape.update(fixed)
+        model = Classifier(ClassifierConfig(vocab_size=tok.vocab_size, n_classes=len(labels), **shape))
+        if parts is not None:
+            load_pretrained(model, parts, source=str(init_from))
+            on_log(f"embedding and {parts.config.layers}-layer {parts.config.cell} encoder from {init_from}")
+    report_classes(labels, counts, dev_rows, on_log)
+    model.to(device)
+    encode = lambda rs: ([encode_text(tok, r.text, max_tokens=options.max_tokens) for r in rs],  # noqa: E731
+                         [labels.index.get(r.label, -1) for r in rs])  # fmt: skip
+    train_data, dev_data = encode(rows), encode(dev_rows)
+    meta = {
+        "tokenizers": {"text": tok.to_dict(), "label": labels.to_dict()},
+        "data": {
+            "train": file_info(train), "dev": file_info(dev) if dev is not None else None,
+            "format": layout.fmt, "text_column": text_column, "label_column": label_column,
+            "layout": layout.describe(), "rows": len(rows), "dev_rows": len(dev_rows),
+            "tokens": sum(len(s) for s in train_data[0]),
+            "classes": {c: counts[c] for c in labels.names},
+            "init_from": parts.info if parts is not None else (resume.meta.get("data") or {}).get("init_from") if resume else None,
+        },
+    }  # fmt: skip
+    on_log(f"{len(rows)} training rows ({layout.describe()}), {len(dev_rows)} dev rows, "
+           f"{len(labels)} classes, {tok.kind} tokenizer with {tok.vocab_size} ids")  # fmt: skip
+    weights = class_weights(labels, counts, options.class_weights)
+    task = ClassifierTask(model, train_data, dev_data, cfg, options, weights=weights, meta=meta, device=device)
+    run = fit(task, cfg, out=out, device=device, on_progress=on_progress, resume=resume)
+    return TrainResult(run.state, run.best, run.last, labels=labels, tokenizer=tok)
+
+
+def report_classes(labels: Labels, counts: Counter[str], dev_rows: Sequence[Row], on_log) -> None:
+    """Say which dev classes never occur in training (always wrong) and which classes are rare."""
+    unseen = sorted({r.label for r in dev_rows} - set(labels.names))
+    if unseen:
+        on_log(f"warning: dev classes never seen in training (always wrong): {', '.join(unseen[:10])}")
+    rare = [c for c in labels.names if counts[c] < 5]
+    if rare:
+        on_log(f"warning: classes with fewer than 5 training rows: {', '.join(rare[:10])}")
