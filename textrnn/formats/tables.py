@@ -10,7 +10,9 @@ Any task that reads (text, label) examples starts here. The layouts:
 
 TSV and CSV may or may not start with a header. A first row is a header when one of its
 fields is a known column name (text, sentence, label, ...) or the name of a column asked
-for. Columns are named by header name or by 1-based number; without either, the text is
+for, or when its value in the label column occurs in no later row while the later rows'
+labels repeat. JSON lines find their text and label under known names, or, with two
+fields of which one is known, under the other. Columns are named by header name or by 1-based number; without either, the text is
 the column whose values are longest on average and the label the one with the fewest
 distinct values among the rest (the IITP reviews, `label,text` without a header).
 """
@@ -223,11 +225,16 @@ def _table_layout(
         raise DataError(f"{name}: no rows")
     first = [f.strip() for f in rows[0]]
     lowered = [f.lower() for f in first]
+    width = len(first)
     asked = {c for c in (text_col, label_col) if isinstance(c, str)}
     is_header = bool(asked & set(first)) or any(f in TEXT_NAMES + LABEL_NAMES for f in lowered)
+    if not is_header and len(rows) >= 3:  # a label column whose first value is like no other
+        text_guess = text_col if isinstance(text_col, int) else _longest_column(rows[1:], width, exclude=label_col)
+        lab = label_col if isinstance(label_col, int) else _fewest_values_column(rows[1:], width, exclude=text_guess)
+        values = [r[lab].strip() for r in rows[1:] if lab is not None and lab < len(r)]
+        is_header = bool(values) and first[lab] not in values and len(set(values)) < len(values)
     header = tuple(first) if is_header else None
     data = rows[1:] if is_header else rows
-    width = len(first)
 
     def resolve(col: int | str | None, what: str) -> int | None:
         if col is None or isinstance(col, int):
@@ -282,6 +289,9 @@ def _jsonl_layout(head: Sequence[str], text_col, label_col, *, name: str, need_l
     keys = [k for k in obj]
     text = text_col or next((k for k in keys if k.lower() in TEXT_NAMES), None)
     label = label_col or next((k for k in keys if k.lower() in LABEL_NAMES and k != text), None)
+    if len(keys) == 2 and (text is None) != (label is None):  # two fields: the other one
+        other = next(k for k in keys if k not in (text, label))
+        text, label = (other, label) if text is None else (text, other)
     if text is None:
         raise DataError(f"{name}:{line}: no text field (one of {', '.join(TEXT_NAMES)}); pass --text-column")
     if label is None and need_label:
