@@ -1,0 +1,336 @@
+"""The recurrent classifier (textrnn.models.classifier, the Pooling block) and the
+classification task/API (textrnn.tasks.classify)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from textrnn.engine.checkpoint import load_checkpoint
+from textrnn.engine.config import TrainConfig
+from textrnn.errors import CheckpointError, DataError, UsageError
+from textrnn.formats.tables import read_table
+from textrnn.models.blocks import Pooling
+from textrnn.models.classifier import Classifier, ClassifierConfig
+from textrnn.tasks.classify import (
+    ClassifyOptions,
+    Labels,
+    default_train_config,
+    evaluate,
+    explain,
+    load_classifier,
+    predict,
+    train_classifier,
+)
+from textrnn.tasks.classify.batch import make_batch
+from textrnn.tasks.classify.labels import class_weights
+from textrnn.tasks.classify.task import ClassifierTask, Share
+
+TINY = {"embed": 16, "hidden": 16, "layers": 1, "dropout": 0.1}
+
+GOOD = ["good", "great", "fine", "lovely", "superb"]
+BAD = ["bad", "awful", "dull", "poor", "boring"]
+FILL = ["the", "film", "was", "a", "story", "and", "plot", "very", "really", "it"]
+
+
+def toy_rows(n: int, seed: int) -> list[tuple[str, str]]:
+    """Sentences whose label is the kind of the one sentiment word they hold."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = rng.choice(["pos", "neg"])
+        words = [rng.choice(FILL) for _ in range(rng.randint(2, 8))]
+        words.insert(rng.randint(0, len(words)), rng.choice(GOOD if label == "pos" else BAD))
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_tsv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("toy")
+    write_tsv(folder / "train.tsv", toy_rows(300, seed=1))
+    write_tsv(folder / "dev.tsv", toy_rows(60, seed=2))
+    return folder
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    return default_train_config(**{"precision": "fp32", "warmup_steps": 5, "log_every": 1, **overrides})
+
+
+@pytest.fixture(scope="module")
+def trained(toy, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "toy.ckpt"
+    train_classifier(toy / "train.tsv", toy / "dev.tsv", out=out, model_overrides=TINY,
+                     train_cfg=tiny_config(epochs=15, lr=5e-3, patience=0))  # fmt: skip
+    return out
+
+
+# ---- the model -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pool", ["max", "mean", "last", "attention"])
+@pytest.mark.parametrize(("cell", "bidirectional"), [("lstm", True), ("gru", True), ("lstm", False)])
+def test_padding_never_changes_a_prediction(pool, cell, bidirectional):
+    torch.manual_seed(0)
+    config = ClassifierConfig(vocab_size=30, n_classes=3, embed=8, hidden=6, layers=2, pool=pool,
+                              cell=cell, bidirectional=bidirectional)  # fmt: skip
+    model = Classifier(config).eval()
+    seqs = [[5, 6, 7], [1, 2, 3, 4, 8, 9, 10], [11]]
+    together = model(*_ids(make_batch(seqs)))
+    for i, s in enumerate(seqs):
+        alone = model(*_ids(make_batch([s])))
+        torch.testing.assert_close(together[i], alone[0], rtol=1e-5, atol=1e-6)
+    # Different padding ids change nothing either.
+    batch = make_batch(seqs)
+    noisy = batch.ids.masked_fill(torch.arange(7)[None] >= batch.lengths[:, None], 29)
+    torch.testing.assert_close(model(noisy, batch.lengths), together, rtol=1e-5, atol=1e-6)
+
+
+def _ids(batch):
+    return batch.ids, batch.lengths
+
+
+def test_pooling_reads_only_real_positions():
+    h = torch.tensor([[[1.0, -1.0], [3.0, 5.0], [9.0, 9.0]], [[2.0, 4.0], [0.0, 0.0], [0.0, 0.0]]])
+    lengths = torch.tensor([2, 1])
+    assert Pooling("max", 2)(h, lengths).tolist() == [[3.0, 5.0], [2.0, 4.0]]
+    assert Pooling("mean", 2)(h, lengths).tolist() == [[2.0, 2.0], [2.0, 4.0]]
+    # "last": the forward half at the last position, the backward half at the first.
+    assert Pooling("last", 2)(h, lengths).tolist() == [[3.0, -1.0], [2.0, 4.0]]
+    assert Pooling("last", 2, bidirectional=False)(h, lengths).tolist() == [[3.0, 5.0], [2.0, 4.0]]
+    att = Pooling("attention", 2)
+    mask = torch.arange(3)[None] < lengths[:, None]
+    weights = att.attention_weights(h, mask)
+    assert weights[:, 2].tolist() == [0.0, 0.0] and weights[1, 1] == 0.0
+    torch.testing.assert_close(weights.sum(1), torch.ones(2))
+    for kind in ("max", "mean", "last", "attention"):  # an empty sequence pools to zeros
+        assert Pooling(kind, 2)(h[:1], torch.tensor([0])).tolist() == [[0.0, 0.0]]
+
+
+def test_config_checks_name_the_option():
+    with pytest.raises(UsageError, match="--pool must be one of"):
+        ClassifierConfig(vocab_size=5, n_classes=2, pool="sum")
+    with pytest.raises(UsageError, match="at least 2 classes"):
+        ClassifierConfig(vocab_size=5, n_classes=1)
+    with pytest.raises(UsageError, match="--word-dropout"):
+        ClassifyOptions(word_dropout=1.0)
+
+
+# ---- labels and weights ------------------------------------------------------------------------------
+
+
+def test_labels_order_numbers_numerically_and_round_trip():
+    labels = Labels.from_counts(Counter({"10": 1, "2": 3, "-1": 1}))
+    assert labels.names == ["-1", "2", "10"]
+    assert Labels.from_dict(labels.to_dict()).names == labels.names
+    assert Labels.from_counts(Counter({"positive": 1, "negative": 2, "neutral": 3})).names == [
+        "negative", "neutral", "positive"]  # fmt: skip
+
+
+def test_balanced_class_weights_give_each_class_the_same_total():
+    counts = Counter({"a": 90, "b": 10})
+    labels = Labels.from_counts(counts)
+    w = class_weights(labels, counts, "balanced")
+    assert w[0] * 90 == pytest.approx(w[1] * 10) == pytest.approx(50.0)
+    assert class_weights(labels, counts, "none") == [1.0, 1.0]
+
+
+# ---- training, prediction, evaluation ----------------------------------------------------------------
+
+
+def test_train_save_load_predict_evaluate(trained, toy):
+    clf = load_classifier(trained)
+    assert clf.labels.names == ["neg", "pos"]
+    probs = list(predict(clf, ["the film was superb", "a really boring plot", ""]))
+    assert len(probs) == 3 and all(abs(sum(p) - 1) < 1e-5 for p in probs)
+    assert probs[0][1] > 0.5 > probs[1][1]
+    rows, _ = read_table(toy / "dev.tsv")
+    result, row_probs = evaluate(clf, rows, name="dev.tsv")
+    assert result["accuracy"] > 0.9 and result["rows"] == 60 and len(row_probs) == 60
+    assert sum(map(sum, result["confusion"]["matrix"])) == 60
+    assert set(result["per_class"]) == {"neg", "pos"}
+    meta = load_checkpoint(trained).meta
+    assert meta["data"]["classes"] == dict(Counter(y for _, y in toy_rows(300, seed=1)))
+    assert meta["metrics"]["val_accuracy"] == pytest.approx(result["accuracy"], abs=1e-6)
+
+
+def test_predictions_stream_in_input_order(trained):
+    clf = load_classifier(trained)
+    texts = ["good"] * 3 + ["a very very long and dull story about the film"] + ["bad"]
+    streamed = list(predict(clf, iter(texts), read_ahead=2))
+    torch.testing.assert_close(torch.tensor(streamed), torch.tensor(list(predict(clf, texts))))
+
+
+def test_an_unknown_label_is_an_error_naming_the_line(trained, tmp_path):
+    clf = load_classifier(trained)
+    rows, _ = read_table(write_tsv(tmp_path / "x.tsv", [("good", "pos"), ("meh", "neutral")]))
+    with pytest.raises(DataError, match=r"x.tsv:3: label 'neutral' is not one of the classifier's classes \(neg, pos\)"):
+        evaluate(clf, rows, name="x.tsv")
+
+
+def test_explanations_weigh_every_token(trained, tmp_path, toy):
+    clf = load_classifier(trained)
+    probs, weights = explain(clf, "the plot was superb")
+    assert [t for t, _ in weights] == ["the", "plot", "was", "superb"]
+    assert max(weights, key=lambda tw: tw[1])[0] == "superb"  # leaving it out costs the most
+    assert probs[1] > 0.5
+    attentive = tmp_path / "att.ckpt"
+    train_classifier(toy / "train.tsv", toy / "dev.tsv", out=attentive, model_overrides={**TINY, "pool": "attention"},
+                     train_cfg=tiny_config(epochs=2))  # fmt: skip
+    _, weights = explain(load_classifier(attentive), "the plot was superb")
+    assert sum(w for _, w in weights) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_dev_class_unseen_in_training_is_reported(toy, tmp_path):
+    dev = write_tsv(tmp_path / "dev.tsv", [("fine", "pos"), ("so so", "mixed")])
+    logs = []
+    result = train_classifier(toy / "train.tsv", dev, out=tmp_path / "m.ckpt", model_overrides=TINY,
+                              train_cfg=tiny_config(max_steps=2), on_log=logs.append)  # fmt: skip
+    assert any("never seen in training" in m and "mixed" in m for m in logs)
+    assert result.labels.names == ["neg", "pos"]
+
+
+def test_one_class_is_not_a_classifier(tmp_path):
+    train = write_tsv(tmp_path / "t.tsv", [("a", "x"), ("b", "x")])
+    with pytest.raises(DataError, match="two classes or more"):
+        train_classifier(train, train, out=tmp_path / "m.ckpt", model_overrides=TINY)
+
+
+def test_resume_after_interrupt_is_exact(toy, tmp_path):
+    """N steps, Ctrl-C, resume, M more == N + M steps straight (across an epoch boundary,
+    with dropout and word dropout drawing random numbers)."""
+    cfg = tiny_config(batch_size=32, max_steps=14, eval_every=100, seed=3)
+    args = dict(model_overrides=TINY, train_cfg=cfg)
+    straight = train_classifier(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "a.ckpt", **args)
+    assert straight.state.epoch >= 1
+
+    def interrupt(p):
+        if p.event == "step" and p.step == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    first = train_classifier(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "b.ckpt", on_progress=interrupt, **args)
+    assert first.state.stopped == "interrupted" and first.state.step == 6
+    resumed = train_classifier(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "b.ckpt", train_cfg=cfg,
+                               resume=load_checkpoint(first.last))  # fmt: skip
+    assert resumed.state.step == straight.state.step == 14
+    a, b = load_checkpoint(straight.last).tensors, load_checkpoint(resumed.last).tensors
+    for name in a:
+        if name.startswith("model."):
+            torch.testing.assert_close(a[name], b[name], atol=0, rtol=0, msg=name)
+
+
+def test_other_tasks_checkpoints_are_refused(tmp_path):
+    from textrnn.engine.checkpoint import Checkpoint, save_checkpoint
+
+    save_checkpoint(tmp_path / "lm.ckpt", Checkpoint(task="lm", meta={}, tensors={"x": torch.zeros(1)}))
+    with pytest.raises(CheckpointError, match="needs a classify checkpoint"):
+        load_classifier(tmp_path / "lm.ckpt")
+
+
+def test_shares_add_up_to_the_single_process_loss_and_gradient(toy):
+    """Each share is divided by the global batch's summed class weights: the shares'
+    gradients sum to the whole batch's (here with balanced weights)."""
+    rows, _ = read_table(toy / "train.tsv")
+    rows = [r for r in rows if r.label == "pos"][:4] + [r for r in rows if r.label == "neg"][:3]
+    labels = Labels.from_counts(Counter(r.label for r in rows))
+    seqs = [[1 + (hash(w) % 40) for w in r.text.split()] for r in rows]
+    ys = labels.ids(r.label for r in rows)
+    weights = class_weights(labels, Counter(r.label for r in rows), "balanced")
+    torch.manual_seed(0)
+    model = Classifier(ClassifierConfig(vocab_size=50, n_classes=2, **TINY))
+    task = ClassifierTask(model, (seqs, ys), ([], []), TrainConfig(batch_size=7), ClassifyOptions(),
+                          weights=weights, meta={}, device=torch.device("cpu"))  # fmt: skip
+    model.eval()  # no dropout and no word dropout: the comparison is deterministic
+    total = sum(weights[y] for y in ys)
+
+    def share(idx: list[int], stand_in: bool = False) -> Share:
+        return Share(make_batch([seqs[i] for i in idx], [ys[i] for i in idx]), total, stand_in)
+
+    def grads(shares: list[Share]) -> tuple[float, list[torch.Tensor]]:
+        model.zero_grad()
+        value = 0.0
+        for s in shares:
+            loss, _ = task.loss(s)
+            loss.backward()
+            value += loss.item()
+        return value, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    whole = grads([share(list(range(7)))])
+    split = grads([share([0, 1, 2, 3]), share([4, 5, 6]), share([0], stand_in=True)])
+    assert split[0] == pytest.approx(whole[0], rel=1e-6)
+    for a, b in zip(split[1], whole[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+# ---- starting from a language model --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def language_model(toy, tmp_path_factory) -> Path:
+    """A tiny word LSTM language model of `textrnn train` on the toy training texts."""
+    from textrnn.cli import main
+
+    folder = tmp_path_factory.mktemp("lm")
+    corpus = folder / "text.txt"
+    corpus.write_text("".join(t + "\n" for t, _ in toy_rows(300, seed=1)), encoding="utf-8")
+    args = ["train", str(corpus), "--tokenizer", "word", "--layers", "1", "--hidden", "16", "--embed", "16",
+            "--max-steps", "3", "--batch-size", "4", "--seq-len", "16", "--out", str(folder / "lm.ckpt"), "--quiet"]  # fmt: skip
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code == 0
+    return folder / "lm.ckpt"
+
+
+def test_init_from_a_language_model_takes_its_tokenizer_and_weights(language_model, toy, tmp_path):
+    lm = load_checkpoint(language_model)
+    result = train_classifier(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "c.ckpt", init_from=language_model,
+                              model_overrides={"pool": "mean"}, train_cfg=tiny_config(max_steps=1, lr=1e-9))  # fmt: skip
+    meta = load_checkpoint(result.best).meta
+    assert meta["tokenizers"]["text"] == lm.meta.get("tokenizers", {}).get("text", lm.meta.get("tokenizer"))
+    assert meta["model_config"]["bidirectional"] is False and meta["model_config"]["hidden"] == 16
+    assert meta["data"]["init_from"]["sha256"] == json.loads(json.dumps(meta["data"]["init_from"]))["sha256"]
+    clf = load_classifier(result.best)
+    lm_weights = {k[len("model."):]: v for k, v in lm.tensors.items() if k.startswith("model.")}
+    own = clf.model.state_dict()
+    for name in ("embedding.weight", "rnn.0.weight_ih_l0", "rnn.0.weight_hh_l0"):
+        torch.testing.assert_close(own[name], lm_weights[name], rtol=0, atol=1e-6)  # lr 1e-9: unchanged
+    with pytest.raises(UsageError, match="--hidden is set by the language model"):
+        train_classifier(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "d.ckpt", init_from=language_model,
+                         model_overrides={"hidden": 32})  # fmt: skip
+
+
+def test_init_from_refuses_a_checkpoint_of_another_task(trained, toy, tmp_path):
+    with pytest.raises(CheckpointError, match="needs a language model"):
+        train_classifier(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "e.ckpt", init_from=trained)
+
+
+# ---- the real data ---------------------------------------------------------------------------------
+
+
+def test_sst2_and_hindi_slices_train_in_seconds(shared_data, tmp_path):
+    """A few steps on the first rows of each reference set: the readers find their layouts,
+    the Hindi reviews read as grapheme characters, and three classes come out."""
+    sst = shared_data("sst2/train.tsv")
+    hindi = shared_data("iitp_hindi_product_reviews/hi-train.csv")
+    lines = sst.read_text(encoding="utf-8").splitlines()
+    (tmp_path / "sst.tsv").write_text("\n".join(lines[:201]) + "\n", encoding="utf-8")
+    (tmp_path / "hi.csv").write_text("".join(hindi.read_text(encoding="utf-8").splitlines(True)[:200]), encoding="utf-8")
+    for name, tokenizer in (("sst.tsv", {"kind": "word"}), ("hi.csv", {"kind": "char"})):
+        result = train_classifier(tmp_path / name, None, out=tmp_path / f"{name}.ckpt", tokenizer=tokenizer,
+                                  model_overrides=TINY, train_cfg=tiny_config(max_steps=3, val_fraction=0.1))  # fmt: skip
+        assert result.tokenizer.kind == tokenizer["kind"]
+    assert result.labels.names == ["negative", "neutral", "positive"]
+    clf = load_classifier(tmp_path / "hi.csv.ckpt")
+    assert clf.tokens("अच्छा")[:2] == ["अ", "च्छा"]  # whole grapheme clusters
