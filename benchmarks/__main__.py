@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from benchmarks import (
+    classify,
     distributed,
     generate_speed,
     quality,
@@ -53,6 +54,7 @@ AREAS = {
     "scale": scale,
     "translit": translit,
     "distributed": distributed,
+    "classify": classify,
 }
 HERE = Path(__file__).resolve().parent
 

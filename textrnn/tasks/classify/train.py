@@ -16,10 +16,10 @@ from textrnn.engine.trainer import Progress, fit, seed_everything
 from textrnn.engine.trainer import TrainResult as BaseTrainResult
 from textrnn.errors import DataError, UsageError
 from textrnn.files import file_info
-from textrnn.formats.tables import Row, read_table
+from textrnn.formats.tables import Layout, Row, read_table
 from textrnn.models.classifier import Classifier, ClassifierConfig
 from textrnn.tasks.classify.batch import encode_text
-from textrnn.tasks.classify.labels import Labels, class_weights
+from textrnn.tasks.classify.labels import Labels, check_known, class_weights
 from textrnn.tasks.classify.options import ClassifyOptions
 from textrnn.tasks.classify.predict import model_from_checkpoint
 from textrnn.tasks.classify.pretrained import classifier_shape, load_pretrained, read_language_model
@@ -101,41 +101,19 @@ def train_classifier(
     """
     cfg = train_cfg or default_train_config()
     options = options or ClassifyOptions()
-    columns = {"fmt": fmt, "text_column": text_column, "label_column": label_column}
-    rows, layout = read_table(train, **columns)
-    if dev is not None:
-        dev_rows, _ = read_table(dev, **columns)
-    else:
-        n_dev = int(len(rows) * cfg.val_fraction)
-        if n_dev < 1:
-            raise DataError(f"{train}: too few rows to hold out a dev set; pass --dev FILE")
-        rows, dev_rows = rows[:-n_dev], rows[-n_dev:]
-        on_log(f"no dev file: holding out the last {n_dev} training rows")
+    rows, dev_rows, layout = read_data(train, dev, fmt=fmt, text_column=text_column, label_column=label_column,
+                                       val_fraction=cfg.val_fraction, on_log=on_log)  # fmt: skip
     counts = Counter(r.label for r in rows)
     seed_everything(cfg.seed)
-    parts = None
     if resume is not None:
         model, tok, labels = model_from_checkpoint(resume, source="checkpoint")
+        check_known(labels, rows, name=str(train))
+        init_info = (resume.meta.get("data") or {}).get("init_from")
     else:
-        labels = Labels.from_counts(counts)
-        if len(labels) < 2:
-            raise DataError(f"{train}: every row has the label {labels.names[0]!r}; a classifier needs two classes or more")
-        if init_from is not None:
-            parts = read_language_model(init_from)
-            tok = parts.tokenizer
-        else:
-            tok = build_tokenizer([r.text for r in rows], **{**DEFAULT_TOKENIZER, **(tokenizer or {})})
-        shape = {**DEFAULT_MODEL, **(model_overrides or {})}
-        if parts is not None:
-            fixed = classifier_shape(parts.config)
-            clash = [k for k in fixed if k in (model_overrides or {}) and model_overrides[k] != fixed[k]]
-            if clash:
-                raise UsageError(f"--{clash[0]} is set by the language model of --init-from")
-            shape.update(fixed)
-        model = Classifier(ClassifierConfig(vocab_size=tok.vocab_size, n_classes=len(labels), **shape))
-        if parts is not None:
-            load_pretrained(model, parts, source=str(init_from))
-            on_log(f"embedding and {parts.config.layers}-layer {parts.config.cell} encoder from {init_from}")
+        if len(counts) < 2:
+            raise DataError(f"{train}: every row has the label {next(iter(counts))!r}; a classifier needs two classes or more")
+        model, tok, labels, init_info = new_model(rows, counts, tokenizer=tokenizer, model_overrides=model_overrides,
+                                                  init_from=init_from, on_log=on_log)  # fmt: skip
     report_classes(labels, counts, dev_rows, on_log)
     model.to(device)
     encode = lambda rs: ([encode_text(tok, r.text, max_tokens=options.max_tokens) for r in rs],  # noqa: E731
@@ -149,7 +127,7 @@ def train_classifier(
             "layout": layout.describe(), "rows": len(rows), "dev_rows": len(dev_rows),
             "tokens": sum(len(s) for s in train_data[0]),
             "classes": {c: counts[c] for c in labels.names},
-            "init_from": parts.info if parts is not None else (resume.meta.get("data") or {}).get("init_from") if resume else None,
+            "init_from": init_info,
         },
     }  # fmt: skip
     on_log(f"{len(rows)} training rows ({layout.describe()}), {len(dev_rows)} dev rows, "
@@ -158,6 +136,46 @@ def train_classifier(
     task = ClassifierTask(model, train_data, dev_data, cfg, options, weights=weights, meta=meta, device=device)
     run = fit(task, cfg, out=out, device=device, on_progress=on_progress, resume=resume)
     return TrainResult(run.state, run.best, run.last, labels=labels, tokenizer=tok)
+
+
+def read_data(
+    train: str | Path, dev: str | Path | None, *, fmt: str, text_column: str | None, label_column: str | None,
+    val_fraction: float, on_log: Callable[[str], None],
+) -> tuple[list[Row], list[Row], Layout]:
+    """Training and dev rows (without `dev`, the last `val_fraction` of the training rows) and
+    the training table's layout."""
+    columns = {"fmt": fmt, "text_column": text_column, "label_column": label_column}
+    rows, layout = read_table(train, **columns)
+    if dev is not None:
+        return rows, read_table(dev, **columns)[0], layout
+    n_dev = int(len(rows) * val_fraction)
+    if n_dev < 1:
+        raise DataError(f"{train}: too few rows to hold out a dev set; pass --dev FILE")
+    on_log(f"no dev file: holding out the last {n_dev} training rows")
+    return rows[:-n_dev], rows[-n_dev:], layout
+
+
+def new_model(
+    rows: Sequence[Row], counts: Counter[str], *, tokenizer: dict | None, model_overrides: dict | None,
+    init_from: str | Path | None, on_log: Callable[[str], None],
+) -> tuple[Classifier, Tokenizer, Labels, dict | None]:
+    """A fresh classifier for the training rows: its tokenizer (trained on them, or the
+    language model's), labels, and the language model's fingerprint when it starts from one."""
+    labels = Labels.from_counts(counts)
+    shape = {**DEFAULT_MODEL, **(model_overrides or {})}
+    if init_from is None:
+        tok = build_tokenizer([r.text for r in rows], **{**DEFAULT_TOKENIZER, **(tokenizer or {})})
+        model = Classifier(ClassifierConfig(vocab_size=tok.vocab_size, n_classes=len(labels), **shape))
+        return model, tok, labels, None
+    parts = read_language_model(init_from)
+    fixed = classifier_shape(parts.config)
+    clash = [k for k in fixed if k in (model_overrides or {}) and model_overrides[k] != fixed[k]]
+    if clash:
+        raise UsageError(f"--{clash[0]} is set by the language model of --init-from")
+    model = Classifier(ClassifierConfig(vocab_size=parts.tokenizer.vocab_size, n_classes=len(labels), **{**shape, **fixed}))
+    load_pretrained(model, parts, source=str(init_from))
+    on_log(f"embedding and {parts.config.layers}-layer {parts.config.cell} encoder from {init_from}")
+    return model, parts.tokenizer, labels, parts.info
 
 
 def report_classes(labels: Labels, counts: Counter[str], dev_rows: Sequence[Row], on_log) -> None:
