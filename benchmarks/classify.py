@@ -34,13 +34,13 @@ import json
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.classify_references import REGULARISATION, PlainClassifier, bag_of_words
 from benchmarks.common import Options, Table, alternate, compare, fmt_ratio, fmt_stats, fmt_target
 from textrnn.data.batching import bucket_batches
 from textrnn.engine.config import TrainConfig
@@ -49,26 +49,30 @@ from textrnn.formats.tables import read_table
 from textrnn.models.classifier import Classifier, ClassifierConfig
 from textrnn.paths import data_file
 from textrnn.tasks.classify import DEFAULT_MODEL, ClassifyOptions, Labels, load_classifier, predict
-from textrnn.tasks.classify.batch import encode_text, make_batch
+from textrnn.tasks.classify.batch import TextEncoder
 from textrnn.tasks.classify.task import ClassifierTask
 from textrnn.tokenizers import train_tokenizer
 
 TARGETS = {"SST-2": 0.82, "IITP Hindi product reviews": 0.70}
 TARGET_SPEED = 5000  # sentences/s predicting SST-2 dev with the default model
 TARGET_LOOP = 0.95  # the Trainer's tokens/s over the plain loop's
-REGULARISATION = (0.1, 0.3, 1.0, 3.0, 10.0)  # the reference's C = 1 / (L2 strength) grid
 
 
 def datasets(opts: Options) -> list[dict]:
     full = not (opts.quick or opts.tiny)
     budget = 900 if full else 3 if opts.tiny else 60
+    # "unlabelled": the treebank whose sentences join the training texts as language-model
+    # text (EWT lower-cased, as SST-2 is); never a dev or test set of the task.
     sets = [
-        {"name": "SST-2", "train": "sst2/train.tsv", "dev": "sst2/dev.tsv", "split": "dev"},
+        {"name": "SST-2", "train": "sst2/train.tsv", "dev": "sst2/dev.tsv", "split": "dev",
+         "unlabelled": "ud_english_ewt/en_ewt-ud-train.conllu", "lowercase": True},
         {"name": "IITP Hindi product reviews", "train": "iitp_hindi_product_reviews/hi-train.csv",
-         "dev": "iitp_hindi_product_reviews/hi-valid.csv", "split": "valid"},
+         "dev": "iitp_hindi_product_reviews/hi-valid.csv", "split": "valid",
+         "unlabelled": "ud_hindi_pud/hi_pud-ud-first800.conllu", "lowercase": False},
     ]  # fmt: skip
     for d in sets:
         d["budget"] = budget
+        d["lm_budget"] = 600 if full else 3 if opts.tiny else 30
         d["target"] = TARGETS[d["name"]] if full else None
     return sets
 
@@ -88,11 +92,14 @@ def files(d: dict, opts: Options) -> tuple[Path, Path]:
 
 def run(opts: Options) -> dict:
     quality = [_quality(d, opts) for d in datasets(opts)]
+    pretraining = [_pretraining(d, q, opts) for d, q in zip(datasets(opts), quality, strict=True)]
     sst_checkpoint = opts.workdir / "sst-2.ckpt"
     return {
-        "settings": {"reps": opts.reps, "model": DEFAULT_MODEL, "reference_c_grid": list(REGULARISATION)},
+        "settings": {"reps": opts.reps, "model": DEFAULT_MODEL, "reference_c_grid": list(REGULARISATION),
+                     "language_model": LM_OPTIONS},  # fmt: skip
         "results": {
             "quality": quality,
+            "pretraining": pretraining,
             "predict": _predict_speed(sst_checkpoint, opts),
             "train_loop": _loop_speed(opts),
         },
@@ -101,6 +108,8 @@ def run(opts: Options) -> dict:
             "and the reference's regularisation. The time budget includes validation (wall clock).",
             "reference: logistic regression on binary unigram + bigram features (lower-cased, "
             "whitespace-split), L2, full-batch L-BFGS, trained in the same run on the same split.",
+            "pretraining: `textrnn train` on the training texts plus a treebank's sentences, then "
+            "`classify train --init-from`; compared with the default run above (same split, same dev use).",
         ],
     }
 
@@ -120,7 +129,8 @@ def _quality(d: dict, opts: Options) -> dict:
     trained = json.loads(_textrnn(train_cmd, opts.workdir))
     wall = time.perf_counter() - start
     evaluated = json.loads(_textrnn(eval_cmd, opts.workdir))
-    reference = bag_of_words_reference(train, dev, grid=(1.0,) if opts.tiny else REGULARISATION)
+    pairs = lambda path: [(r.text, r.label) for r in read_table(path)[0]]  # noqa: E731
+    reference = bag_of_words(pairs(train), pairs(dev), grid=(1.0,) if opts.tiny else REGULARISATION)
     acc = evaluated["accuracy"]
     return {
         "dataset": d["name"],
@@ -138,14 +148,59 @@ def _quality(d: dict, opts: Options) -> dict:
         "stopped": trained.get("stopped"),
         "best_step": trained.get("best_step"),
         "train_wall_s": round(wall, 1),
-        "commands": ["textrnn " + " ".join(_short(c)) for c in (train_cmd, eval_cmd)],
+        "commands": ["textrnn " + " ".join(_short(c, opts.workdir)) for c in (train_cmd, eval_cmd)],
     }
 
 
-def _short(cmd: list[str]) -> list[str]:
-    """A command as the README shows it: data paths relative to $TEXTRNN_DATA, no work folder."""
+LM_OPTIONS = ["--tokenizer", "word", "--min-count", "2", "--layers", "1", "--hidden", "256", "--embed", "128",
+              "--tie-weights", "--dropout", "0.3"]  # fmt: skip
+
+
+def _pretraining(d: dict, default: dict, opts: Options) -> dict:
+    """A language model of the training texts and a treebank's sentences, and a classifier
+    started from it (`--init-from`), against the default classifier's run."""
+    train, dev = files(d, opts)
+    corpus = opts.workdir / f"{d['name'].split()[0].lower()}-unlabelled.txt"
+    texts = [r.text for r in read_table(train)[0]]
+    treebank = data_file(d["unlabelled"]).read_text(encoding="utf-8").splitlines()
+    extra = [line[len("# text = ") :] for line in treebank if line.startswith("# text = ")]
+    extra = [t.lower() for t in extra] if d["lowercase"] else extra
+    corpus.write_text("".join(t.replace("\n", " ") + "\n" for t in texts + extra[: 200 if opts.tiny else None]),
+                      encoding="utf-8")  # fmt: skip
+    lm = corpus.with_suffix(".ckpt")
+    lm_cmd = ["train", str(corpus), *LM_OPTIONS, "--time-budget", str(d["lm_budget"]), "--out", str(lm), "--quiet", "--json"]
+    out = corpus.with_name(corpus.stem + "-init.ckpt")
+    train_cmd = ["classify", "train", str(train), "--dev", str(dev), "--init-from", str(lm), "--out", str(out),
+                 "--time-budget", str(d["budget"]), "--quiet", "--json"]  # fmt: skip
+    eval_cmd = ["classify", "eval", str(dev), "--checkpoint", str(out), "--json"]
+    trained_lm = json.loads(_textrnn(lm_cmd, opts.workdir))
+    trained = json.loads(_textrnn(train_cmd, opts.workdir))
+    evaluated = json.loads(_textrnn(eval_cmd, opts.workdir))
+    return {
+        "dataset": d["name"],
+        "eval_split": d["split"],
+        "lm_corpus_words": sum(len(t.split()) for t in texts + extra),
+        "lm_time_budget_s": d["lm_budget"],
+        "lm_steps": trained_lm.get("steps"),
+        "lm_val_ppl": _perplexity(trained_lm.get("best_val_loss")),
+        "accuracy": evaluated["accuracy"],
+        "macro_f1": evaluated["macro_f1"],
+        "default_accuracy": default["accuracy"],
+        "difference": evaluated["accuracy"] - default["accuracy"],
+        "steps": trained.get("steps"),
+        "commands": ["textrnn " + " ".join(_short(c, opts.workdir)) for c in (lm_cmd, train_cmd, eval_cmd)],
+    }
+
+
+def _perplexity(loss: float | None) -> float | None:
+    return None if loss is None else float(torch.tensor(loss).exp())
+
+
+def _short(cmd: list[str], workdir: Path) -> list[str]:
+    """A command as the README shows it: data paths relative to $TEXTRNN_DATA, files of the
+    work folder by their names."""
     root = str(data_file(".")).rstrip("/.") + "/"
-    return [Path(a).name if a.endswith(".ckpt") else a.replace(root, "$TEXTRNN_DATA/") for a in cmd]
+    return [Path(a).name if a.startswith(str(workdir)) else a.replace(root, "$TEXTRNN_DATA/") for a in cmd]
 
 
 def _textrnn(args: list[str], cwd: Path) -> str:
@@ -153,70 +208,6 @@ def _textrnn(args: list[str], cwd: Path) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"textrnn {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc.stdout
-
-
-def _ngrams(text: str) -> list[str]:
-    words = text.lower().split()
-    return words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
-
-
-def _features(texts: list[str], index: dict[str, int]) -> torch.Tensor:
-    """Binary n-gram indicators as a sparse (N, F) CSR matrix."""
-    rows, cols = [], []
-    for r, text in enumerate(texts):
-        found = {index[g] for g in _ngrams(text) if g in index}
-        rows += [r] * len(found)
-        cols += sorted(found)
-    values = torch.ones(len(rows))
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": the product below is all we use
-        warnings.simplefilter("ignore", UserWarning)
-        coo = torch.sparse_coo_tensor([rows, cols], values, (len(texts), len(index)), check_invariants=True)
-        return coo.coalesce().to_sparse_csr()
-
-
-def bag_of_words_reference(train: Path, dev: Path, *, grid: tuple[float, ...] = REGULARISATION) -> dict:
-    """Unigram + bigram logistic regression on the same split; C chosen on dev (as the RNN's checkpoint is)."""
-    train_rows, _ = read_table(train)
-    dev_rows, _ = read_table(dev)
-    labels = Labels.from_counts({r.label: 1 for r in train_rows})
-    index: dict[str, int] = {}
-    for r in train_rows:
-        for g in _ngrams(r.text):
-            index.setdefault(g, len(index))
-    X, Xd = _features([r.text for r in train_rows], index), _features([r.text for r in dev_rows], index)
-    y = torch.tensor(labels.ids(r.label for r in train_rows))
-    yd = torch.tensor([labels.index.get(r.label, -1) for r in dev_rows])
-    start = time.perf_counter()
-    tried = {}
-    for C in grid:
-        W = torch.zeros(len(index), len(labels), requires_grad=True)
-        b = torch.zeros(len(labels), requires_grad=True)
-        opt = torch.optim.LBFGS([W, b], lr=1, max_iter=300, history_size=20, line_search_fn="strong_wolfe")
-
-        def closure(W=W, b=b, opt=opt, C=C):
-            opt.zero_grad()
-            loss = F.cross_entropy(X @ W + b, y, reduction="sum") + 0.5 / C * (W * W).sum()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-        with torch.no_grad():
-            pred = (Xd @ W + b).argmax(1)
-        tried[C] = {"accuracy": float((pred == yd).float().mean()), "macro_f1": _macro_f1(pred, yd, len(labels))}
-    best = max(tried, key=lambda c: tried[c]["accuracy"])
-    return {"accuracy": tried[best]["accuracy"], "macro_f1": tried[best]["macro_f1"], "C": best,
-            "features": len(index), "by_C": {str(c): v["accuracy"] for c, v in tried.items()},
-            "train_s": round(time.perf_counter() - start, 1)}  # fmt: skip
-
-
-def _macro_f1(pred: torch.Tensor, gold: torch.Tensor, k: int) -> float:
-    f1 = []
-    for c in range(k):
-        tp = int(((pred == c) & (gold == c)).sum())
-        p, g = int((pred == c).sum()), int((gold == c).sum())
-        if p or g:
-            f1.append(2 * tp / (p + g))
-    return sum(f1) / max(1, len(f1))
 
 
 # ---- prediction speed --------------------------------------------------------------------------------
@@ -250,32 +241,15 @@ def _predict_speed(checkpoint: Path, opts: Options) -> dict:
 # ---- the training loop ----------------------------------------------------------------------------------
 
 
-class PlainClassifier(nn.Module):
-    """The textbook BiLSTM classifier: padding is read by the backward direction (no masking
-    but in the pooling), the fastest plain form."""
-
-    def __init__(self, vocab: int, n_classes: int, *, embed: int, hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.embedding = nn.Embedding(vocab, embed)
-        self.lstm = nn.LSTM(embed, hidden, batch_first=True, bidirectional=True)
-        self.drop = nn.Dropout(dropout)
-        self.out = nn.Linear(2 * hidden, n_classes)
-
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        h, _ = self.lstm(self.drop(self.embedding(ids)))  # (B, T, 2H)
-        mask = torch.arange(ids.shape[1])[None, :] < lengths[:, None]
-        pooled = h.masked_fill(~mask[..., None], float("-inf")).amax(1)  # (B, 2H)
-        return self.out(self.drop(pooled))
-
-
 def _loop_speed(opts: Options) -> list[dict]:
     rows, _ = read_table(data_file("sst2/train.tsv"))
     rows = rows[: 300 if opts.tiny else None]
     tok = train_tokenizer("word", [r.text for r in rows])
     labels = Labels.from_counts({r.label: 1 for r in rows})
-    seqs = [encode_text(tok, r.text) for r in rows]
-    ys = labels.ids(r.label for r in rows)
     shape = {**DEFAULT_MODEL, **({"embed": 16, "hidden": 16} if opts.tiny else {})}
+    encoder = TextEncoder(tok, buckets=shape.get("ngram_buckets", 0))
+    items = [encoder.encode(r.text) for r in rows]
+    ys = labels.ids(r.label for r in rows)
     every, windows = (1, 2) if opts.tiny else (2, 2) if opts.quick else (10, 3)
     results = []
     for precision in ("bf16", "fp32"):
@@ -285,8 +259,8 @@ def _loop_speed(opts: Options) -> list[dict]:
         def ours(cfg=cfg) -> float:
             torch.manual_seed(0)
             model = Classifier(ClassifierConfig(vocab_size=tok.vocab_size, n_classes=len(labels), **shape))
-            task = ClassifierTask(model, (seqs, ys), ([], []), cfg, ClassifyOptions(), weights=[1.0] * len(labels),
-                                  meta={}, device=torch.device("cpu"))  # fmt: skip
+            task = ClassifierTask(model, encoder, (items, ys), ([], []), cfg, ClassifyOptions(),
+                                  weights=[1.0] * len(labels), meta={}, device=torch.device("cpu"))  # fmt: skip
             speeds: list[float] = []
 
             def on_progress(p: Progress) -> None:
@@ -301,17 +275,17 @@ def _loop_speed(opts: Options) -> list[dict]:
         def plain(cfg=cfg) -> float:
             torch.manual_seed(0)
             model = PlainClassifier(tok.vocab_size, len(labels), embed=shape["embed"], hidden=shape["hidden"],
-                                    dropout=shape["dropout"]).train()  # fmt: skip
+                                    dropout=shape["dropout"], buckets=shape.get("ngram_buckets", 0)).train()  # fmt: skip
             opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.99), weight_decay=0.01)
-            order = bucket_batches([len(s) for s in seqs], 32, seed=cfg.seed, epoch=0)
+            order = bucket_batches([len(e.ids) for e in items], 32, seed=cfg.seed, epoch=0)
             tokens, start = 0, time.perf_counter()
             for step in range(every * (1 + windows)):
                 if step == every:
                     tokens, start = 0, time.perf_counter()
                 idx = order[step % len(order)]
-                batch = make_batch([seqs[i] for i in idx], [ys[i] for i in idx])
+                batch = encoder.batch([items[i] for i in idx], [ys[i] for i in idx])
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                    logits = model(batch.ids, batch.lengths)
+                    logits = model(*batch.inputs)
                     loss = F.cross_entropy(logits.float(), batch.labels)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -343,6 +317,14 @@ def table(result: dict) -> Table:
             [f"{q['dataset']}, {q['eval_split']} accuracy (macro-F1), {q['time_budget_s']} s",
              f"{q['accuracy']:.2%} ({q['macro_f1']:.2%})", f"BoW LR {ref['accuracy']:.2%} ({ref['macro_f1']:.2%})",
              f"{100 * q['difference']:+.2f} points", target]
+        )  # fmt: skip
+        t.notes += [f"`{c}`" for c in q["commands"]]
+    for q in r["pretraining"]:
+        t.rows.append(
+            [f"{q['dataset']}, {q['eval_split']} accuracy (macro-F1), --init-from a word LM "
+             f"({q['lm_corpus_words']:,} words, {q['lm_time_budget_s']} s, val ppl {q['lm_val_ppl'] or 0:.0f})",
+             f"{q['accuracy']:.2%} ({q['macro_f1']:.2%})", f"default {q['default_accuracy']:.2%}",
+             f"{100 * q['difference']:+.2f} points", ""]
         )  # fmt: skip
         t.notes += [f"`{c}`" for c in q["commands"]]
     p = r["predict"]

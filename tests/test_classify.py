@@ -29,9 +29,10 @@ from textrnn.tasks.classify import (
     predict,
     train_classifier,
 )
-from textrnn.tasks.classify.batch import make_batch
+from textrnn.tasks.classify.batch import TextEncoder, char_ngrams
 from textrnn.tasks.classify.labels import class_weights
 from textrnn.tasks.classify.task import ClassifierTask, Share
+from textrnn.tokenizers import train_tokenizer
 
 TINY = {"embed": 16, "hidden": 16, "layers": 1, "dropout": 0.1}
 
@@ -81,25 +82,36 @@ def trained(toy, tmp_path_factory):
 
 
 @pytest.mark.parametrize("pool", ["max", "mean", "last", "attention"])
-@pytest.mark.parametrize(("cell", "bidirectional"), [("lstm", True), ("gru", True), ("lstm", False)])
-def test_padding_never_changes_a_prediction(pool, cell, bidirectional):
+@pytest.mark.parametrize(("cell", "bidirectional", "buckets"), [("lstm", True, 0), ("gru", True, 0), ("lstm", False, 0), ("lstm", True, 64)])
+def test_padding_never_changes_a_prediction(pool, cell, bidirectional, buckets):
     torch.manual_seed(0)
-    config = ClassifierConfig(vocab_size=30, n_classes=3, embed=8, hidden=6, layers=2, pool=pool,
-                              cell=cell, bidirectional=bidirectional)  # fmt: skip
+    tok = train_tokenizer("word", ["the film was superb and the plot dull"])
+    config = ClassifierConfig(vocab_size=tok.vocab_size, n_classes=3, embed=8, hidden=6, layers=2, pool=pool,
+                              cell=cell, bidirectional=bidirectional, ngram_buckets=buckets)  # fmt: skip
     model = Classifier(config).eval()
-    seqs = [[5, 6, 7], [1, 2, 3, 4, 8, 9, 10], [11]]
-    together = model(*_ids(make_batch(seqs)))
-    for i, s in enumerate(seqs):
-        alone = model(*_ids(make_batch([s])))
+    encoder = TextEncoder(tok, buckets=buckets)
+    items = [encoder.encode(t) for t in ("the film", "the plot was superb and unseen words abound", "dull")]
+    batch = encoder.batch(items)
+    together = model(*batch.inputs)
+    for i, item in enumerate(items):
+        alone = model(*encoder.batch([item]).inputs)
         torch.testing.assert_close(together[i], alone[0], rtol=1e-5, atol=1e-6)
-    # Different padding ids change nothing either.
-    batch = make_batch(seqs)
-    noisy = batch.ids.masked_fill(torch.arange(7)[None] >= batch.lengths[:, None], 29)
-    torch.testing.assert_close(model(noisy, batch.lengths), together, rtol=1e-5, atol=1e-6)
+    # Other ids at the padding positions change nothing either.
+    noisy = batch.ids.masked_fill(torch.arange(batch.ids.shape[1])[None] >= batch.lengths[:, None], 3)
+    torch.testing.assert_close(model(noisy, batch.lengths, batch.grams, batch.types), together, rtol=1e-5, atol=1e-6)
 
 
-def _ids(batch):
-    return batch.ids, batch.lengths
+def test_unseen_words_are_read_by_their_character_ngrams():
+    tok = train_tokenizer("word", ["a good film"])
+    encoder = TextEncoder(tok, buckets=1000)
+    item = encoder.encode("a goodish film")
+    assert item.ids[1] == tok.unk_id and item.units == ("a", "goodish", "film")
+    assert char_ngrams("goodish", 1000)[:2] == char_ngrams("good", 1000)[:2]  # "<go", "goo" shared
+    assert char_ngrams("goodish", 1000) == char_ngrams("goodish", 1000)  # CRC-32: the same every run
+    batch = encoder.batch([item, encoder.encode("film film")])
+    assert batch.grams.shape[0] == 3  # distinct tokens: a, goodish, film
+    assert batch.types.tolist() == [[0, 1, 2], [2, 2, 0]]  # (padding points anywhere)
+    assert (batch.grams == 1000).any()  # shorter rows are padded with the extra bucket
 
 
 def test_pooling_reads_only_real_positions():
@@ -245,18 +257,19 @@ def test_shares_add_up_to_the_single_process_loss_and_gradient(toy):
     rows, _ = read_table(toy / "train.tsv")
     rows = [r for r in rows if r.label == "pos"][:4] + [r for r in rows if r.label == "neg"][:3]
     labels = Labels.from_counts(Counter(r.label for r in rows))
-    seqs = [[1 + (hash(w) % 40) for w in r.text.split()] for r in rows]
+    encoder = TextEncoder(train_tokenizer("word", [r.text for r in rows]), buckets=32)
+    items = [encoder.encode(r.text) for r in rows]
     ys = labels.ids(r.label for r in rows)
     weights = class_weights(labels, Counter(r.label for r in rows), "balanced")
     torch.manual_seed(0)
-    model = Classifier(ClassifierConfig(vocab_size=50, n_classes=2, **TINY))
-    task = ClassifierTask(model, (seqs, ys), ([], []), TrainConfig(batch_size=7), ClassifyOptions(),
+    model = Classifier(ClassifierConfig(vocab_size=encoder.tokenizer.vocab_size, n_classes=2, ngram_buckets=32, **TINY))
+    task = ClassifierTask(model, encoder, (items, ys), ([], []), TrainConfig(batch_size=7), ClassifyOptions(),
                           weights=weights, meta={}, device=torch.device("cpu"))  # fmt: skip
     model.eval()  # no dropout and no word dropout: the comparison is deterministic
     total = sum(weights[y] for y in ys)
 
     def share(idx: list[int], stand_in: bool = False) -> Share:
-        return Share(make_batch([seqs[i] for i in idx], [ys[i] for i in idx]), total, stand_in)
+        return Share(encoder.batch([items[i] for i in idx], [ys[i] for i in idx]), total, stand_in)
 
     def grads(shares: list[Share]) -> tuple[float, list[torch.Tensor]]:
         model.zero_grad()

@@ -117,13 +117,13 @@ def train(
     unit: Annotated[str, typer.Option(help="char units: grapheme (clusters, for Devanagari) | codepoint.")] = "grapheme",
     tokenizer_file: Annotated[Path | None, typer.Option(help="Use this tokenizer file (textrnn tokenize train) instead.")] = None,
     init_from: Annotated[Path | None, typer.Option(help="Start the embeddings and encoder from this `textrnn train` language model (its tokenizer too).")] = None,
-    freeze_epochs: Annotated[int | None, typer.Option(help="With --init-from: epochs that train only the new layers before all train (default: 0).")] = None,
     embed: Annotated[int | None, typer.Option(help=f"Token embedding size (default: {DEFAULT_MODEL['embed']}).")] = None,
     cell: Annotated[Cell | None, typer.Option(help=f"Encoder cell (default: {DEFAULT_MODEL['cell']}).")] = None,
     hidden: Annotated[int | None, typer.Option(help=f"Encoder BiLSTM units per direction (default: {DEFAULT_MODEL['hidden']}).")] = None,
     layers: Annotated[int | None, typer.Option(help=f"Encoder BiLSTM layers (default: {DEFAULT_MODEL['layers']}).")] = None,
     pool: Annotated[Pool | None, typer.Option(help=f"How the encoder's states become one vector (default: {DEFAULT_MODEL['pool']}).")] = None,
     dropout: Annotated[float | None, typer.Option(help=f"Dropout (default: {DEFAULT_MODEL['dropout']}).")] = None,
+    ngram_buckets: Annotated[int | None, typer.Option(help=f"Add each token's hashed character 3-5-gram embeddings, in this many buckets; 0 = none (default: {DEFAULT_MODEL.get('ngram_buckets', 0)}).")] = None,
     word_dropout: Annotated[float | None, typer.Option(help=f"Probability that a training token reads as <unk> (default: {ClassifyOptions.word_dropout}).")] = None,
     class_weights: Annotated[Weights, typer.Option(help="balanced: weigh each class's loss by n / (classes x its count), against imbalance.")] = Weights.none,
     max_tokens: Annotated[int | None, typer.Option(help=f"Read a longer text by its first N tokens (default: {ClassifyOptions.max_tokens}).")] = None,
@@ -161,12 +161,12 @@ def train(
     model_overrides = {
         k: v
         for k, v in dict(embed=embed, cell=cell.value if cell else None, hidden=hidden, layers=layers,
-                         pool=pool.value if pool else None, dropout=dropout).items()
+                         pool=pool.value if pool else None, dropout=dropout, ngram_buckets=ngram_buckets).items()
         if v is not None
     }  # fmt: skip
     option_overrides = {
         k: v
-        for k, v in dict(word_dropout=word_dropout, max_tokens=max_tokens, freeze_epochs=freeze_epochs).items()
+        for k, v in dict(word_dropout=word_dropout, max_tokens=max_tokens).items()
         if v is not None
     }  # fmt: skip
     tokenizer_args = {"kind": (tokenizer or Kind(DEFAULT_TOKENIZER["kind"])).value, "vocab_size": vocab_size,

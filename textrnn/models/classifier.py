@@ -1,5 +1,6 @@
-"""A recurrent sentence classifier (many-to-one): token embeddings -> recurrent encoder ->
-pooling over the positions -> linear layer -> one score per class.
+"""A recurrent sentence classifier (many-to-one): token embeddings (plus, optionally, the
+mean embedding of each token's hashed character n-grams) -> recurrent encoder -> pooling
+over the positions -> linear layer -> one score per class.
 
 The encoder is the exactly masked bidirectional `models.blocks.BiLSTM` (LSTM or GRU
 cells), or, for a classifier started from a language model (`--init-from`), a
@@ -32,11 +33,14 @@ class ClassifierConfig:
     bidirectional: bool = True  # False: one direction, laid out as a language model
     pool: str = "max"  # max | mean | last | attention: how the states become one vector
     dropout: float = 0.5  # on the embeddings, between layers and on the pooled vector
+    ngram_buckets: int = 0  # hashed character n-gram embeddings added to each token's (0 = none)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "embed", "hidden", "layers"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.ngram_buckets < 0:
+            raise UsageError(f"--ngram-buckets must not be negative, got {self.ngram_buckets}")
         if self.n_classes < 2:
             raise UsageError(f"a classifier needs at least 2 classes, got {self.n_classes}")
         if self.cell not in CELLS:
@@ -60,6 +64,11 @@ class Classifier(nn.Module):
         self.config = c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embed)
         nn.init.normal_(self.embedding.weight, std=1.0 / math.sqrt(c.embed))
+        self.ngram_embedding = None
+        if c.ngram_buckets:  # the last row pads a token's n-grams: a mean leaves it out
+            b = c.ngram_buckets
+            self.ngram_embedding = nn.EmbeddingBag(b + 1, c.embed, mode="mean", padding_idx=b)
+            nn.init.normal_(self.ngram_embedding.weight, std=1.0 / math.sqrt(c.embed))
         self.drop = Dropout(c.dropout)
         if c.bidirectional:
             self.encoder = BiLSTM(c.embed, c.hidden, c.layers, c.dropout, cell=c.cell)
@@ -71,9 +80,19 @@ class Classifier(nn.Module):
         self.pool = Pooling(c.pool, c.features, bidirectional=c.bidirectional)
         self.out = nn.Linear(c.features, c.n_classes)
 
-    def encode(self, ids: Tensor, lengths: Tensor) -> Tensor:
+    def embed(self, ids: Tensor, grams: Tensor | None = None, types: Tensor | None = None) -> Tensor:
+        """Token vectors (B, T, E): the token's embedding, plus the mean of its n-grams'
+        (grams (U, G): the batch's distinct tokens' n-gram buckets; types (B, T): which row)."""
+        x = self.embedding(ids)  # (B, T, E)
+        if self.ngram_embedding is not None:
+            x = x + self.ngram_embedding(grams)[types]  # (U, E) -> (B, T, E)
+        return x
+
+    def encode(
+        self, ids: Tensor, lengths: Tensor, grams: Tensor | None = None, types: Tensor | None = None
+    ) -> Tensor:
         """The encoder's states (B, T, D) at every position (meaningless at padding)."""
-        x = self.drop(self.embedding(ids))  # (B, T, E)
+        x = self.drop(self.embed(ids, grams, types))  # (B, T, E)
         if self.config.bidirectional:
             return self.encoder(x, lengths)  # (B, T, 2H)
         for k, layer in enumerate(self.rnn):
@@ -82,22 +101,21 @@ class Classifier(nn.Module):
             x, _ = layer(x)  # (B, T, H)
         return x
 
-    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        h = self.encode(ids, lengths)  # (B, T, D)
+    def forward(
+        self, ids: Tensor, lengths: Tensor, grams: Tensor | None = None, types: Tensor | None = None
+    ) -> Tensor:
+        h = self.encode(ids, lengths, grams, types)  # (B, T, D)
         return self.out(self.drop(self.pool(h, lengths)))  # (B, K)
 
-    def attention(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def attention(
+        self, ids: Tensor, lengths: Tensor, grams: Tensor | None = None, types: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Class scores (B, K) and the attention pooling's weights (B, T) (pool "attention" only)."""
         if self.config.pool != "attention":
             raise UsageError("attention weights need a classifier with --pool attention")
-        h = self.encode(ids, lengths)
+        h = self.encode(ids, lengths, grams, types)
         mask = torch.arange(h.shape[1], device=h.device).unsqueeze(0) < lengths.unsqueeze(1)
         weights = self.pool.attention_weights(h, mask)  # (B, T)
         pooled = torch.bmm(weights.unsqueeze(1).to(h.dtype), h).squeeze(1)  # (B, D)
         return self.out(pooled), weights
 
-    def pretrained_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """(embedding and encoder parameters, the rest): what a language model can initialise."""
-        head = {id(p) for m in (self.pool, self.out) for p in m.parameters()}
-        body = [p for p in self.parameters() if id(p) not in head]
-        return body, [p for p in self.parameters() if id(p) in head]

@@ -1,7 +1,15 @@
-"""Texts -> token ids -> padded batches for a classifier."""
+"""Texts -> token ids (and each token's hashed character n-grams) -> padded batches.
+
+Character n-grams are fastText's subword features (Bojanowski et al. 2017): a token is
+also read as the mean embedding of the 3-, 4- and 5-grams of `<token>`, hashed into a
+fixed number of buckets, so a word never seen in training (5.5% of SST-2 dev tokens) still
+has a meaningful vector, and rare inflections share one with their stem. The hash is
+CRC-32: the same on every run and machine (Python's `hash` of a string is not).
+"""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,7 +19,25 @@ from torch import Tensor
 
 from textrnn.tokenizers import Tokenizer
 
-MAX_TOKENS = 512  # a longer text is read by its first MAX_TOKENS tokens
+NGRAM_ORDERS = (3, 4, 5)  # character n-gram lengths
+MAX_NGRAMS = 24  # n-grams kept per token (the shortest first)
+CACHE_SIZE = 500_000  # tokens whose n-grams are remembered (cleared when full)
+
+
+def char_ngrams(unit: str, buckets: int) -> list[int]:
+    """Bucket ids of the character n-grams of `<unit>` (at least one)."""
+    w = f"<{unit}>"
+    grams = [zlib.crc32(w[i : i + n].encode("utf-8")) % buckets
+             for n in NGRAM_ORDERS for i in range(len(w) - n + 1)]  # fmt: skip
+    return grams[:MAX_NGRAMS] or [zlib.crc32(w.encode("utf-8")) % buckets]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One text as the model reads it."""
+
+    ids: list[int]  # token ids, at least one
+    units: tuple[str, ...] = ()  # the tokens themselves, when the model reads their n-grams
 
 
 @dataclass
@@ -19,27 +45,68 @@ class Batch:
     ids: Tensor  # (B, T) token ids, padded with <unk> (0) after each text
     lengths: Tensor  # (B,) tokens of each text, at least 1
     labels: Tensor | None = None  # (B,) class ids
+    grams: Tensor | None = None  # (U, G) n-gram bucket ids of the batch's distinct tokens, padded with `buckets`
+    types: Tensor | None = None  # (B, T) index into `grams` of each position
 
     def to(self, device: torch.device) -> Batch:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.ids), move(self.lengths), move(self.labels))
+        return Batch(*(move(getattr(self, f)) for f in ("ids", "lengths", "labels", "grams", "types")))
 
     @property
-    def rows(self) -> int:
-        return int(self.ids.shape[0])
+    def inputs(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """The model's arguments: ids, lengths, grams, types."""
+        return self.ids, self.lengths, self.grams, self.types
 
 
-def encode_text(tokenizer: Tokenizer, text: str, *, max_tokens: int = MAX_TOKENS) -> list[int]:
-    """A text's token ids, cut to `max_tokens`; a text without tokens reads as one <unk>, so
-    that it gets the prediction of no evidence rather than an error."""
-    ids = tokenizer.encode(text.replace("\n", " "))[:max_tokens]
-    return ids or [tokenizer.unk_id]
+class TextEncoder:
+    """Texts -> `Encoded` -> `Batch`es, with a tokenizer and (when `buckets` > 0) n-gram features."""
 
+    def __init__(self, tokenizer: Tokenizer, *, buckets: int = 0, max_tokens: int = 512) -> None:
+        self.tokenizer, self.buckets, self.max_tokens = tokenizer, buckets, max_tokens
+        self._grams: dict[str, list[int]] = {}
 
-def make_batch(seqs: Sequence[Sequence[int]], labels: Sequence[int] | None = None) -> Batch:
-    """A right-padded batch of non-empty id sequences (with their class ids, when given)."""
-    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-    ids = np.zeros((len(seqs), int(lengths.max())), dtype=np.int64)
-    ids[np.arange(ids.shape[1]) < lengths[:, None]] = [i for s in seqs for i in s]
-    target = None if labels is None else torch.tensor(list(labels), dtype=torch.long)
-    return Batch(torch.from_numpy(ids), torch.from_numpy(lengths), target)
+    def encode(self, text: str) -> Encoded:
+        """A text's ids (cut to `max_tokens`; a text without tokens reads as one <unk>, so that
+        it gets the prediction of no evidence rather than an error), and its tokens."""
+        text = text.replace("\n", " ")
+        ids = self.tokenizer.encode(text)[: self.max_tokens]
+        if not ids:
+            return Encoded([self.tokenizer.unk_id], ("",) if self.buckets else ())
+        if not self.buckets:
+            return Encoded(ids)
+        units = self.units(text)
+        return Encoded(ids, tuple(units) if len(units) == len(ids) else tuple(self.pieces(ids)))
+
+    def units(self, text: str) -> list[str]:
+        """The tokens of a text, one per id of `encode` (normalised as the tokenizer reads them)."""
+        return self.tokenizer.tokenize(text.replace("\n", " "))[: self.max_tokens]
+
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        return [self.tokenizer.id_to_piece(i) for i in ids]
+
+    def grams(self, unit: str) -> list[int]:
+        hit = self._grams.get(unit)
+        if hit is None:
+            if len(self._grams) >= CACHE_SIZE:
+                self._grams.clear()
+            hit = self._grams[unit] = char_ngrams(unit, self.buckets)
+        return hit
+
+    def batch(self, items: Sequence[Encoded], labels: Sequence[int] | None = None) -> Batch:
+        """A right-padded batch (with class ids, when given)."""
+        lengths = np.fromiter((len(e.ids) for e in items), dtype=np.int64, count=len(items))
+        mask = np.arange(int(lengths.max())) < lengths[:, None]  # (B, T): row-major = tokens in order
+        ids = np.zeros(mask.shape, dtype=np.int64)
+        ids[mask] = [i for e in items for i in e.ids]
+        target = None if labels is None else torch.tensor(list(labels), dtype=torch.long)
+        batch = Batch(torch.from_numpy(ids), torch.from_numpy(lengths), target)
+        if self.buckets:
+            distinct: dict[str, int] = {}
+            types = np.zeros(mask.shape, dtype=np.int64)
+            types[mask] = [distinct.setdefault(u, len(distinct)) for e in items for u in e.units]
+            rows = [self.grams(u) for u in distinct]
+            width = max(map(len, rows))
+            grams = np.full((len(rows), width), self.buckets, dtype=np.int64)
+            grams[np.arange(width) < np.array([len(r) for r in rows])[:, None]] = [g for r in rows for g in r]
+            batch.grams, batch.types = torch.from_numpy(grams), torch.from_numpy(types)
+        return batch

@@ -14,9 +14,6 @@ class ClassifyOptions:
     word_dropout: float = 0.2  # probability that a training token is read as <unk>
     class_weights: str = "none"  # none | balanced (each class weighs as much in the loss)
     max_tokens: int = 512  # a longer text is read by its first max_tokens tokens
-    # Started from a language model (--init-from): epochs during which the embeddings and
-    # the encoder stay frozen while the new layers learn, then all layers train.
-    freeze_epochs: int = 0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.word_dropout, int | float) and 0.0 <= self.word_dropout < 1.0):
@@ -27,5 +24,3 @@ class ClassifyOptions:
             )
         if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
             raise UsageError(f"--max-tokens must be an integer >= 1, got {self.max_tokens!r}")
-        if isinstance(self.freeze_epochs, bool) or not isinstance(self.freeze_epochs, int) or self.freeze_epochs < 0:
-            raise UsageError(f"--freeze-epochs must be an integer >= 0, got {self.freeze_epochs!r}")

@@ -4,7 +4,7 @@ batches of similar length), and which tokens drove a decision."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ from textrnn.engine.devices import (
 from textrnn.engine.weights import check_weight_shapes, checkpoint_weights, load_weights
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
 from textrnn.models.classifier import Classifier, ClassifierConfig
-from textrnn.tasks.classify.batch import encode_text, make_batch
+from textrnn.tasks.classify.batch import Encoded, TextEncoder
 from textrnn.tasks.classify.labels import Labels
 from textrnn.tasks.classify.options import ClassifyOptions
 from textrnn.tasks.classify.scoring import class_probabilities
@@ -37,20 +37,22 @@ class LoadedClassifier:
     checkpoint: Checkpoint | None
     options: ClassifyOptions
     precision: str = "fp32"  # fp32 | bf16: the arithmetic of classifying
+    encoder: TextEncoder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.encoder = TextEncoder(self.tokenizer, buckets=self.model.config.ngram_buckets,
+                                   max_tokens=self.options.max_tokens)  # fmt: skip
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def encode(self, text: str) -> list[int]:
-        return encode_text(self.tokenizer, text, max_tokens=self.options.max_tokens)
-
     def tokens(self, text: str) -> list[str]:
-        """The units a text is read as, one per id of `encode` (spaces shown as ▁)."""
-        ids = self.encode(text)
-        pieces = self.tokenizer.tokenize(text.replace("\n", " "))[: len(ids)]
+        """The units a text is read as, one per token id (spaces shown as ▁)."""
+        ids = self.encoder.encode(text).ids
+        pieces = self.encoder.units(text)
         if len(pieces) != len(ids):
-            pieces = [self.tokenizer.id_to_piece(i) for i in ids]
+            pieces = self.encoder.pieces(ids)
         return [p.replace(" ", "\u2581") for p in pieces]
 
 
@@ -104,9 +106,9 @@ def predict(
     """Class probabilities (in `classifier.labels` order) of each text, in order, streaming:
     `read_ahead` texts are read, classified in batches of similar length and yielded before
     more input is read."""
-    pending: list[list[int]] = []
+    pending: list[Encoded] = []
     for text in texts:
-        pending.append(classifier.encode(text))
+        pending.append(classifier.encoder.encode(text))
         if len(pending) >= read_ahead:
             yield from _classify(classifier, pending)
             pending = []
@@ -114,8 +116,9 @@ def predict(
         yield from _classify(classifier, pending)
 
 
-def _classify(classifier: LoadedClassifier, seqs: list[list[int]]) -> list[list[float]]:
-    probs = class_probabilities(classifier.model, seqs, device=classifier.device, precision=classifier.precision)
+def _classify(classifier: LoadedClassifier, items: list[Encoded]) -> list[list[float]]:
+    probs = class_probabilities(classifier.model, classifier.encoder, items, device=classifier.device,
+                                precision=classifier.precision)  # fmt: skip
     return probs.tolist()
 
 
@@ -126,20 +129,27 @@ def explain(classifier: LoadedClassifier, text: str) -> tuple[list[float], list[
     token's weight is how much the predicted class's probability falls when that token
     alone is left out (leave-one-token-out occlusion; negative: the token spoke against it).
     """
-    ids = classifier.encode(text)
+    encoder = classifier.encoder
+    item = encoder.encode(text)
     pieces = classifier.tokens(text)
     model, device = classifier.model, classifier.device
     with torch.inference_mode(), autocast(classifier.precision, device):
-        whole = make_batch([ids]).to(device)
+        whole = encoder.batch([item]).to(device)
         if model.config.pool == "attention":
-            logits, weights = model.attention(whole.ids, whole.lengths)
+            logits, weights = model.attention(*whole.inputs)
             probs = torch.softmax(logits.float(), -1)[0]
             return probs.tolist(), list(zip(pieces, weights[0].float().tolist(), strict=True))
-        probs = torch.softmax(model(whole.ids, whole.lengths).float(), -1)[0]
+        probs = torch.softmax(model(*whole.inputs).float(), -1)[0]
         best = int(probs.argmax())
-        unk = [classifier.tokenizer.unk_id]  # (a text without tokens reads as one <unk>)
-        variants = [ids[:t] + ids[t + 1 :] or unk for t in range(len(ids))]
-        batch = make_batch(variants).to(device)
-        without = torch.softmax(model(batch.ids, batch.lengths).float(), -1)[:, best]  # (T,)
+        batch = encoder.batch([_without(item, t, encoder) for t in range(len(item.ids))]).to(device)
+        without = torch.softmax(model(*batch.inputs).float(), -1)[:, best]  # (T,)
         drops = (probs[best] - without).tolist()
     return probs.tolist(), list(zip(pieces, drops, strict=True))
+
+
+def _without(item: Encoded, t: int, encoder: TextEncoder) -> Encoded:
+    """`item` with its token `t` left out (no token left: one <unk>, as an empty text reads)."""
+    ids, units = item.ids[:t] + item.ids[t + 1 :], item.units[:t] + item.units[t + 1 :]
+    if not ids:
+        return encoder.encode("")
+    return Encoded(ids, units)

@@ -13,25 +13,26 @@ from textrnn.data.batching import length_batches
 from textrnn.engine import metrics
 from textrnn.engine.devices import autocast
 from textrnn.models.classifier import Classifier
-from textrnn.tasks.classify.batch import make_batch
+from textrnn.tasks.classify.batch import Encoded, TextEncoder
 
 
 def class_probabilities(
     model: Classifier,
-    seqs: Sequence[Sequence[int]],
+    encoder: TextEncoder,
+    items: Sequence[Encoded],
     *,
     device: torch.device,
     precision: str = "fp32",
 ) -> Tensor:
-    """(N, K) float32 class probabilities of token-id sequences, in their order (eval mode)."""
+    """(N, K) float32 class probabilities of encoded texts, in their order (eval mode)."""
     was_training = model.training
     model.eval()
-    out = torch.empty(len(seqs), model.config.n_classes)
+    out = torch.empty(len(items), model.config.n_classes)
     try:
         with torch.inference_mode(), autocast(precision, device):
-            for idx in length_batches([len(s) for s in seqs]):
-                batch = make_batch([seqs[i] for i in idx]).to(device)
-                logits = model(batch.ids, batch.lengths)  # (B, K)
+            for idx in length_batches([len(e.ids) for e in items]):
+                batch = encoder.batch([items[i] for i in idx]).to(device)
+                logits = model(*batch.inputs)  # (B, K)
                 out[idx] = torch.softmax(logits.float(), dim=-1).cpu()
     finally:
         model.train(was_training)

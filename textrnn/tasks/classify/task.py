@@ -17,7 +17,7 @@ from textrnn.data.batching import bucket_batches
 from textrnn.engine import distributed
 from textrnn.engine.config import TrainConfig
 from textrnn.models.classifier import Classifier
-from textrnn.tasks.classify.batch import Batch, make_batch
+from textrnn.tasks.classify.batch import Batch, Encoded, TextEncoder
 from textrnn.tasks.classify.options import ClassifyOptions
 from textrnn.tasks.classify.scoring import class_probabilities, scores
 
@@ -47,8 +47,9 @@ class ClassifierTask:
     def __init__(
         self,
         model: Classifier,
-        train: tuple[Sequence[Sequence[int]], Sequence[int]],
-        dev: tuple[Sequence[Sequence[int]], Sequence[int]],
+        encoder: TextEncoder,
+        train: tuple[Sequence[Encoded], Sequence[int]],
+        dev: tuple[Sequence[Encoded], Sequence[int]],
         cfg: TrainConfig,
         options: ClassifyOptions,
         *,
@@ -57,16 +58,17 @@ class ClassifierTask:
         device: torch.device,
     ) -> None:
         self.model, self.cfg, self.options, self.meta, self.device = model, cfg, options, meta, device
-        self.seqs, self.labels = list(train[0]), list(train[1])
-        self.dev_seqs, self.dev_labels = list(dev[0]), list(dev[1])
-        self.lengths = [len(s) for s in self.seqs]
+        self.encoder = encoder
+        self.items, self.labels = list(train[0]), list(train[1])
+        self.dev_items, self.dev_labels = list(dev[0]), list(dev[1])
+        self.lengths = [len(e.ids) for e in self.items]
         self.row_weight = [weights[y] for y in self.labels]
         self.weights = torch.tensor(weights, dtype=torch.float32, device=device)
         self.dist = distributed.context()
         self._epoch = 0
 
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.seqs) / self.cfg.batch_size)
+        return math.ceil(len(self.items) / self.cfg.batch_size)
 
     def batches(self, epoch: int, start: int) -> Iterator[Share]:
         self._epoch = epoch
@@ -78,7 +80,7 @@ class ClassifierTask:
             # the batch's and weighs it 0.
             stand_in = len(part) == 0
             part = idx[:1] if stand_in else part
-            batch = make_batch([self.seqs[i] for i in part], [self.labels[i] for i in part])
+            batch = self.encoder.batch([self.items[i] for i in part], [self.labels[i] for i in part])
             yield Share(batch.to(self.device), total, stand_in)
 
     def loss(self, share: Share) -> tuple[Tensor, int]:
@@ -86,8 +88,10 @@ class ClassifierTask:
         ids = batch.ids
         p = self.options.word_dropout
         if self.model.training and p > 0:
-            ids = ids.masked_fill(torch.rand(ids.shape, device=ids.device) < p, 0)  # 0 = <unk>
-        logits = self.model(ids, batch.lengths)  # (B, K)
+            # (the token's n-grams stay: its spelling is still read)
+            unk = self.encoder.tokenizer.unk_id
+            ids = ids.masked_fill(torch.rand(ids.shape, device=ids.device) < p, unk)
+        logits = self.model(ids, batch.lengths, batch.grams, batch.types)  # (B, K)
         summed = F.cross_entropy(logits.float(), batch.labels, weight=self.weights, reduction="sum")
         loss = summed / share.global_weight
         if share.stand_in:
@@ -95,9 +99,9 @@ class ClassifierTask:
         return loss, int(batch.lengths.sum())
 
     def evaluate(self) -> dict[str, float]:
-        if not self.dev_seqs:
+        if not self.dev_items:
             return {"val_loss": float("nan")}
-        probs = class_probabilities(self.model, self.dev_seqs, device=self.device)
+        probs = class_probabilities(self.model, self.encoder, self.dev_items, device=self.device)
         s = scores(probs, self.dev_labels, n_classes=self.model.config.n_classes)
         return {"val_loss": s["loss"], "val_accuracy": s["accuracy"], "val_macro_f1": s["macro_f1"]}
 

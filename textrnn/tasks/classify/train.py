@@ -18,7 +18,7 @@ from textrnn.errors import DataError, UsageError
 from textrnn.files import file_info
 from textrnn.formats.tables import Layout, Row, read_table
 from textrnn.models.classifier import Classifier, ClassifierConfig
-from textrnn.tasks.classify.batch import encode_text
+from textrnn.tasks.classify.batch import TextEncoder
 from textrnn.tasks.classify.labels import Labels, check_known, class_weights
 from textrnn.tasks.classify.options import ClassifyOptions
 from textrnn.tasks.classify.predict import model_from_checkpoint
@@ -116,8 +116,8 @@ def train_classifier(
                                                   init_from=init_from, on_log=on_log)  # fmt: skip
     report_classes(labels, counts, dev_rows, on_log)
     model.to(device)
-    encode = lambda rs: ([encode_text(tok, r.text, max_tokens=options.max_tokens) for r in rs],  # noqa: E731
-                         [labels.index.get(r.label, -1) for r in rs])  # fmt: skip
+    encoder = TextEncoder(tok, buckets=model.config.ngram_buckets, max_tokens=options.max_tokens)
+    encode = lambda rs: ([encoder.encode(r.text) for r in rs], [labels.index.get(r.label, -1) for r in rs])  # noqa: E731
     train_data, dev_data = encode(rows), encode(dev_rows)
     meta = {
         "tokenizers": {"text": tok.to_dict(), "label": labels.to_dict()},
@@ -125,7 +125,7 @@ def train_classifier(
             "train": file_info(train), "dev": file_info(dev) if dev is not None else None,
             "format": layout.fmt, "text_column": text_column, "label_column": label_column,
             "layout": layout.describe(), "rows": len(rows), "dev_rows": len(dev_rows),
-            "tokens": sum(len(s) for s in train_data[0]),
+            "tokens": sum(len(e.ids) for e in train_data[0]),
             "classes": {c: counts[c] for c in labels.names},
             "init_from": init_info,
         },
@@ -133,7 +133,7 @@ def train_classifier(
     on_log(f"{len(rows)} training rows ({layout.describe()}), {len(dev_rows)} dev rows, "
            f"{len(labels)} classes, {tok.kind} tokenizer with {tok.vocab_size} ids")  # fmt: skip
     weights = class_weights(labels, counts, options.class_weights)
-    task = ClassifierTask(model, train_data, dev_data, cfg, options, weights=weights, meta=meta, device=device)
+    task = ClassifierTask(model, encoder, train_data, dev_data, cfg, options, weights=weights, meta=meta, device=device)
     run = fit(task, cfg, out=out, device=device, on_progress=on_progress, resume=resume)
     return TrainResult(run.state, run.best, run.last, labels=labels, tokenizer=tok)
 
