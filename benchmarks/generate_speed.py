@@ -32,7 +32,7 @@ from textrnn.config import config_to_dict
 from textrnn.engine import decoding
 from textrnn.engine.checkpoint import Checkpoint, save_checkpoint
 from textrnn.models.lm import LanguageModel, LMConfig, LMStepper
-from textrnn.tasks.lm import GenerateConfig, LoadedLM, beam_generate, generate, load_lm
+from textrnn.tasks.lm import GenerateConfig, LoadedLM, beam_generate, generate, load
 from textrnn.tokenizers import UNK, CharTokenizer
 
 # The 65 characters of tiny-shakespeare, after <unk>.
@@ -70,9 +70,9 @@ def run(opts: Options) -> dict:
     meta = {"model_config": config_to_dict(model.config), "tokenizers": {"text": tok.to_dict()}}
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     save_checkpoint(path, Checkpoint(task="lm", meta=meta, tensors=tensors))
-    lm = load_lm(path)  # fp32
-    fast = load_lm(path, precision="auto")  # textrnn sample's default: int8 on x86 CPUs
-    lm16 = load_lm(path, precision="bf16")  # fp32 again where the CPU lacks native bf16
+    lm = load(path)  # fp32
+    fast = load(path, precision="auto")  # textrnn sample's default: int8 on x86 CPUs
+    lm16 = load(path, precision="bf16")  # fp32 again where the CPU lacks native bf16
     plain = reference.PlainLM(tok.vocab_size, **s["model"])
     plain.load_textrnn_weights(lm.model.state_dict())
     plain.eval()
@@ -101,7 +101,7 @@ def run(opts: Options) -> dict:
             "best hypothesis for beam search); untrained random weights.",
             "reference: plain nn.Embedding + nn.LSTM + nn.Linear with the same weights, one fused "
             "nn.LSTM call per token on a (B, 1) input, softmax, torch.multinomial.",
-            "fp32 rows: load_lm(precision='fp32') (textrnn sample --precision fp32); int8 rows: the "
+            "fp32 rows: load(precision='fp32') (textrnn sample --precision fp32); int8 rows: the "
             "stepper's two large matrices in int8 with a scale per output unit, fbgemm's dynamic "
             "linear (textrnn sample's default, auto, on x86 CPUs); bf16 rows: those matrices in bf16, "
             "prepacked for oneDNN; state, biases, the output layer and logits stay fp32.",

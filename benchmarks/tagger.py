@@ -31,7 +31,7 @@ from textrnn.engine.devices import autocast
 from textrnn.formats.conllu import load_sentences
 from textrnn.models.tagger import Tagger, TaggerConfig
 from textrnn.paths import data_file
-from textrnn.tasks.tag import DEFAULT_MODEL, LoadedTagger, build_vocab, predict
+from textrnn.tasks.tag import DEFAULT_MODEL, LoadedTagger, build_vocab
 
 TARGET_EWT = 0.955  # dev UPOS accuracy after --time-budget 900 (the target)
 REFERENCE_BATCH = 32
@@ -162,7 +162,7 @@ def _throughput(opts: Options) -> list[dict]:
 
         def ours(tagger=tagger) -> float:
             start = time.perf_counter()
-            for _ in predict(tagger, sentences):
+            for _ in tagger.predict(sentences):
                 pass
             return words / (time.perf_counter() - start)
 

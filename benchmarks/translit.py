@@ -14,7 +14,7 @@ Attention: one model (the CLI default) with `--attention luong | bahdanau | none
 shorter budget (300 s each), evaluated the same way (in this process, by the function
 behind `translit eval`), so the three differ in attention only.
 
-Speed, on the single luong model: words/s of `textrnn.tasks.translit.transliterate` (words decoded INFER_WORDS at a time,
+Speed, on the single luong model: words/s of `textrnn.tasks.translit.decode.transliterate` (words decoded INFER_WORDS at a time,
 batched beam search) against a plain reference with the same weights: one word at a
 time through `decoding.beam_search` (or a per-word greedy loop), the way a straightforward
 implementation decodes. The ratio is the gain of batching many words.
@@ -47,9 +47,9 @@ from benchmarks.common import (
 from textrnn.engine import decoding
 from textrnn.models.seq2seq import BOS, EOS
 from textrnn.paths import data_file
-from textrnn.tasks.translit import evaluate, load_translit, transliterate
+from textrnn.tasks import translit
 from textrnn.tasks.translit.batch import pad_sources
-from textrnn.tasks.translit.decode import BANNED, INFER_WORDS, max_length
+from textrnn.tasks.translit.decode import BANNED, INFER_WORDS, max_length, transliterate
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_TOP1, TARGET_TOP5 = 0.50, 0.75
@@ -98,9 +98,9 @@ def run(opts: Options) -> dict:
         out = f"att-{att}.ckpt"
         cmd = ["translit", "train", *common, "--attention", att, "--time-budget", str(att_budget), "--out", out]
         row = {"attention": att, "train": _textrnn(cmd, opts.workdir)}
-        tr = load_translit(opts.workdir / out)  # what `translit eval` runs, without a process start
+        tr = translit.load(opts.workdir / out)  # what `translit eval` runs, without a process start
         for name, beam in (("beam5", 5), ("greedy", 1)):
-            r = evaluate(tr, dev, beam=beam, nbest=beam)
+            r = tr.evaluate(dev, beam=beam, nbest=beam)
             row[name] = {k: r[k] for k in ("top1", "topk", "cer")}
         attention.append(row)
     speed = _speed(opts, opts.workdir / "att-luong.ckpt", dev)  # one model: the CLI's default shape
@@ -155,7 +155,7 @@ def _textrnn(args: list[str], cwd: Path) -> dict:
 
 def _speed(opts: Options, ckpt: Path, dev: Path) -> list[dict]:
     """words/s of batched decoding (textrnn) vs one word at a time (reference), same weights."""
-    tr = load_translit(ckpt, precision="fp32")
+    tr = translit.load(ckpt, precision="fp32")
     words = [line.split("\t")[0] for line in dev.read_text(encoding="utf-8").splitlines() if line.strip()]
     words = words[: 64 if opts.tiny else 256 if opts.quick else 1024]
     rows = []

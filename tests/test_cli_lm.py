@@ -182,7 +182,7 @@ PROCESSES = {
     "help": ["--help"],
     "sample": ["sample", "--length", "60", "--seed", "1"],  # the newest in ./checkpoints
     "sample stdin": (["sample", "-c", CKPT, "--length", "30", "--seed", "3"], "First Citizen:\n"),
-    "eval": ["eval", CKPT, "corpus.txt", "--json"],
+    "eval": ["eval", "corpus.txt", "-c", CKPT, "--json"],
     "info": ["info", CKPT, "--json"],
 }
 # Bad input as real processes too (the whole table runs in process below).
@@ -321,12 +321,42 @@ def test_sample_picks_the_newest_best_checkpoint(cli, work, tmp_path, monkeypatc
 def test_eval_from_stdin_and_plain_output(cli, work, monkeypatch):
     monkeypatch.chdir(work)
     text = (work / "corpus.txt").read_bytes()[:3000]
-    from_stdin = json.loads(cli(["eval", CKPT, "--json"], stdin=text).stdout)
+    from_stdin = json.loads(cli(["eval", "-c", CKPT, "--json"], stdin=text).stdout)
     (work / "part.txt").write_bytes(text)
-    from_file = json.loads(cli(["eval", CKPT, "part.txt", "--json"]).stdout)
+    from_file = json.loads(cli(["eval", "part.txt", "-c", CKPT, "--json"]).stdout)
     assert from_stdin["loss_nats"] == pytest.approx(from_file["loss_nats"])
-    plain = cli(["eval", CKPT, "part.txt"]).stdout
+    plain = cli(["eval", "part.txt", "-c", CKPT]).stdout
     assert plain.splitlines()[0].split()[0] == "loss_nats"
+
+
+def test_old_eval_form_still_works_with_a_notice(cli, work, monkeypatch):
+    """`textrnn eval CKPT [FILE]` (before one grammar for every task): the same figures, and
+    one line on stderr that gives the new form."""
+    monkeypatch.chdir(work)
+    text = (work / "corpus.txt").read_bytes()[:3000]
+    (work / "part.txt").write_bytes(text)
+    new = cli(["eval", "part.txt", "-c", CKPT, "--json"])
+    assert new.returncode == 0 and new.stderr == ""
+    for old in (cli(["eval", CKPT, "part.txt", "--json"]), cli(["eval", CKPT, "--json"], stdin=text)):
+        assert old.returncode == 0, old.stderr
+        assert json.loads(old.stdout)["loss_nats"] == pytest.approx(json.loads(new.stdout)["loss_nats"])
+        assert old.stderr.splitlines() == [
+            "textrnn: note: `textrnn eval CHECKPOINT FILE` is now `textrnn eval FILE -c CHECKPOINT`"
+        ]
+    assert_one_line_error(cli(["eval", "part.txt"]), 2, "-c CHECKPOINT")  # a text file is no checkpoint
+
+
+def test_train_with_a_dev_file_validates_on_it(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.txt").write_text(shakespeare(5000), encoding="utf-8")
+    (tmp_path / "d.txt").write_text("to be, or not to be\n" * 40, encoding="utf-8")  # unlike TRAIN
+    res = cli("train t.txt --dev d.txt --hidden 16 --layers 1 --max-steps 10 --json --out m.ckpt")
+    assert res.returncode == 0, res.stderr
+    assert Path(read_meta(tmp_path / "m.ckpt")[1]["data"]["dev"]["path"]).name == "d.txt"
+    dev, train = (json.loads(cli(f"eval {f} -c m.ckpt --json").stdout)["loss_nats"] for f in ("d.txt", "t.txt"))
+    # Validation scored DEV (in rows of another length than eval's: equal to about 1e-3).
+    assert json.loads(res.stdout)["best_val_loss"] == pytest.approx(dev, rel=2e-3)
+    assert abs(dev - train) > 0.01 * train  # (held-out blocks of TRAIN would score like TRAIN)
 
 
 def test_train_json_in_process(cli, tmp_path, monkeypatch):
@@ -385,15 +415,15 @@ ERRORS = {
     ),
     "pickle checkpoint": (["sample", "-c", "pickle.ckpt"], 1, ["pickle"]),
     "tagger checkpoint": (["sample", "-c", "tagger.ckpt"], 1, ["tagger"]),
-    "tagger to eval": (["eval", "tagger.ckpt", "corpus.txt"], 1, ["tagger"]),
+    "tagger to eval": (["eval", "corpus.txt", "-c", "tagger.ckpt"], 1, ["tagger"]),
     "missing checkpoint": (["sample", "-c", "nope.ckpt"], 1, ["nope.ckpt"]),
     "resume best": (["train", "--resume", CKPT], 1, ["no training state", LAST]),
     "resume changes model": (["train", "--resume", LAST, "--hidden", "64"], 2, ["cannot change"]),
-    "eval invalid utf-8": (["eval", CKPT, "latin1.txt"], 1, ["UTF-8"]),
+    "eval invalid utf-8": (["eval", "latin1.txt", "-c", CKPT], 1, ["UTF-8"]),
     "info random": (["info", "random.ckpt"], 1, ["random.ckpt"]),
     "bad option value": (["sample", "-c", CKPT, "--length", "many"], 2, ["--length"]),
     "unknown option": (["sample", "--colour"], 2, ["--colour"]),
-    "no train corpus": (["train"], 2, ["CORPUS"]),
+    "no train corpus": (["train"], 2, ["TRAIN"]),
 }
 
 

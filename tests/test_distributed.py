@@ -33,8 +33,9 @@ from textrnn.formats.conllu import Sentence
 from textrnn.formats.plain import iter_text_chunks
 from textrnn.models.lm import LanguageModel, LMConfig
 from textrnn.models.tagger import Tagger, TaggerConfig
+from textrnn.tasks import tag
 from textrnn.tasks.lm import LMTask
-from textrnn.tasks.tag import build_vocab, load_tagger, predict
+from textrnn.tasks.tag import build_vocab
 from textrnn.tasks.tag.task import Shard, TaggerTask
 from textrnn.tokenizers import train_tokenizer
 
@@ -197,7 +198,7 @@ import torch
 from textrnn.engine import distributed
 from textrnn.engine.checkpoint import load_checkpoint
 from textrnn.formats.plain import iter_text_chunks
-from textrnn.tasks.lm import train_lm
+from textrnn.tasks.lm import train
 from textrnn.tokenizers import train_tokenizer
 from textrnn.engine.config import TrainConfig
 
@@ -212,8 +213,8 @@ def interrupt(p):  # called on rank 0 only; the other rank learns of it through 
 
 tok = train_tokenizer("char", iter_text_chunks(corpus))
 ckpt = load_checkpoint(resume[0]) if resume else None
-train_lm(corpus, tok, out=out, model_overrides=None if ckpt else model, train_cfg=cfg, device=device,
-         on_progress=interrupt if stop_at else None, resume=ckpt)
+train(corpus, tokenizer=tok, out=out, model_overrides=None if ckpt else model, train_cfg=cfg, device=device,
+      on_progress=interrupt if stop_at else None, resume=ckpt)
 """
 
 
@@ -305,8 +306,8 @@ def test_tagger_on_two_processes_stops_early_together_after_a_batch_smaller_than
     assert summary["tokens"] == sum(
         len(s.words) for s in toy_sentences(25, seed=1)
     )  # one epoch, no stand-in
-    tagger = load_tagger(tmp_path / "t.ckpt")
-    assert len(next(iter(predict(tagger, [["the", "cat", "sees"]])))) == 3
+    tagger = tag.load(tmp_path / "t.ckpt")
+    assert len(next(iter(tagger.predict([["the", "cat", "sees"]])))) == 3
 
 
 def test_tagger_shares_add_up_to_the_single_process_loss_and_gradient():
@@ -475,13 +476,14 @@ def translit_lexicon(folder: Path) -> tuple[Path, Path]:
 
 
 def test_translit_shares_add_up_to_the_single_process_loss_and_gradient(tmp_path, monkeypatch):
-    import textrnn.tasks.translit.train as tl
-    from textrnn.tasks.translit import train_translit
+    from textrnn.tasks import translit
     from textrnn.tasks.translit.batch import Batch
     from textrnn.tasks.translit.task import Share
 
     train, dev = translit_lexicon(tmp_path)
     tasks = []  # the task a real (one-step) training run builds: its model, vocabularies, batches
+
+    tl = sys.modules["textrnn.tasks.translit.train"]  # the module (the package's `train` is the function)
 
     class Keep(tl.TranslitTask):
         def __init__(self, *args, **kwargs):
@@ -491,7 +493,7 @@ def test_translit_shares_add_up_to_the_single_process_loss_and_gradient(tmp_path
     monkeypatch.setattr(tl, "TranslitTask", Keep)
     cfg = TrainConfig(batch_size=6, max_steps=1, precision="fp32", eval_every=1)
     shape = {"embed": 8, "hidden": 8, "dec_hidden": 16, "dropout": 0.0}
-    train_translit(train, dev, out=tmp_path / "m.ckpt", model_overrides=shape, train_cfg=cfg)
+    translit.train(train, dev, out=tmp_path / "m.ckpt", model_overrides=shape, train_cfg=cfg)
     task = tasks[0]
     task.model.eval()
     whole = next(task.batches(0, 0))

@@ -30,7 +30,7 @@ from textrnn.engine.config import TrainConfig
 from textrnn.errors import DataError, TextrnnError
 from textrnn.formats import conllu as conll
 from textrnn.formats.plain import iter_text_chunks
-from textrnn.tasks.lm import GenerateConfig, generate, load_lm, train_lm
+from textrnn.tasks.lm import GenerateConfig, generate, load, train
 from textrnn.tokenizers import KINDS, load_tokenizer, tokenizer_from_dict, train_tokenizer
 
 ENGLISH = Path(__file__).resolve().parent.parent / "corpora" / "english.txt"
@@ -353,8 +353,8 @@ def tiny_lm(tmp_path_factory) -> Path:
         tok = train_tokenizer("char", iter_text_chunks(folder / "corpus.txt"))
         cfg = TrainConfig(batch_size=2, seq_len=8, max_steps=2, eval_every=2)
         shape = {"hidden": 8, "layers": 1, "embed": 8}
-        train_lm(
-            folder / "corpus.txt", tok, out=folder / "m.ckpt", model_overrides=shape, train_cfg=cfg
+        train(
+            folder / "corpus.txt", tokenizer=tok, out=folder / "m.ckpt", model_overrides=shape, train_cfg=cfg
         )
     return folder
 
@@ -422,7 +422,7 @@ OUTCOMES: dict = {}
 
 
 def check_checkpoint(folder: Path, edits: list[tuple]) -> None:
-    """load_lm + a few sampled tokens, and `textrnn train --resume` for one step, either
+    """load + a few sampled tokens, and `textrnn train --resume` for one step, either
     work or fail with one error line."""
     base = load_checkpoint(folder / "m.last.ckpt")
     meta = copy.deepcopy({k: v for k, v in base.meta.items() if k != "header"})
@@ -431,7 +431,7 @@ def check_checkpoint(folder: Path, edits: list[tuple]) -> None:
     path = folder / "fuzzed.ckpt"
     save_checkpoint(path, Checkpoint(task="lm", meta=meta, tensors=tensors))
     try:
-        lm = load_lm(path)
+        lm = load(path)
     except TextrnnError:
         pass
     else:

@@ -45,7 +45,7 @@ from textrnn.engine.config import TrainConfig
 from textrnn.engine.outputs import last_path, lock_path, output_lock
 from textrnn.errors import TextrnnError
 from textrnn.formats.plain import iter_text_chunks
-from textrnn.tasks.lm import train_lm
+from textrnn.tasks.lm import train
 from textrnn.tokenizers import save_tokenizer, train_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,9 +128,9 @@ def work(tmp_path_factory) -> Path:
         shutil.copy(ENGLISH, corpus)
         tok = train_tokenizer("char", iter_text_chunks(corpus))
         save_tokenizer(tok, folder / "tok.json")
-        train_lm(
+        train(
             corpus,
-            tok,
+            tokenizer=tok,
             out=folder / "m.ckpt",
             model_overrides={"hidden": 16, "layers": 1, "embed": 16},
             train_cfg=TrainConfig(batch_size=4, seq_len=16, max_steps=3, eval_every=3),
@@ -243,19 +243,19 @@ MATRIX: list[tuple[str, str, int, tuple[str, ...]]] = [
     ("sample", f"{SAMPLE} m.ckpt --length -5", 2, ("--length",)),
     ("sample", f"{SAMPLE} m.ckpt --device tpu", 2, ("--device", "tpu")),
     # eval
-    ("eval", "eval m.ckpt missing.txt", 1, ("missing.txt", "no such file")),
-    ("eval", "eval m.ckpt adir", 1, ("adir", "directory")),
-    ("eval", "eval m.ckpt empty.txt", 1, ("empty.txt", "empty")),
-    ("eval", "eval m.ckpt binary.bin", 1, ("binary.bin", "binary")),
-    ("eval", "eval m.ckpt short.txt", 1, ("short.txt", "too short")),
-    ("eval", "eval missing.ckpt corpus.txt", 1, ("missing.ckpt",)),
-    ("eval", "eval adir corpus.txt", 1, ("adir", "directory")),
-    ("eval", "eval trunc.ckpt corpus.txt", 1, ("trunc.ckpt", "truncated")),
-    ("eval", "eval random.ckpt corpus.txt", 1, ("random.ckpt", "not a textrnn checkpoint")),
-    ("eval", "eval pickle.ckpt corpus.txt", 1, ("pickle",)),
-    ("eval", "eval newer.ckpt corpus.txt", 1, ("newer textrnn",)),
-    ("eval", "eval shape.ckpt corpus.txt", 1, ("shape", "model config")),
-    ("eval", "eval m.ckpt corpus.txt --device tpu", 2, ("--device",)),
+    ("eval", "eval missing.txt -c m.ckpt", 1, ("missing.txt", "no such file")),
+    ("eval", "eval adir -c m.ckpt", 1, ("adir", "directory")),
+    ("eval", "eval empty.txt -c m.ckpt", 1, ("empty.txt", "empty")),
+    ("eval", "eval binary.bin -c m.ckpt", 1, ("binary.bin", "binary")),
+    ("eval", "eval short.txt -c m.ckpt", 1, ("short.txt", "too short")),
+    ("eval", "eval corpus.txt -c missing.ckpt", 1, ("missing.ckpt",)),
+    ("eval", "eval corpus.txt -c adir", 1, ("adir", "directory")),
+    ("eval", "eval corpus.txt -c trunc.ckpt", 1, ("trunc.ckpt", "truncated")),
+    ("eval", "eval corpus.txt -c random.ckpt", 1, ("random.ckpt", "not a textrnn checkpoint")),
+    ("eval", "eval corpus.txt -c pickle.ckpt", 1, ("pickle",)),
+    ("eval", "eval corpus.txt -c newer.ckpt", 1, ("newer textrnn",)),
+    ("eval", "eval corpus.txt -c shape.ckpt", 1, ("shape", "model config")),
+    ("eval", "eval corpus.txt -c m.ckpt --device tpu", 2, ("--device",)),
     # info
     ("info", "info missing.ckpt", 1, ("missing.ckpt", "no such")),
     ("info", "info adir", 1, ("adir", "directory")),
@@ -326,15 +326,15 @@ MATRIX: list[tuple[str, str, int, tuple[str, ...]]] = [
     ("tokenize stats", "tokenize stats corpus.txt --kind morse", 2, ("morse",)),
     ("tokenize stats", "tokenize stats corpus.txt --kind char -t tok.json", 2, ("--kind",)),
     # tag (the tagger's commands; skipped where this textrnn has none)
-    ("tag", "tag train --train missing.conllu", 1, ("missing.conllu", "no such file")),
-    ("tag", "tag train --train adir", 1, ("adir", "directory")),
-    ("tag", "tag train --train empty.txt", 1, ("empty.txt", "empty")),
-    ("tag", "tag train --train binary.bin", 1, ("binary.bin", "binary")),
-    ("tag", "tag train --train latin1.txt", 1, ("latin1.txt", "UTF-8")),
+    ("tag", "tag train missing.conllu", 1, ("missing.conllu", "no such file")),
+    ("tag", "tag train adir", 1, ("adir", "directory")),
+    ("tag", "tag train empty.txt", 1, ("empty.txt", "empty")),
+    ("tag", "tag train binary.bin", 1, ("binary.bin", "binary")),
+    ("tag", "tag train latin1.txt", 1, ("latin1.txt", "UTF-8")),
     ("tag", "tag train --resume m.last.ckpt", 1, ("m.last.ckpt", "tagger")),
-    ("tag", "tag train --train tiny.conllu --dev tiny.conllu --batch-size 0", 2, ("--batch-size",)),
-    ("tag", "tag train --train tiny.conllu --dev tiny.conllu --precision fp8", 2, ("--precision",)),
-    ("tag", "tag train --train tiny.conllu --dev tiny.conllu --device tpu", 2, ("--device",)),
+    ("tag", "tag train tiny.conllu --dev tiny.conllu --batch-size 0", 2, ("--batch-size",)),
+    ("tag", "tag train tiny.conllu --dev tiny.conllu --precision fp8", 2, ("--precision",)),
+    ("tag", "tag train tiny.conllu --dev tiny.conllu --device tpu", 2, ("--device",)),
     ("tag", "tag eval tiny.conllu -c m.ckpt", 1, ("m.ckpt", "tagger")),
     ("tag", "tag eval tiny.conllu -c pickle.ckpt", 1, ("pickle",)),
     ("tag", "tag eval tiny.conllu -c newer.ckpt", 1, ("newer textrnn",)),
@@ -345,14 +345,14 @@ MATRIX: list[tuple[str, str, int, tuple[str, ...]]] = [
     ("tag", "tag split adir --out-dir sp", 1, ("adir", "directory")),
     ("tag", "tag split latin1.txt --out-dir sp", 1, ("latin1.txt", "UTF-8")),
     # translit (transliteration; skipped where this textrnn has none)
-    ("translit", "translit train --train missing.tsv", 1, ("missing.tsv", "no such file")),
-    ("translit", "translit train --train adir", 1, ("adir", "directory")),
-    ("translit", "translit train --train empty.txt", 1, ("empty.txt", "empty")),
-    ("translit", "translit train --train binary.bin", 1, ("binary.bin", "binary")),
-    ("translit", "translit train --train latin1.txt", 1, ("latin1.txt", "UTF-8")),
-    ("translit", "translit train --train tiny.txt", 1, ("tiny.txt:1:", "columns")),
+    ("translit", "translit train missing.tsv", 1, ("missing.tsv", "no such file")),
+    ("translit", "translit train adir", 1, ("adir", "directory")),
+    ("translit", "translit train empty.txt", 1, ("empty.txt", "empty")),
+    ("translit", "translit train binary.bin", 1, ("binary.bin", "binary")),
+    ("translit", "translit train latin1.txt", 1, ("latin1.txt", "UTF-8")),
+    ("translit", "translit train tiny.txt", 1, ("tiny.txt:1:", "columns")),
     ("translit", "translit train --resume m.last.ckpt", 1, ("m.last.ckpt", "transliteration")),
-    ("translit", "translit train --train tiny.txt --teacher-forcing 2", 2, ("--teacher-forcing",)),
+    ("translit", "translit train tiny.txt --teacher-forcing 2", 2, ("--teacher-forcing",)),
     ("translit", "translit eval tiny.txt -c m.ckpt", 1, ("m.ckpt", "transliteration")),
     ("translit", "translit eval tiny.txt -c pickle.ckpt", 1, ("pickle",)),
     ("translit", "translit eval tiny.txt -c trunc.ckpt", 1, ("truncated",)),
@@ -363,8 +363,8 @@ MATRIX: list[tuple[str, str, int, tuple[str, ...]]] = [
 # Cells whose input comes on stdin: (command, args, stdin, exit code, words).
 STDIN_MATRIX: list[tuple[str, str, bytes, int, tuple[str, ...]]] = [
     ("sample", f"{SAMPLE} m.ckpt", b"caf\xe9", 1, ("stdin", "UTF-8", "byte 3")),
-    ("eval", "eval m.ckpt", b"ab\ncaf\xe9\n", 1, ("stdin", "UTF-8", "byte 6")),
-    ("eval", "eval m.ckpt", b"", 1, ("stdin", "empty")),
+    ("eval", "eval -c m.ckpt", b"ab\ncaf\xe9\n", 1, ("stdin", "UTF-8", "byte 6")),
+    ("eval", "eval -c m.ckpt", b"", 1, ("stdin", "empty")),
     ("tokenize encode", "tokenize encode -t tok.json", b"ok\ncaf\xe9\n", 1, ("<stdin>:2", "UTF-8")),
     ("tokenize decode", "tokenize decode -t tok.json", b"1 2 z\n", 1, ("<stdin>:1", "token ids")),
 ]
@@ -480,7 +480,7 @@ def test_one_symbol_corpus_is_fine_where_nothing_is_learned(work, monkeypatch, t
     monkeypatch.chdir(work)
     assert cli(f"tokenize train one.txt -o {tmp_path / 'one.json'}").returncode == 0
     assert cli("tokenize stats one.txt --json").returncode == 0
-    assert cli("eval m.ckpt one.txt --json").returncode == 0
+    assert cli("eval one.txt -c m.ckpt --json").returncode == 0
 
 
 def existing_cells() -> int:
@@ -556,7 +556,7 @@ def test_pickle_payload_is_refused_by_the_cli_without_running(tmp_path, monkeypa
     for args in (
         "info evil.ckpt",
         "sample -c evil.ckpt --length 5",
-        "eval evil.ckpt evil.ckpt",
+        "eval evil.ckpt -c evil.ckpt",
         "tokenize encode -c evil.ckpt evil.ckpt",
         "train --resume evil.ckpt",
     ):
@@ -595,7 +595,7 @@ def test_best_and_last_are_never_in_flux_together(tmp_path, monkeypatch):
     shutil.copy(ENGLISH, corpus)
     tok = train_tokenizer("char", iter_text_chunks(corpus))
     cfg = TrainConfig(batch_size=4, seq_len=16, max_steps=6, eval_every=1)
-    train_lm(corpus, tok, out=out, model_overrides={"hidden": 16, "layers": 1}, train_cfg=cfg)
+    train(corpus, tokenizer=tok, out=out, model_overrides={"hidden": 16, "layers": 1}, train_cfg=cfg)
     assert saves.count("m.last.ckpt") >= 6 and "m.ckpt" in saves
 
 

@@ -22,7 +22,7 @@ from textrnn.errors import CheckpointError, TextrnnError, UsageError
 from textrnn.files import fingerprint_file
 from textrnn.formats.plain import iter_text_chunks
 from textrnn.models.lm import LanguageModel, LMConfig
-from textrnn.tasks.lm import LMTask, train_lm
+from textrnn.tasks.lm import LMTask, train
 from textrnn.tokenizers import train_tokenizer
 
 CPU = torch.device("cpu")
@@ -52,7 +52,7 @@ def char_tokenizer(path: Path):
 
 
 def make_task(path: Path, cfg: TrainConfig, model: dict = TINY) -> LMTask:
-    """An LMTask built the way train_lm builds it, for tests that wrap the task."""
+    """An LMTask built the way train builds it, for tests that wrap the task."""
     tok = char_tokenizer(path)
     encoded = encode_corpus(path, tok, corpus_sha256=fingerprint_file(path)["sha256"])
     torch.manual_seed(cfg.seed)
@@ -97,8 +97,8 @@ def test_training_lowers_validation_loss_and_writes_checkpoints_and_metrics(shak
     out = tmp_path / "ck" / "model.ckpt"
     out.parent.mkdir()
     events = []
-    result = train_lm(
-        corpus, tok, out=out, model_overrides=TINY, train_cfg=cfg, on_progress=events.append
+    result = train(
+        corpus, tokenizer=tok, out=out, model_overrides=TINY, train_cfg=cfg, on_progress=events.append
     )
     st = result.state
 
@@ -161,12 +161,12 @@ def test_resume_after_interrupt_is_bitwise_exact(shakespeare, tmp_path, precisio
         precision=precision,
         seed=7,
     )
-    straight = train_lm(corpus, tok, out=tmp_path / "a.ckpt", model_overrides=model, train_cfg=cfg)
+    straight = train(corpus, tokenizer=tok, out=tmp_path / "a.ckpt", model_overrides=model, train_cfg=cfg)
     assert straight.state.epoch >= 2  # the run did cross epoch boundaries
 
-    first = train_lm(
+    first = train(
         corpus,
-        tok,
+        tokenizer=tok,
         out=tmp_path / "b.ckpt",
         model_overrides=model,
         train_cfg=cfg,
@@ -175,9 +175,9 @@ def test_resume_after_interrupt_is_bitwise_exact(shakespeare, tmp_path, precisio
     assert first.state.stopped == "interrupted" and first.state.step == 15
     ckpt = load_checkpoint(first.last, task="lm")
     assert ckpt.meta["training"]["step"] == 15
-    resumed = train_lm(
+    resumed = train(
         corpus,
-        tok,
+        tokenizer=tok,
         out=tmp_path / "b.ckpt",
         train_cfg=config_from_dict(TrainConfig, ckpt.meta["train_config"]),
         resume=ckpt,
@@ -205,10 +205,10 @@ def test_resume_from_best_checkpoint_is_refused(shakespeare, tmp_path):
     corpus = shakespeare(3_000)
     tok = char_tokenizer(corpus)
     cfg = TrainConfig(batch_size=4, seq_len=32, max_steps=4, precision="fp32")
-    result = train_lm(corpus, tok, out=tmp_path / "m.ckpt", model_overrides=TINY, train_cfg=cfg)
+    result = train(corpus, tokenizer=tok, out=tmp_path / "m.ckpt", model_overrides=TINY, train_cfg=cfg)
     with pytest.raises(CheckpointError, match="no training state") as err:
-        train_lm(
-            corpus, tok, out=tmp_path / "m.ckpt", train_cfg=cfg, resume=load_checkpoint(result.best)
+        train(
+            corpus, tokenizer=tok, out=tmp_path / "m.ckpt", train_cfg=cfg, resume=load_checkpoint(result.best)
         )
     assert str(result.last) in str(err.value)
 
@@ -349,9 +349,9 @@ def test_huge_learning_rate_diverges_with_error_and_finite_checkpoints(
         precision=precision,
     )
     with pytest.raises(TextrnnError, match="diverged"):
-        train_lm(
+        train(
             corpus,
-            char_tokenizer(corpus),
+            tokenizer=char_tokenizer(corpus),
             out=tmp_path / "m.ckpt",
             model_overrides=TINY,
             train_cfg=cfg,

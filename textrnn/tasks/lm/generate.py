@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -15,8 +16,10 @@ from torch import Tensor
 from textrnn.engine import decoding
 from textrnn.errors import UsageError
 from textrnn.models.lm import LMStepper, State, reorder_state
-from textrnn.tasks.lm.load import LoadedLM
 from textrnn.tokenizers import Tokenizer
+
+if TYPE_CHECKING:  # load.py imports this module (through next.py): the type only
+    from textrnn.tasks.lm.load import LoadedLM
 
 
 @dataclass(frozen=True)
@@ -241,7 +244,7 @@ def beam_generate(
     state, last = _prime(lm, stepper, ids, 1)
 
     def is_done(row: int, tokens) -> bool:
-        return bool(stop) and stop in _continuation(tok, ids, list(tokens))
+        return bool(stop) and stop in continuation(tok, ids, list(tokens))
 
     with generation_threads(beam.beam, last.device):
         hyps = decoding.beam_search(
@@ -255,14 +258,15 @@ def beam_generate(
         )
     out = []
     for h in hyps:
-        text = _continuation(tok, ids, list(h.tokens))
+        text = continuation(tok, ids, list(h.tokens))
         if stop and stop in text:
             text = text[: text.index(stop)]
         out.append((text, h))
     return out
 
 
-def _continuation(tok: Tokenizer, prompt_ids: list[int], ids: list[int]) -> str:
+def continuation(tok: Tokenizer, prompt_ids: list[int], ids: list[int]) -> str:
+    """The text that `ids` add after the prompt (decoded with a few prompt ids for spacing)."""
     context = prompt_ids[-4:]
     base = tok.decode(context)
     full = tok.decode(context + ids)

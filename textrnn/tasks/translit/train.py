@@ -33,7 +33,7 @@ def default_train_config(**overrides) -> TrainConfig:
     return config_from_defaults(DEFAULT_TRAIN, **overrides)
 
 
-def train_translit(
+def train(
     train: str | Path,
     dev: str | Path | None = None,
     *,
