@@ -291,6 +291,15 @@ def test_sample_options(cli, work, monkeypatch):
     beams = cli(["sample", "-c", CKPT, "--length", "10", "--beam", "3", "--nbest", "2", "--json"])
     hyps = json.loads(beams.stdout)
     assert len(hyps) == 2 and hyps[0]["score"] >= hyps[1]["score"] and hyps[0]["tokens"] == 10
+    # --scores: each continuation after its score and log-probability, the ones --json gives
+    scored = cli([*f"sample -c {CKPT} --length 10 --beam 3 --nbest 2 --scores --continuation-only".split(),
+                  "--separator", "<>\n"])  # fmt: skip
+    assert scored.returncode == 0
+    assert scored.stdout.split("<>\n") == [
+        f"[score {h['score']:.4f} logprob {h['logprob']:.4f}] {h['text']}" + ("" if h["text"].endswith("\n") else "\n")
+        for h in hyps
+    ]  # fmt: skip
+    assert hyps[0]["logprob"] < 0 and hyps[0]["score"] != hyps[1]["score"]
 
     samples = json.loads(
         cli(["sample", "-c", CKPT, "--length", "10", "--num-samples", "2", "--json"]).stdout
