@@ -25,6 +25,7 @@ from textrnn.tasks.translit import (
     transliterate,
     transliterate_text,
 )
+from textrnn.tasks.translit.batch import make_batch, sequence_loss
 from textrnn.tasks.translit.decode import decode_ids
 from textrnn.tasks.translit.lexicon import merge_duplicates
 from textrnn.tasks.translit.task import TranslitTask
@@ -216,6 +217,23 @@ def test_wrong_task_checkpoint_is_refused(tmp_path):
     save_checkpoint(path, Checkpoint(task="tagger", meta={}, tensors={"model.w": torch.zeros(1)}))
     with pytest.raises(CheckpointError, match="needs a transliteration"):
         load_translit(path)
+
+
+def test_label_smoothing_mixes_the_uniform_target_into_the_loss():
+    """--label-smoothing e: each unit's loss is (1 - e) x its negative log-likelihood plus e x the
+    mean negative log-probability over the vocabulary; padding positions count for nothing."""
+    torch.manual_seed(0)
+    batch = make_batch([[4, 5], [6]], [[7, 8, 9], [10]], [1.0, 1.0])
+    logits = torch.randn(2, batch.tgt_out.shape[1], 12)  # (B, T, V)
+    logp = logits.log_softmax(-1)
+    real = batch.tgt_out >= 0
+    nll = -logp.gather(-1, batch.tgt_out.clamp_min(0)[..., None])[..., 0][real].sum()
+    uniform = -logp.mean(-1)[real].sum()
+    plain, units = sequence_loss(logits, batch, label_smoothing=0.0)
+    smoothed, _ = sequence_loss(logits, batch, label_smoothing=0.2)
+    assert units == real.sum() == 6  # 3 + 1 units and their </s>
+    assert plain == pytest.approx(float(nll), rel=1e-5)
+    assert smoothed == pytest.approx(float(0.8 * nll + 0.2 * uniform), rel=1e-5)
 
 
 def test_count_weighting(lexicons, tmp_path):
