@@ -350,6 +350,13 @@ def test_train_json_in_process(cli, tmp_path, monkeypatch):
     res = cli("train s.txt --hidden 16 --layers 1 --max-steps 2 --json --out s.ckpt")
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "s.ckpt").exists()
+    # The model options reach the model (not only accepted).
+    res = cli("train c.txt --cell lstm --layers 2 --hidden 16 --embed 8 --dropout 0.1 --tie-weights "
+              "--variational-dropout --max-steps 1 --out o.ckpt")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    config = read_meta(tmp_path / "o.ckpt")[1]["model_config"]
+    assert {k: config[k] for k in ("cell", "layers", "hidden", "embed", "dropout", "tie_weights", "variational")} == {
+        "cell": "lstm", "layers": 2, "hidden": 16, "embed": 8, "dropout": 0.1, "tie_weights": True, "variational": True}
 
 
 # ---- bad input: one line on stderr, the right exit code ---------------------------------------
