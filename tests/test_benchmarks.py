@@ -121,6 +121,13 @@ def test_committed_results_and_readme_are_generated_from_the_json():
     assert readme.read_text(encoding="utf-8") == expected_readme, hint
 
 
+@pytest.mark.parametrize("area", list(AREAS))
+def test_every_area_declares_what_it_writes(area):
+    module = AREAS[area]
+    assert isinstance(getattr(module, "FIELDS", None), dict), f"{area}: no FIELDS (see benchmarks/schema.py)"
+    assert callable(module.run) and callable(module.table)
+
+
 @pytest.mark.parametrize("path", sorted(OUT.glob("*.json")), ids=lambda p: p.name)
 def test_every_committed_json_field_is_written_by_code(path: Path):
     result = json.loads(path.read_text(encoding="utf-8"))
