@@ -132,7 +132,7 @@ def _textrnn_models(m: dict, tok: CharTokenizer, path) -> dict[str, LoadedLM]:
     shape = {k: m[k] for k in ("cell", "embed", "hidden", "layers")}
     model = LanguageModel(LMConfig(vocab_size=tok.vocab_size, dropout=0.0, **shape))
     m["parameters"] = model.num_parameters()
-    meta = {"model_config": config_to_dict(model.config), "tokenizer": tok.to_dict()}
+    meta = {"model_config": config_to_dict(model.config), "tokenizers": {"text": tok.to_dict()}}
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     save_checkpoint(path, Checkpoint(task="lm", meta=meta, tensors=tensors))
     lms = {"auto": load_lm(path, precision="auto")}

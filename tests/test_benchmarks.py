@@ -291,7 +291,7 @@ def test_stepped_loss_equals_textrnn_eval(tmp_path):
     tok = train_tokenizer(texts=[text], kind="char")
     torch.manual_seed(0)  # int8 needs matrices of 2^18 weights or more: 320 x 960
     model = LanguageModel(LMConfig(vocab_size=tok.vocab_size, cell="gru", hidden=320, embed=32, layers=2))
-    meta = {"model_config": config_to_dict(model.config), "tokenizer": tok.to_dict()}
+    meta = {"model_config": config_to_dict(model.config), "tokenizers": {"text": tok.to_dict()}}
     path = tmp_path / "m.ckpt"
     save_checkpoint(path, Checkpoint("lm", meta, {f"model.{k}": v for k, v in model.state_dict().items()}))
     ids = np.asarray(tok.encode(text), dtype=np.int64)

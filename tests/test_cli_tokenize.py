@@ -126,7 +126,7 @@ def test_encode_with_a_checkpoint(capsys, monkeypatch, tmp_path) -> None:
     tok = train_tokenizer("word", [ENGLISH.read_text(encoding="utf-8")])
     ckpt = tmp_path / "lm.ckpt"
     save_checkpoint(
-        ckpt, Checkpoint("lm", {"tokenizer": tok.to_dict()}, {"model.w": torch.zeros(1)})
+        ckpt, Checkpoint("lm", {"tokenizers": {"text": tok.to_dict()}}, {"model.w": torch.zeros(1)})
     )
     code, out, _ = run(
         capsys, "encode", "-c", str(ckpt), stdin="The lamp, lit.\n", monkeypatch=monkeypatch

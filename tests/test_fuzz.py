@@ -361,11 +361,11 @@ def tiny_lm(tmp_path_factory) -> Path:
 
 META_PATHS = [
     ("model_config",), ("model_config", "hidden"), ("model_config", "vocab_size"), ("model_config", "cell"),
-    ("model_config", "tie_weights"), ("model_config", "layers"), ("tokenizer",), ("tokenizer", "vocab"),
-    ("tokenizer", "kind"), ("train_config",), ("train_config", "batch_size"), ("train_config", "seq_len"),
+    ("model_config", "tie_weights"), ("model_config", "layers"), ("tokenizers",), ("tokenizers", "text"),
+    ("tokenizers", "text", "vocab"), ("tokenizers", "text", "kind"), ("train_config",), ("train_config", "batch_size"), ("train_config", "seq_len"),
     ("train_config", "lr"), ("training",), ("training", "step"), ("training", "epoch"),
     ("training", "batch_in_epoch"), ("training", "best_val_loss"), ("training", "lr_scale"),
-    ("training", "has_training_state"), ("history",), ("corpus",), ("corpus", "path"), ("optimizer",),
+    ("training", "has_training_state"), ("history",), ("data",), ("data", "train"), ("data", "train", "path"), ("optimizer",),
     ("optimizer", "state"), ("optimizer", "param_groups"), ("metrics",),
 ]  # fmt: skip
 TENSORS = [

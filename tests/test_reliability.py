@@ -412,8 +412,9 @@ HOSTILE = {
     "negative hidden": (set_in("model_config", "hidden", value=-1), None, ALL),
     "hidden as text": (set_in("model_config", "hidden", value="16"), None, ALL),
     "huge model": (set_in("model_config", "hidden", value=10**9), None, ALL),
-    "no tokenizer": (set_in("tokenizer", delete=True), None, ("sample", "resume")),
-    "tokenizer not a dict": (set_in("tokenizer", value=[1, 2]), None, ("sample", "resume")),
+    "no tokenizer": (set_in("tokenizers", "text", delete=True), None, ("sample", "resume")),
+    "tokenizer not a dict": (set_in("tokenizers", "text", value=[1, 2]), None, ("sample", "resume")),
+    "tokenizers not a dict": (set_in("tokenizers", value=[1, 2]), None, ("sample", "resume")),
     "NaN weights": (None, set_tensor("model.head.weight", lambda w: torch.full_like(w, NAN)), ("sample", "resume")),
     "no train config": (set_in("train_config", delete=True), None, ("resume",)),
     "train config not a dict": (set_in("train_config", value="fast"), None, ("resume",)),
@@ -422,7 +423,8 @@ HOSTILE = {
     "negative step": (set_in("training", "step", value=-4), None, ("resume",)),
     "lr scale NaN": (set_in("training", "lr_scale", value=NAN), None, ("resume",)),
     "history not a list": (set_in("history", value="long"), None, ("resume",)),
-    "corpus not a dict": (set_in("corpus", value="corpus.txt"), None, ("resume",)),
+    "data not a dict": (set_in("data", value=7), None, ("resume",)),
+    "train file not a dict": (set_in("data", "train", value=["corpus.txt"]), None, ("resume",)),
     "optimizer garbage": (set_in("optimizer", value={"state": 5}), None, ("resume",)),
     "optimizer tensors gone": (None, drop_optimizer_tensors, ("resume",)),
     "moment of wrong shape": (None, set_tensor("optim.state.0.exp_avg", lambda t: torch.zeros(3)), ("resume",)),
@@ -492,7 +494,7 @@ def existing_cells() -> int:
 
 
 # The figures the README cites; update them with the tables.
-MATRIX_CELLS = 204  # this file: MATRIX + STDIN_MATRIX + HOSTILE_CELLS
+MATRIX_CELLS = 207  # this file: MATRIX + STDIN_MATRIX + HOSTILE_CELLS
 CLI_LM_CELLS = 32  # tests/test_cli_lm.py
 
 

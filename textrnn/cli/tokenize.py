@@ -157,9 +157,10 @@ def resolve_tokenizer(tokenizer: Path | None, checkpoint: Path | None) -> Tokeni
     from textrnn.engine.checkpoint import load_checkpoint
 
     meta = load_checkpoint(checkpoint, load_tensors=False).meta
-    if not isinstance(meta.get("tokenizer"), dict):
+    tokenizers = meta.get("tokenizers")
+    if not (isinstance(tokenizers, dict) and isinstance(tokenizers.get("text"), dict)):
         raise CheckpointError(f"{checkpoint}: this checkpoint has no single text tokenizer")
-    return tokenizer_from_dict(meta["tokenizer"])
+    return tokenizer_from_dict(tokenizers["text"])
 
 
 _ESCAPES = {" ": "▁", "\n": "\\n", "\t": "\\t", "\r": "\\r"}

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from textrnn.errors import UsageError
 from textrnn.models.blocks import BiLSTM, Dropout
 
-PAD, UNK = 0, 1  # fixed ids in the word and character vocabularies (tags have neither)
+UNK, PAD = 0, 1  # fixed ids in the word and character vocabularies (tags have neither)
 NEG = -1e4  # score of a forbidden transition: finite, so that sums stay free of inf - inf
 CHAR_GROUPS = 3  # the character BiLSTM reads a batch's words in this many length groups
 
