@@ -13,7 +13,8 @@ Kinds:
 
 Modules: `base` (the `Tokenizer` protocol, the ids convention `UNK_ID`/`PAD_ID`, the
 vocabulary machinery), the three kinds, `training` (`train_tokenizer`, `corpus_stats`),
-`serial` (to and from plain data and files).
+`serial` (to and from plain data and files), `pieces` (token sequences as lines of text,
+as `textrnn tokenize encode` writes them and `decode` reads them).
 """
 
 from textrnn.tokenizers.base import (
@@ -29,6 +30,13 @@ from textrnn.tokenizers.base import (
     Tokenizer,
 )
 from textrnn.tokenizers.char import CharTokenizer
+from textrnn.tokenizers.pieces import (
+    format_pieces,
+    marks_spaces,
+    parse_pieces,
+    read_piece,
+    show_piece,
+)
 from textrnn.tokenizers.serial import load_tokenizer, save_tokenizer, tokenizer_from_dict
 from textrnn.tokenizers.subword import SubwordTokenizer, load_sentencepiece_model
 from textrnn.tokenizers.training import DEFAULT_SUBWORD_VOCAB, corpus_stats, train_tokenizer
@@ -52,9 +60,14 @@ __all__ = [
     "WordTokenizer",
     "corpus_stats",
     "detokenize",
+    "format_pieces",
     "load_sentencepiece_model",
     "load_tokenizer",
+    "marks_spaces",
+    "parse_pieces",
+    "read_piece",
     "save_tokenizer",
+    "show_piece",
     "tokenizer_from_dict",
     "train_tokenizer",
 ]

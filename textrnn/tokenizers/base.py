@@ -57,6 +57,8 @@ class Tokenizer(Protocol):
 
     def id_to_piece(self, i: int) -> str: ...
 
+    def piece_to_id(self, piece: str) -> int | None: ...  # None: not in the vocabulary
+
     def unknown_units(self, text: str) -> list[str]: ...
 
     def is_special(self, i: int) -> bool: ...
@@ -143,6 +145,9 @@ class VocabTokenizer:
 
     def id_to_piece(self, i: int) -> str:
         return self._lookup([i])[0]
+
+    def piece_to_id(self, piece: str) -> int | None:
+        return self.unk_id if piece == UNK else dict.get(self._index, piece)
 
     def unknown_units(self, text: str) -> list[str]:
         return list(dict.fromkeys(u for u in self.tokenize(text) if u not in self._index))

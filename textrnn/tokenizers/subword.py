@@ -99,6 +99,12 @@ class SubwordTokenizer:
             raise DataError(f"token id {i} is out of range (vocabulary size {self.vocab_size})")
         return self._sp.id_to_piece(i)
 
+    def piece_to_id(self, piece: str) -> int | None:
+        if piece == NEWLINE:
+            return self.newline_id
+        i = self._sp.piece_to_id(piece)  # the <unk> id for a piece it does not know
+        return i if self._sp.id_to_piece(i) == piece else None
+
     def unknown_units(self, text: str) -> list[str]:
         """Distinct code points that encode to <unk>; always [] with byte fallback."""
         if self.byte_fallback:
