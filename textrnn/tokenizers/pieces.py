@@ -12,8 +12,8 @@ it back, so the format has to parse unambiguously:
   return, and "\\uXXXX" (four hex digits) any other whitespace or control character,
   and a literal "▁" in a char or word piece ("\\u2581"; in sentencepiece pieces "▁" is
   the space). No other backslash sequence is valid.
-So a shown piece is never empty and never contains a space, and every piece has
-exactly one spelling.
+So a shown piece is never empty and never contains a space, and show_piece gives every
+piece exactly one spelling.
 """
 
 from __future__ import annotations
