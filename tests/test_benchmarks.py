@@ -89,15 +89,9 @@ def test_results_markdown(tiny_run: Path):
     assert again.read_text() == text
 
 
-def test_tagger_json(tmp_path):
+def test_tagger_json(tmp_path, shared_data):
     """The tagger area trains through the CLI, evaluates, and compares words/s with its reference."""
-    from textrnn.errors import DataError
-    from textrnn.paths import data_file
-
-    try:
-        data_file("ud_english_ewt/en_ewt-ud-train.conllu")
-    except DataError as err:
-        pytest.skip(str(err))
+    shared_data("ud_english_ewt/en_ewt-ud-train.conllu")  # skips (fails in CI) without the data set
     cmd = [sys.executable, "-m", "benchmarks", "tagger", "--quick", "--tiny",
            "--out", str(tmp_path), "--results", str(tmp_path / "RESULTS.md")]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -157,15 +151,9 @@ def test_distributed_json(tmp_path):
 
 
 @pytest.mark.slow
-def test_translit_tiny_run(tmp_path):
+def test_translit_tiny_run(tmp_path, shared_data):
     """The translit area end to end on a 440-pair sample (about 45 s: it starts 6 processes)."""
-    from textrnn.errors import DataError
-    from textrnn.paths import data_file
-
-    try:
-        data_file("dakshina_hi/hi.translit.sampled.train.tsv")
-    except DataError as err:
-        pytest.skip(str(err))
+    shared_data("dakshina_hi/hi.translit.sampled.train.tsv")  # skips (fails in CI) without the data set
     cmd = [sys.executable, "-m", "benchmarks", "translit", "--quick", "--tiny", "--out", str(tmp_path),
            "--results", str(tmp_path / "RESULTS.md")]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
