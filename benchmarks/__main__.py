@@ -25,6 +25,7 @@ from rich.markup import escape
 from benchmarks import (
     distributed,
     generate_speed,
+    libraries,
     quality,
     report,
     scale,
@@ -53,6 +54,7 @@ AREAS = {
     "scale": scale,
     "translit": translit,
     "distributed": distributed,
+    "libraries": libraries,
 }
 HERE = Path(__file__).resolve().parent
 

@@ -106,6 +106,24 @@ def test_tagger_json(tmp_path, shared_data):
     assert "## tagger" in (tmp_path / "RESULTS.md").read_text()
 
 
+def test_libraries_json(tmp_path, shared_data):
+    """The libraries area times textrnn's code against rapidfuzz's predecessor, conllu and seqeval,
+    and finds the same results."""
+    shared_data("ud_english_ewt/en_ewt-ud-dev.conllu")  # skip (fail in CI) without the data sets
+    shared_data("dakshina_hi/hi.translit.sampled.dev.tsv")
+    cmd = [sys.executable, "-m", "benchmarks", "libraries", "--quick", "--tiny",
+           "--out", str(tmp_path), "--results", str(tmp_path / "RESULTS.md")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "libraries.json").read_text())
+    _envelope(result, "libraries")
+    assert [r["unit"] for r in result["results"]] == ["pairs/s", "words/s", "tokens/s"]
+    for row in result["results"]:
+        assert COMPARISON_KEYS <= set(row) and row["same_result"] is True
+        assert row["textrnn"]["median"] > 0 and row["reference"]["median"] > 0
+    assert "## libraries" in (tmp_path / "RESULTS.md").read_text()
+
+
 def test_alternate_interleaves_and_reverses():
     calls = []
     runs = alternate(

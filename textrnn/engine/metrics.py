@@ -229,8 +229,8 @@ def edit_distance(a: Sequence[Hashable], b: Sequence[Hashable]) -> int:
 
     Works on any sequences of hashable items (strings compare code points). rapidfuzz's
     C++ implementation, not ours: on the CER of the Dakshina dev set it gives the same
-    distances as the pure-Python dynamic programme it replaced, two orders of magnitude
-    faster (`python -m benchmarks libraries`, benchmarks/RESULTS.md).
+    distances as the pure-Python dynamic programme it replaced, dozens of times faster
+    (`python -m benchmarks libraries`, benchmarks/RESULTS.md).
     """
     return Levenshtein.distance(a, b)
 
