@@ -263,7 +263,7 @@ MATRIX: list[tuple[str, str, int, tuple[str, ...]]] = [
     ("tokenize train", "tokenize train binary.bin -o t.json", 1, ("binary.bin", "binary")),
     ("tokenize train", "tokenize train latin1.txt -o t.json", 1, ("latin1.txt", "byte 22", "line 2")),
     ("tokenize train", "tokenize train corpus.txt -o adir", 1, ("adir", "cannot write")),
-    ("tokenize train", "tokenize train corpus.txt -o nodir/t.json", 1, ("nodir/t.json",)),
+    ("tokenize train", "tokenize train corpus.txt -o tiny.txt/t.json", 1, ("tiny.txt/t.json", "cannot write")),
     ("tokenize train", "tokenize train --tokenizer-model corpus.txt -o t.json", 1, ("sentencepiece",)),
     ("tokenize train", "tokenize train corpus.txt", 2, ("--out",)),
     ("tokenize train", "tokenize train corpus.txt --tokenizer-model x.model -o t.json", 2, ("not both",)),
@@ -292,8 +292,8 @@ MATRIX: list[tuple[str, str, int, tuple[str, ...]]] = [
     ("tokenize encode", "tokenize encode tiny.txt", 2, ("--tokenizer", "--checkpoint")),
     ("tokenize encode", "tokenize encode -t tok.json -c m.ckpt tiny.txt", 2, ("exactly one",)),
     # tokenize decode
-    ("tokenize decode", "tokenize decode -t tok.json ids_bad.txt", 1, ("ids_bad.txt:1", "token ids")),
-    ("tokenize decode", "tokenize decode -t tok.json ids_range.txt", 1, ("ids_range.txt:1", "99999")),
+    ("tokenize decode", "tokenize decode --ids -t tok.json ids_bad.txt", 1, ("ids_bad.txt:1", "token ids")),
+    ("tokenize decode", "tokenize decode --ids -t tok.json ids_range.txt", 1, ("ids_range.txt:1", "99999")),
     ("tokenize decode", "tokenize decode -t tok.json missing.txt", 1, ("missing.txt",)),
     ("tokenize decode", "tokenize decode -t tok.json binary.bin", 1, ("binary.bin", "binary")),
     ("tokenize decode", "tokenize decode -t tok.json latin1.txt", 1, ("latin1.txt", "UTF-8")),
@@ -355,7 +355,7 @@ STDIN_MATRIX: list[tuple[str, str, bytes, int, tuple[str, ...]]] = [
     ("eval", "eval m.ckpt", b"ab\ncaf\xe9\n", 1, ("stdin", "UTF-8", "byte 6")),
     ("eval", "eval m.ckpt", b"", 1, ("stdin", "empty")),
     ("tokenize encode", "tokenize encode -t tok.json", b"ok\ncaf\xe9\n", 1, ("<stdin>:2", "UTF-8")),
-    ("tokenize decode", "tokenize decode -t tok.json", b"1 2 z\n", 1, ("<stdin>:1", "token ids")),
+    ("tokenize decode", "tokenize decode --ids -t tok.json", b"1 2 z\n", 1, ("<stdin>:1", "token ids")),
 ]
 # fmt: on
 
