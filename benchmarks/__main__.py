@@ -33,6 +33,7 @@ from benchmarks import (
     conditions,
     distributed,
     generate_speed,
+    libraries,
     quality,
     report,
     scale,
@@ -62,6 +63,7 @@ AREAS = {
     "scale": scale,
     "translit": translit,
     "distributed": distributed,
+    "libraries": libraries,
 }
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "out"

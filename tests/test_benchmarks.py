@@ -164,15 +164,9 @@ def test_pin_records_the_cpus(tmp_path):
     assert "--pin 0" in result["command"] and "(pinned with --pin)" in (tmp_path / "RESULTS.md").read_text()
 
 
-def test_tagger_json(tmp_path):
+def test_tagger_json(tmp_path, shared_data):
     """The tagger area trains through the CLI, evaluates, and compares words/s with its reference."""
-    from textrnn.errors import DataError
-    from textrnn.paths import data_file
-
-    try:
-        data_file("ud_english_ewt/en_ewt-ud-train.conllu")
-    except DataError as err:
-        pytest.skip(str(err))
+    shared_data("ud_english_ewt/en_ewt-ud-train.conllu")  # skips (fails in CI) without the data set
     cmd = [sys.executable, "-m", "benchmarks", "tagger", "--quick", "--tiny", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -188,6 +182,24 @@ def test_tagger_json(tmp_path):
     for row in throughput:
         assert COMPARISON_KEYS <= set(row) and row["unit"] == "words/s"
     assert "## tagger" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_libraries_json(tmp_path, shared_data):
+    """The libraries area times textrnn's code against rapidfuzz's predecessor, conllu and seqeval,
+    and finds the same results."""
+    shared_data("ud_english_ewt/en_ewt-ud-dev.conllu")  # skip (fail in CI) without the data sets
+    shared_data("dakshina_hi/hi.translit.sampled.dev.tsv")
+    cmd = [sys.executable, "-m", "benchmarks", "libraries", "--quick", "--tiny",
+           "--out", str(tmp_path), "--results", str(tmp_path / "RESULTS.md")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "libraries.json").read_text())
+    _envelope(result, "libraries")
+    assert [r["unit"] for r in result["results"]] == ["pairs/s", "words/s", "tokens/s"]
+    for row in result["results"]:
+        assert COMPARISON_KEYS <= set(row) and row["same_result"] is True
+        assert row["textrnn"]["median"] > 0 and row["reference"]["median"] > 0
+    assert "## libraries" in (tmp_path / "RESULTS.md").read_text()
 
 
 def test_alternate_interleaves_and_reverses():
@@ -234,15 +246,9 @@ def test_distributed_json(tmp_path):
 
 
 @pytest.mark.slow
-def test_translit_tiny_run(tmp_path):
+def test_translit_tiny_run(tmp_path, shared_data):
     """The translit area end to end on a 440-pair sample (about 45 s: it starts 6 processes)."""
-    from textrnn.errors import DataError
-    from textrnn.paths import data_file
-
-    try:
-        data_file("dakshina_hi/hi.translit.sampled.train.tsv")
-    except DataError as err:
-        pytest.skip(str(err))
+    shared_data("dakshina_hi/hi.translit.sampled.train.tsv")  # skips (fails in CI) without the data set
     cmd = [sys.executable, "-m", "benchmarks", "translit", "--quick", "--tiny", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -28,8 +28,6 @@ import typer.main
 
 from textrnn.cli import app, main
 from textrnn.engine.checkpoint import Checkpoint, read_meta, save_checkpoint
-from textrnn.errors import DataError
-from textrnn.paths import data_file
 
 TINY = "--hidden 32 --layers 1 --max-steps 20 --batch-size 4 --seq-len 32".split()
 PARALLEL = 3  # processes at once: the work is mostly importing, on a small machine
@@ -105,18 +103,15 @@ def cli(capsys, monkeypatch, tmp_path) -> InProcess:
     return InProcess(capsys, monkeypatch)
 
 
-def shakespeare(chars: int) -> str:
-    try:
-        path = data_file("tinyshakespeare/input.txt")
-    except DataError as err:
-        if os.environ.get("CI"):
-            pytest.fail(str(err))
-        pytest.skip(str(err))
-    return path.read_text(encoding="utf-8")[:chars]
+@pytest.fixture(scope="session")
+def shakespeare(shared_data):
+    """`shakespeare(chars)`: the first `chars` characters of tiny-shakespeare."""
+    text = shared_data("tinyshakespeare/input.txt").read_text(encoding="utf-8")
+    return lambda chars: text[:chars]
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
+def work(tmp_path_factory, shakespeare) -> Path:
     """A folder where `textrnn train corpus.txt` has run (checkpoints/corpus.ckpt), plus bad inputs."""
     folder = tmp_path_factory.mktemp("cli")
     (folder / "corpus.txt").write_text(shakespeare(12_000), encoding="utf-8")
@@ -338,7 +333,7 @@ def test_eval_from_stdin_and_plain_output(cli, work, monkeypatch):
     assert plain.splitlines()[0].split()[0] == "loss_nats"
 
 
-def test_train_json_in_process(cli, tmp_path, monkeypatch):
+def test_train_json_in_process(cli, tmp_path, monkeypatch, shakespeare):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c.txt").write_text(shakespeare(4000), encoding="utf-8")
     res = cli("train c.txt --hidden 16 --layers 1 --max-steps 3 --json --out m.ckpt")
@@ -428,7 +423,7 @@ def test_sample_without_any_checkpoint(cli, tmp_path, monkeypatch):
 # ---- Ctrl-C and resume ----------------------------------------------------------------------------
 
 
-def test_ctrl_c_saves_and_resume_continues(tmp_path):
+def test_ctrl_c_saves_and_resume_continues(tmp_path, shakespeare):
     (tmp_path / "corpus.txt").write_text(shakespeare(30_000), encoding="utf-8")
     args = [
         "--hidden",

@@ -36,15 +36,10 @@ DEVANAGARI = regex.compile(r"^[\u0900-\u097f]+$")
 
 
 @pytest.fixture(scope="module")
-def lexicons(tmp_path_factory) -> Path:
+def lexicons(tmp_path_factory, shared_data) -> Path:
     """Every 100th Dakshina Hindi training row (442, all initial letters) and every 40th dev row."""
-    from textrnn.paths import data_file
-
-    try:
-        train = data_file("dakshina_hi/hi.translit.sampled.train.tsv").read_text(encoding="utf-8").splitlines()
-        dev = data_file("dakshina_hi/hi.translit.sampled.dev.tsv").read_text(encoding="utf-8").splitlines()
-    except DataError as err:
-        pytest.skip(str(err))
+    train = shared_data("dakshina_hi/hi.translit.sampled.train.tsv").read_text(encoding="utf-8").splitlines()
+    dev = shared_data("dakshina_hi/hi.translit.sampled.dev.tsv").read_text(encoding="utf-8").splitlines()
     folder = tmp_path_factory.mktemp("translit")
     (folder / "train.tsv").write_text("\n".join(train[::100]) + "\n", encoding="utf-8")
     (folder / "dev.tsv").write_text("\n".join(dev[::40]) + "\n", encoding="utf-8")
