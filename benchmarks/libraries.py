@@ -30,6 +30,7 @@ import conllu
 from seqeval.metrics.sequence_labeling import precision_recall_fscore_support
 
 from benchmarks.common import Options, Table, alternate, compare, fmt_ratio, fmt_stats
+from benchmarks.schema import VALUE, comparison
 from textrnn.engine import metrics
 from textrnn.formats.conllu import read_sentences
 from textrnn.paths import data_file
@@ -39,6 +40,12 @@ EWT_DEV = "ud_english_ewt/en_ewt-ud-dev.conllu"
 NOISE = 0.13  # edits per reference character in the CER hypotheses
 CHUNKS = ("PROPN", "NUM")  # UPOS whose runs become BIO chunks
 TAG_NOISE = 0.10  # share of predicted tags replaced at random
+
+
+FIELDS = {  # what `run` writes (see schema.py)
+    "settings": dict.fromkeys(("reps", "min_time_s", "noise", "tag_noise"), VALUE),
+    "results": [comparison("same_result", "pairs", "cer", "sentences", "words", "tokens", "span_f1")],
+}
 
 
 def run(opts: Options) -> dict:
@@ -51,11 +58,6 @@ def run(opts: Options) -> dict:
     return {
         "settings": {"reps": opts.reps, "min_time_s": min_time, "noise": NOISE, "tag_noise": TAG_NOISE},
         "results": rows,
-        "notes": [
-            "ratio = textrnn / reference per repetition; each measurement repeats the call "
-            "until min_time_s has passed.",
-            "same result: both subjects return equal figures (distances, words and tags, span counts).",
-        ],
     }
 
 
@@ -232,4 +234,9 @@ def table(result: dict) -> Table:
             [row["case"], row["unit"], fmt_stats(row["textrnn"]), fmt_stats(row["reference"]),
              fmt_ratio(row["ratio"]), "yes" if row["same_result"] else "NO"]
         )  # fmt: skip
+    t.notes += [
+        "ratio = textrnn / reference per repetition; each measurement repeats the call until "
+        "min_time_s has passed.",
+        "same result: both subjects return equal figures (distances, words and tags, span counts).",
+    ]
     return t
