@@ -4,7 +4,7 @@ textrnn: the model is saved and loaded through a checkpoint, then `textrnn.tasks
 (LMStepper + decoding.sample + text assembly, the path of `textrnn sample`) and
 `textrnn.tasks.lm.beam_generate`. Reference: a plain `nn.LSTM` module with the same
 weights called once per token with a (B, 1) input, then softmax and multinomial;
-for beam search, textrnn's own `decoding.beam_search` over that plain step, so the
+for beam search, textrnn's own `beam_search` over that plain step, so the
 ratio isolates what the stepper gains. Random weights: speed does not depend on them.
 """
 
@@ -29,8 +29,9 @@ from benchmarks.common import (
     fmt_target,
 )
 from textrnn.config import config_to_dict
-from textrnn.engine import decoding
 from textrnn.engine.checkpoint import Checkpoint, save_checkpoint
+from textrnn.engine.decoding.beam import BeamConfig, beam_search
+from textrnn.engine.decoding.sampling import sample
 from textrnn.models.lm import LanguageModel, LMConfig, LMStepper
 from textrnn.tasks.lm import GenerateConfig, LoadedLM, beam_generate, generate, load_lm
 from textrnn.tokenizers import UNK, CharTokenizer
@@ -188,7 +189,7 @@ def _sample_b1_core(lm, plain, first, s, reps) -> dict:
         stepper = LMStepper(lm.model, precision=lm.precision)
         gen = torch.Generator().manual_seed(1)
         start = _now()
-        out = decoding.sample(
+        out = sample(
             stepper.step,
             lm.model.initial_state(1),
             torch.tensor([first]),
@@ -265,7 +266,7 @@ def _sample_batched(lm, plain, first, s, reps) -> dict:
 
 
 def _beam(lm, plain, first, s, reps) -> dict:
-    cfg = decoding.BeamConfig(beam=s["beam"], max_length=s["beam_length"])
+    cfg = BeamConfig(beam=s["beam"], max_length=s["beam_length"])
     banned = sorted(lm.tokenizer.special_ids)
 
     def textrnn() -> float:
@@ -279,7 +280,7 @@ def _beam(lm, plain, first, s, reps) -> dict:
             state = tuple(
                 torch.zeros(plain.rnn.num_layers, 1, plain.rnn.hidden_size) for _ in range(2)
             )
-            hyp = decoding.beam_search(
+            hyp = beam_search(
                 reference.step_fn(plain),
                 reference.reorder,
                 state,

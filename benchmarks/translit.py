@@ -16,7 +16,7 @@ behind `translit eval`), so the three differ in attention only.
 
 Speed, on the single luong model: words/s of `textrnn.tasks.translit.transliterate` (words decoded INFER_WORDS at a time,
 batched beam search) against a plain reference with the same weights: one word at a
-time through `decoding.beam_search` (or a per-word greedy loop), the way a straightforward
+time through `beam_search` (or a per-word greedy loop), the way a straightforward
 implementation decodes. The ratio is the gain of batching many words.
 
 --quick: budgets of 60 s and 30 s; --tiny: a 440-pair sample and 3 s budgets (tests).
@@ -44,7 +44,7 @@ from benchmarks.common import (
     fmt_stats,
     rate,
 )
-from textrnn.engine import decoding
+from textrnn.engine.decoding.beam import BeamConfig, beam_search
 from textrnn.models.seq2seq import BOS, EOS
 from textrnn.paths import data_file
 from textrnn.tasks.translit import evaluate, load_translit, transliterate
@@ -191,8 +191,8 @@ def _one_word(tr, word: str, beam: int) -> str:
                     break
                 out.append(int(prev))
             return tr.vocabs.target_text(out)
-        config = decoding.BeamConfig(beam=beam, nbest=1, max_length=steps)
-        hyp = decoding.beam_search(model.step_logits, lambda s, i: s.reorder(i), state, BOS, config=config,
+        config = BeamConfig(beam=beam, nbest=1, max_length=steps)
+        hyp = beam_search(model.step_logits, lambda s, i: s.reorder(i), state, BOS, config=config,
                                    eos_id=EOS, banned_ids=BANNED)[0]  # fmt: skip
         return tr.vocabs.target_text(hyp.tokens)
 
