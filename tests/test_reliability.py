@@ -569,13 +569,13 @@ def test_pickle_payload_is_refused_by_the_cli_without_running(tmp_path, monkeypa
 
 def test_best_and_last_are_never_in_flux_together(tmp_path, monkeypatch):
     """Saves happen one at a time, and while one is written the other file is whole."""
-    import textrnn.engine.trainer
+    import textrnn.engine.checkpointing
 
     monkeypatch.setenv("TEXTRNN_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "m.ckpt"
     writing: list[Path] = []
     saves = []
-    real_save = textrnn.engine.trainer.save_checkpoint
+    real_save = textrnn.engine.checkpointing.save_checkpoint
 
     def watched_save(path, ckpt):
         assert not writing, f"{path} saved while {writing[0]} is being saved"
@@ -590,7 +590,7 @@ def test_best_and_last_are_never_in_flux_together(tmp_path, monkeypatch):
         load_checkpoint(path)
         saves.append(Path(path).name)
 
-    monkeypatch.setattr(textrnn.engine.trainer, "save_checkpoint", watched_save)
+    monkeypatch.setattr(textrnn.engine.checkpointing, "save_checkpoint", watched_save)
     corpus = tmp_path / "corpus.txt"
     shutil.copy(ENGLISH, corpus)
     tok = train_tokenizer("char", iter_text_chunks(corpus))

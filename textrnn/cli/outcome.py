@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from textrnn.engine.distributed import Dist
-from textrnn.engine.trainer import TrainState
+from textrnn.engine.state import TrainState
 
 
 def exit_if_interrupted(state: TrainState, last: Path, group: Dist, command: str) -> None:
