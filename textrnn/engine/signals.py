@@ -7,8 +7,8 @@ signal never lands in the middle of an optimizer update, saves a resumable last
 checkpoint and returns with `TrainState.signal` set; the CLI then exits 128 + signal
 (130, 143, 129), the convention shells and schedulers read.
 
-A second signal, of any of the three, stops at once: KeyboardInterrupt is raised where
-the program is (the CLI exits 130). If that is the middle of a checkpoint save, the
+A second signal, of any of the three, stops at once: `StopNow` is raised where the
+program is (the CLI says so in one line and exits 130). If that is the middle of a checkpoint save, the
 atomic write (`textrnn.files.atomic_file`) removes its temporary file on the way out, so
 the checkpoints on disk are those of the previous saves, whole. From then on further
 signals are ignored until the handlers are put back, so that this clean-up (and the
@@ -30,8 +30,12 @@ STOP_SIGNALS = tuple(
 )
 
 
-class StopNow(KeyboardInterrupt):
-    """A second signal arrived: training stops at once, without saving."""
+class StopNow(BaseException):
+    """A second signal arrived: training stops at once, without saving.
+
+    Like KeyboardInterrupt it is no Exception, so that no `except Exception` stops it on
+    its way out; unlike it, it is not turned into a silent exit 130 by the CLI framework
+    (Typer), so that the CLI can say what happened."""
 
 
 class StopSignals:
