@@ -8,9 +8,9 @@ checkpoint and returns with `TrainState.signal` set; the CLI then exits 128 + si
 (130, 143, 129), the convention shells and schedulers read.
 
 A second signal, of any of the three, stops at once: `StopNow` is raised where the
-program is (the CLI says so in one line and exits 130). If that is the middle of a checkpoint save, the
-atomic write (`textrnn.files.atomic_file`) removes its temporary file on the way out, so
-the checkpoints on disk are those of the previous saves, whole. From then on further
+program is (the CLI says so in one line and exits 130). If that is the middle of a
+checkpoint save, the atomic write (`textrnn.files.atomic_file`) removes its temporary
+file on the way out, so the checkpoints on disk are those of the previous saves, whole. From then on further
 signals are ignored until the handlers are put back, so that this clean-up (and the
 release of the output lock) runs to its end.
 

@@ -175,6 +175,8 @@ class Trainer:
             return received
         elapsed, signum = distributed.all_max([self.state.elapsed, float(received)])
         self.state.elapsed = elapsed
+        # Stopping for another rank's signal: a signal here now is a second one, too.
+        self.signals.received = self.signals.received or int(signum)
         return int(signum)
 
     def _should_stop(self) -> bool:
