@@ -40,8 +40,8 @@ from benchmarks.common import (
 )
 from benchmarks.schema import VALUE, comparison
 from textrnn.config import config_to_dict
-from textrnn.engine import decoding
 from textrnn.engine.checkpoint import Checkpoint, save_checkpoint
+from textrnn.engine.decoding.beam import BeamConfig, beam_search
 from textrnn.models.lm import LanguageModel, LMConfig
 from textrnn.tasks.lm import (
     DEFAULT_MODEL,
@@ -187,7 +187,7 @@ def _textrnn_sample(lm: LoadedLM, length: int, rows: int) -> Callable[[], float]
 
 
 def _textrnn_beam(lm: LoadedLM, beam: int, length: int) -> Callable[[], float]:
-    cfg = decoding.BeamConfig(beam=beam, max_length=length)
+    cfg = BeamConfig(beam=beam, max_length=length)
 
     def go() -> float:
         start = _now()
@@ -208,12 +208,12 @@ def _plain_sample(ref, first: int, length: int, rows: int) -> Callable[[], float
 
 
 def _plain_beam(ref, first: int, beam: int, length: int, banned: list[int]) -> Callable[[], float]:
-    cfg = decoding.BeamConfig(beam=beam, max_length=length)
+    cfg = BeamConfig(beam=beam, max_length=length)
 
     def go() -> float:
         with torch.inference_mode():
             start = _now()
-            hyp = decoding.beam_search(ref.step, ref.reorder, ref.initial_state(1), first, config=cfg,
+            hyp = beam_search(ref.step, ref.reorder, ref.initial_state(1), first, config=cfg,
                                        banned_ids=banned)[0]  # fmt: skip
             return len(hyp.tokens) / (_now() - start)
 

@@ -32,7 +32,8 @@ from benchmarks.common import (
 from benchmarks.schema import COMPARISON, STATS, VALUE
 from textrnn.data.corpus import EncodedCorpus, encode_corpus
 from textrnn.engine.config import TrainConfig
-from textrnn.engine.trainer import Progress, Trainer
+from textrnn.engine.progress import Progress
+from textrnn.engine.trainer import Trainer
 from textrnn.files import fingerprint_file
 from textrnn.formats.plain import iter_text_chunks
 from textrnn.models.lm import LanguageModel, LMConfig

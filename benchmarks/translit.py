@@ -19,7 +19,7 @@ stopping on dev accuracy) and the defaults; the reference data has no test lexic
 
 Speed, on the single luong model: words/s of `textrnn.tasks.translit.transliterate` (words
 decoded INFER_WORDS at a time, similar lengths together, batched beam search) against plain
-references with the same weights: one word at a time through `decoding.beam_search` (or a
+references with the same weights: one word at a time through `beam_search` (or a
 per-word greedy loop), the way a straightforward implementation decodes; and, for greedy
 decoding, the batched loop a competent user writes: INFER_WORDS words at a time in file
 order, padded, argmax until every row has ended. (A batched beam search is what textrnn
@@ -54,7 +54,7 @@ from benchmarks.common import (
     split_label,
 )
 from benchmarks.schema import VALUE, comparison
-from textrnn.engine import decoding
+from textrnn.engine.decoding.beam import BeamConfig, beam_search
 from textrnn.models.seq2seq import BOS, EOS
 from textrnn.paths import data_file
 from textrnn.tasks.translit import evaluate, load_translit, transliterate
@@ -219,8 +219,8 @@ def _one_word(tr, word: str, beam: int) -> str:
                     break
                 out.append(int(prev))
             return tr.vocabs.target_text(out)
-        config = decoding.BeamConfig(beam=beam, nbest=1, max_length=steps)
-        hyp = decoding.beam_search(model.step_logits, lambda s, i: s.reorder(i), state, BOS, config=config,
+        config = BeamConfig(beam=beam, nbest=1, max_length=steps)
+        hyp = beam_search(model.step_logits, lambda s, i: s.reorder(i), state, BOS, config=config,
                                    eos_id=EOS, banned_ids=BANNED)[0]  # fmt: skip
         return tr.vocabs.target_text(hyp.tokens)
 

@@ -188,7 +188,7 @@ def test_ctrl_c_to_torchrun_stops_every_rank_at_the_same_step(tmp_path):
     ranks = digests(tmp_path / "digests")
     assert len(ranks) == 2 and ranks[0] == ranks[1]
     assert ranks[0][-1].split()[0] == str(step)  # both stopped after the checkpoint's step
-    assert err.count(f"interrupted at step {step}; resume with") == 1  # rank 0 alone says so
+    assert err.count(f"interrupted by SIGINT at step {step}; resume with") == 1  # rank 0 alone says so
 
 
 RESUME_SCRIPT = """

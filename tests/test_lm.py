@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from textrnn.engine.config import TrainConfig
-from textrnn.engine.decoding import BeamConfig, SamplingConfig
+from textrnn.engine.decoding.beam import BeamConfig
+from textrnn.engine.decoding.sampling import SamplingConfig
 from textrnn.errors import CheckpointError, DataError, UsageError
 from textrnn.formats.plain import iter_text_chunks
 from textrnn.tasks.lm import (

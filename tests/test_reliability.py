@@ -556,13 +556,13 @@ def test_pickle_payload_is_refused_by_the_cli_without_running(tmp_path, monkeypa
 
 def test_best_and_last_are_never_in_flux_together(tmp_path, monkeypatch):
     """Saves happen one at a time, and while one is written the other file is whole."""
-    import textrnn.engine.trainer
+    import textrnn.engine.checkpointing
 
     monkeypatch.setenv("TEXTRNN_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "m.ckpt"
     writing: list[Path] = []
     saves = []
-    real_save = textrnn.engine.trainer.save_checkpoint
+    real_save = textrnn.engine.checkpointing.save_checkpoint
 
     def watched_save(path, ckpt):
         assert not writing, f"{path} saved while {writing[0]} is being saved"
@@ -577,7 +577,7 @@ def test_best_and_last_are_never_in_flux_together(tmp_path, monkeypatch):
         load_checkpoint(path)
         saves.append(Path(path).name)
 
-    monkeypatch.setattr(textrnn.engine.trainer, "save_checkpoint", watched_save)
+    monkeypatch.setattr(textrnn.engine.checkpointing, "save_checkpoint", watched_save)
     corpus = tmp_path / "corpus.txt"
     shutil.copy(ENGLISH, corpus)
     tok = train_tokenizer("char", iter_text_chunks(corpus))
@@ -856,9 +856,11 @@ def test_sigterm_saves_a_resumable_checkpoint_and_says_how_to_resume(tmp_path, m
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "Traceback" not in stderr and stdout == ""
-    assert "resume with: textrnn train --resume m.last.ckpt" in stderr.splitlines()[-1]
+    last_line = stderr.splitlines()[-1]
+    assert "interrupted by SIGTERM" in last_line
+    assert "resume with: textrnn train --resume m.last.ckpt" in last_line
     assert not (tmp_path / "m.ckpt.lock").exists()
     step = read_meta(last)[1]["training"]["step"]
     assert step >= 3
@@ -979,7 +981,7 @@ def test_second_training_into_the_same_output_is_refused(forks, trained, tmp_pat
     finally:
         os.kill(first.pid, signal.SIGTERM)
         res = forks.wait(first)
-    assert res.returncode == 130, res.stderr
+    assert res.returncode == 128 + signal.SIGTERM, res.stderr
     assert not (folder / "m.ckpt.lock").exists()
     again = cli(["train", "corpus.txt", *TINY, "--max-steps", "2", "--out", "m.ckpt"])
     assert again.returncode == 0, again.stderr
