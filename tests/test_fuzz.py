@@ -31,7 +31,14 @@ from textrnn.errors import DataError, TextrnnError
 from textrnn.formats import conllu as conll
 from textrnn.formats.plain import iter_text_chunks
 from textrnn.tasks.lm import GenerateConfig, generate, load, train
-from textrnn.tokenizers import KINDS, load_tokenizer, tokenizer_from_dict, train_tokenizer
+from textrnn.tokenizers import (
+    KINDS,
+    format_pieces,
+    load_tokenizer,
+    parse_pieces,
+    tokenizer_from_dict,
+    train_tokenizer,
+)
 
 ENGLISH = Path(__file__).resolve().parent.parent / "corpora" / "english.txt"
 FUZZ_EXAMPLES = 200  # per reader, default run
@@ -205,6 +212,7 @@ def exercise(tok) -> None:
         ids = tok.encode(text)
         assert all(0 <= i < tok.vocab_size for i in ids)
         tok.decode(ids)
+        assert parse_pieces(tok, format_pieces(tok, ids)) == ids  # what `tokenize decode` reads
         tok.tokenize(text)
         tok.unknown_units(text)
         tok.count_chars(text)

@@ -26,9 +26,11 @@ from textrnn.cli.options import (
     TimeBudget,
     old_form,
 )
-from textrnn.engine import decoding, distributed
+from textrnn.engine import distributed
 from textrnn.engine.checkpoint import read_meta
 from textrnn.engine.config import TrainConfig
+from textrnn.engine.decoding.beam import BeamConfig
+from textrnn.engine.decoding.sampling import SamplingConfig
 from textrnn.engine.devices import default_device, set_threads
 from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
 from textrnn.formats.plain import check_text_file, iter_text_chunks
@@ -229,7 +231,7 @@ def sample(
     Example: textrnn sample --prompt "the old man" --next 5
     """
     console = stderr_console(quiet)
-    sampling = decoding.SamplingConfig(
+    sampling = SamplingConfig(
         temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, greedy=greedy
     )
     gen = lm.GenerateConfig(length=length, num_samples=num_samples, stop=stop, seed=seed)
@@ -243,7 +245,7 @@ def sample(
         )
     if next_k is not None and (sampled or beam > 1 or stop or continuation_only):
         raise UsageError("--next lists next words; it cannot be combined with sampling, --beam, --stop or --continuation-only")
-    beam_cfg = decoding.BeamConfig(beam=beam, nbest=nbest, length_penalty=length_penalty, min_length=min_length, max_length=length) if beam > 1 else None
+    beam_cfg = BeamConfig(beam=beam, nbest=nbest, length_penalty=length_penalty, min_length=min_length, max_length=length) if beam > 1 else None
     if beam_cfg is None and (nbest != 1 or scores):
         raise UsageError("--nbest and --scores need beam search (--beam N with N > 1)")
     set_threads(threads)

@@ -19,7 +19,7 @@ from textrnn.engine.config import TrainConfig, config_with_overrides, saved_trai
 from textrnn.engine.devices import default_device, set_threads
 from textrnn.engine.distributed import Dist
 from textrnn.engine.outputs import last_path, out_path_for
-from textrnn.engine.trainer import TrainState
+from textrnn.engine.state import TrainState
 from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
 
 
