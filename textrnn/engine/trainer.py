@@ -290,6 +290,10 @@ class Trainer:
 
     def _fit(self, log) -> None:
         st = self.state
+        # Where this run starts in the log (step 0, or where a resumed checkpoint stopped):
+        # readers drop what an earlier run logged after that point (engine/metrics_log.py).
+        start = {"step": st.step, "epoch": st.epoch, "elapsed": round(st.elapsed, 2), "tokens": st.tokens}
+        self._write_log(log, {"event": "start", **start})
         self._run(log)
         if st.stopped != "interrupted" and (not st.history or st.history[-1]["step"] != st.step):
             self._validate(log)
@@ -421,7 +425,7 @@ class Trainer:
     def _report_steps(self, log, loss_sum: float, steps: int, tokens: int) -> None:
         snap = self._snapshot("step", train_loss=loss_sum / max(1, steps))
         snap.tokens_per_s = self._recent_speed(tokens)
-        self._write_log(log, {"event": "train", **self._log_fields(snap)})
+        self._write_log(log, {"event": "train", **self._log_fields(snap), "tokens": self.state.tokens})
         self.on_progress(snap)
 
     def _recent_speed(self, tokens: int) -> float:
@@ -443,7 +447,7 @@ class Trainer:
             st.bad_evals += 1
         entry = {"step": st.step, "epoch": st.epoch, "elapsed": round(st.elapsed, 2), **metrics}
         st.history.append(entry)
-        self._write_log(log, {"event": "eval", **entry})
+        self._write_log(log, {"event": "eval", **entry, "tokens": st.tokens})
         if improved:
             self._save(self.out, with_training_state=False)
         self._save_last()
