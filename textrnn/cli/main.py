@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover
     from click.exceptions import ClickException
     from click.exceptions import UsageError as ClickUsageError
 
-from textrnn.cli import info, lm, tag, tokenize, translit
+from textrnn.cli import info, lm, plot, tag, tokenize, translit
 from textrnn.errors import TextrnnError
 
 app = typer.Typer(
@@ -40,6 +40,7 @@ app.add_typer(tag.app, name="tag")
 app.add_typer(translit.app, name="translit")
 app.add_typer(tokenize.app, name="tokenize")
 app.command()(info.info)
+app.command()(plot.plot)
 
 # What str.splitlines() breaks at: a message quoting a file's content stays one line.
 _LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
