@@ -28,7 +28,7 @@ app = typer.Typer(
     name="textrnn",
     help="Recurrent-network text generation and NLP: train, sample, evaluate, tokenize.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (Typer's own)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
