@@ -291,6 +291,15 @@ def test_sample_options(cli, work, monkeypatch):
     beams = cli(["sample", "-c", CKPT, "--length", "10", "--beam", "3", "--nbest", "2", "--json"])
     hyps = json.loads(beams.stdout)
     assert len(hyps) == 2 and hyps[0]["score"] >= hyps[1]["score"] and hyps[0]["tokens"] == 10
+    # --scores: each continuation after its score and log-probability, the ones --json gives
+    scored = cli([*f"sample -c {CKPT} --length 10 --beam 3 --nbest 2 --scores --continuation-only".split(),
+                  "--separator", "<>\n"])  # fmt: skip
+    assert scored.returncode == 0
+    assert scored.stdout.split("<>\n") == [
+        f"[score {h['score']:.4f} logprob {h['logprob']:.4f}] {h['text']}" + ("" if h["text"].endswith("\n") else "\n")
+        for h in hyps
+    ]  # fmt: skip
+    assert hyps[0]["logprob"] < 0 and hyps[0]["score"] != hyps[1]["score"]
 
     samples = json.loads(
         cli(["sample", "-c", CKPT, "--length", "10", "--num-samples", "2", "--json"]).stdout
@@ -341,6 +350,13 @@ def test_train_json_in_process(cli, tmp_path, monkeypatch):
     res = cli("train s.txt --hidden 16 --layers 1 --max-steps 2 --json --out s.ckpt")
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "s.ckpt").exists()
+    # The model options reach the model (not only accepted).
+    res = cli("train c.txt --cell lstm --layers 2 --hidden 16 --embed 8 --dropout 0.1 --tie-weights "
+              "--variational-dropout --max-steps 1 --out o.ckpt")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    config = read_meta(tmp_path / "o.ckpt")[1]["model_config"]
+    assert {k: config[k] for k in ("cell", "layers", "hidden", "embed", "dropout", "tie_weights", "variational")} == {
+        "cell": "lstm", "layers": 2, "hidden": 16, "embed": 8, "dropout": 0.1, "tie_weights": True, "variational": True}
 
 
 # ---- bad input: one line on stderr, the right exit code ---------------------------------------

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from textrnn.cli import main
-from textrnn.engine.checkpoint import Checkpoint, save_checkpoint
+from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from textrnn.formats.conllu import Sentence, load_sentences, write_sentences
 from textrnn.paths import data_file
 
@@ -197,6 +197,8 @@ def test_ner_with_crf_reports_span_f1(capsys, data, tmp_path):
     code, _, err = run(capsys, "train", "--train", str(data / "train.bio.tsv"), "--dev", str(data / "dev.bio.tsv"),
                        "--out", str(out), "--crf", *TINY, "--max-steps", "20", "-q")  # fmt: skip
     assert code == 0, err
+    ckpt = load_checkpoint(out)  # --crf reaches the model: its transition scores are trained and saved
+    assert ckpt.meta["model_config"]["crf"] is True and "model.crf.transitions" in ckpt.tensors
     code, text, _ = run(capsys, "eval", "-c", str(out), str(data / "dev.bio.tsv"), "--json")
     result = json.loads(text)
     assert {"accuracy", "oov_accuracy", "span_f1", "span_precision", "span_recall"} <= set(result)

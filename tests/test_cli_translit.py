@@ -15,7 +15,7 @@ import regex
 import torch
 
 from textrnn.cli import main
-from textrnn.engine.checkpoint import Checkpoint, save_checkpoint
+from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from textrnn.errors import DataError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,6 +75,10 @@ def test_train_json(capsys, data, tmp_path):
     assert result["steps"] == 3 and result["checkpoint"] == str(tmp_path / "m.ckpt")
     assert 0 <= result["best_val_accuracy"] <= 1 and 0 <= result["best_val_cer"]
     assert (tmp_path / "m.ckpt").exists() and (tmp_path / "m.last.ckpt").exists()
+    # the options reach the model and the training (not only accepted)
+    ckpt = load_checkpoint(tmp_path / "m.ckpt")
+    assert ckpt.meta["model_config"]["attention"] == "bahdanau" and "model.energy.weight" in ckpt.tensors
+    assert ckpt.meta["translit"]["teacher_forcing"] == 0.8 and ckpt.meta["translit"]["label_smoothing"] == 0.0
 
 
 def test_predict_one_word_per_line(capsys, monkeypatch, model):
