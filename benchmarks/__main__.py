@@ -25,6 +25,7 @@ from rich.markup import escape
 from benchmarks import (
     distributed,
     generate_speed,
+    peers,
     quality,
     report,
     scale,
@@ -37,9 +38,11 @@ from benchmarks.common import (
     SCHEMA,
     Options,
     area_command,
+    count_list,
     default_reps,
     environment,
     machine_info,
+    seconds_list,
     utc_now,
 )
 from textrnn.errors import TextrnnError
@@ -53,6 +56,7 @@ AREAS = {
     "scale": scale,
     "translit": translit,
     "distributed": distributed,
+    "peers": peers,
 }
 HERE = Path(__file__).resolve().parent
 
@@ -87,6 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--sizes", help="scale: comma-separated corpus sizes [10M,100M,1G; --quick 1M,10M]"
     )
+    p.add_argument("--budgets", type=seconds_list, default=(), help="peers: training seconds, e.g. 120,600 [600]")
+    p.add_argument("--thread-counts", type=count_list, default=(), help="peers: threads, e.g. 1,2 [1]")
     p.add_argument(
         "--out", type=Path, default=HERE / "out", help="folder for the per-area JSON files"
     )
@@ -111,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads or os.cpu_count() or 1)  # explicit, and recorded in every JSON
     sizes = tuple(parse_size(s) for s in args.sizes.split(",")) if args.sizes else ()
     reps = args.reps or default_reps(quick=args.quick, tiny=args.tiny)
-    opts = Options(quick=args.quick, tiny=args.tiny, reps=reps, sizes=sizes)
+    opts = Options(quick=args.quick, tiny=args.tiny, reps=reps, sizes=sizes,
+                   budgets=args.budgets, thread_counts=args.thread_counts)  # fmt: skip
     console = Console(width=None if sys.stdout.isatty() else 160)
     args.out.mkdir(parents=True, exist_ok=True)
     failed = []
