@@ -15,8 +15,10 @@ epoch and anneals on it); textrnn holds out its own validation blocks from train
 held-out text before scoring.
 
 Scoring: one scorer (peer_score.py) for all four models: every token of the held-out text,
-given the line break before it, in one stream; summed nats / characters of the text. The
-scorer is checked against `textrnn eval` on the first textrnn char model.
+cut at line starts into 16 pieces, each scored as a stream from the line break before it;
+summed nats / characters of the text. The scorer is checked against `textrnn eval` on the
+first textrnn char model. tokens/s counts each program's own tokens over its training time
+(validation included); chars/s converts them with the held-out text's characters per token.
 
 Budgets and thread counts: `--budgets 120,600,1800 --thread-counts 1,2` (default 600 s at
 one thread: 40 minutes of training). --quick: the first 200,000 characters, 20 s; --tiny: the
@@ -44,6 +46,7 @@ QUICK_CHARS = 200_000  # --quick: the start of tiny-shakespeare
 TINY_CHARS = 30_000  # --tiny: a shorter start (every held-out character also in train)
 TINY_LENGTHS = {"iters": 10, "epochs": 1}  # --tiny: the peers' lengths, unprobed (a faster test)
 PROBE_ITERS = 30  # nanoGPT iterations of its timing probe
+OVER_BUDGET = 1.25  # a training time this many budgets long is marked in the table
 SCORER_TOLERANCE = 0.01  # nats/char between peer_score and `textrnn eval` on the same model
 
 
@@ -165,18 +168,26 @@ def _check_scorer(mine: dict, split: peer_runs.Split) -> dict:
 
 NOTES = [
     "held-out text: the last ~10% of the corpus from a line start, never trained on; nats/char = "
-    "summed nats of all its tokens / its characters (code points, newlines included), each model "
-    "given only the line break before it; one scorer (benchmarks/peer_score.py) for every model.",
+    "summed nats of all its tokens / its characters (code points, newlines included); it is cut "
+    "at line starts into 16 pieces, each scored from the line break before it; one scorer "
+    "(benchmarks/peer_score.py) for every model.",
     "word models pay nothing for spaces (textrnn's word tokens and the example's whitespace words "
-    "leave them out) and little for rare words (textrnn maps unseen words to <unk>; the example's "
-    "vocabulary is built from train, valid and test together, so test-only words have their own, "
-    "untrained, ids): their nats/char is a little optimistic beside a char model's; unknown_tokens "
-    "counts those tokens.",
+    "leave them out) and do not spell out unseen words as a char model must: textrnn maps them "
+    "to <unk> (one id for all), the example gives each its own id (it builds its vocabulary from "
+    "train, valid and test together) whose row was never a target in training; unknown_tokens "
+    "counts them.",
     "peers' lengths come from a timed probe (not counted): nanoGPT's max_iters, the word example's "
     "--epochs (nearest the budget, at least one: it saves only at the end of an epoch, so a budget "
     "shorter than one epoch gets a whole one). train_s is each program's training time "
     "(validation included); tokens/s counts each program's own tokens.",
 ]
+
+
+def _train_time(seconds: float, budget: float) -> str:
+    """Training seconds, with how far past the budget where a peer could not stop in time
+    (the word example saves only at the end of an epoch)."""
+    over = seconds / budget
+    return fmt_num(seconds) + (f" ({over:.1f}x the budget)" if over > OVER_BUDGET else "")
 
 
 def table(result: dict) -> Table:
@@ -202,7 +213,7 @@ def table(result: dict) -> Table:
                 held["model"],
                 f"{held['nats_per_char']:.4f}",
                 f"{run['steps']} / {fmt_num(run['passes'])}",
-                fmt_num(run["train_s"]),
+                _train_time(run["train_s"], r["budget_s"]),
                 fmt_num(run["tokens_per_s"]),
                 versus,
             ])  # fmt: skip
