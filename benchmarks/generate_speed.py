@@ -67,7 +67,7 @@ def run(opts: Options) -> dict:
     tok = CharTokenizer(VOCAB, unit="codepoint")
     model = LanguageModel(LMConfig(vocab_size=tok.vocab_size, dropout=0.0, **s["model"]))
     path = opts.workdir / "generate_speed.ckpt"
-    meta = {"model_config": config_to_dict(model.config), "tokenizer": tok.to_dict()}
+    meta = {"model_config": config_to_dict(model.config), "tokenizers": {"text": tok.to_dict()}}
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     save_checkpoint(path, Checkpoint(task="lm", meta=meta, tensors=tensors))
     lm = load_lm(path)  # fp32

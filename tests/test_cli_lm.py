@@ -224,7 +224,7 @@ def test_sample_eval_info_processes(procs, work, cli, monkeypatch):
 
     info = json.loads(procs["info"].stdout)
     assert info["task"] == "lm" and info["step"] == 20
-    assert info["model_config"]["hidden"] == 32 and info["tokenizer"]["kind"] == "char"
+    assert info["model_config"]["hidden"] == 32 and info["tokenizers"]["text"]["kind"] == "char"
 
 
 def test_prompt_from_piped_stdin(procs):

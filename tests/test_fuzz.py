@@ -31,7 +31,14 @@ from textrnn.errors import DataError, TextrnnError
 from textrnn.formats import conllu as conll
 from textrnn.formats.plain import iter_text_chunks
 from textrnn.tasks.lm import GenerateConfig, generate, load_lm, train_lm
-from textrnn.tokenizers import KINDS, load_tokenizer, tokenizer_from_dict, train_tokenizer
+from textrnn.tokenizers import (
+    KINDS,
+    format_pieces,
+    load_tokenizer,
+    parse_pieces,
+    tokenizer_from_dict,
+    train_tokenizer,
+)
 
 ENGLISH = Path(__file__).resolve().parent.parent / "corpora" / "english.txt"
 FUZZ_EXAMPLES = 200  # per reader, default run
@@ -205,6 +212,7 @@ def exercise(tok) -> None:
         ids = tok.encode(text)
         assert all(0 <= i < tok.vocab_size for i in ids)
         tok.decode(ids)
+        assert parse_pieces(tok, format_pieces(tok, ids)) == ids  # what `tokenize decode` reads
         tok.tokenize(text)
         tok.unknown_units(text)
         tok.count_chars(text)
@@ -361,11 +369,11 @@ def tiny_lm(tmp_path_factory) -> Path:
 
 META_PATHS = [
     ("model_config",), ("model_config", "hidden"), ("model_config", "vocab_size"), ("model_config", "cell"),
-    ("model_config", "tie_weights"), ("model_config", "layers"), ("tokenizer",), ("tokenizer", "vocab"),
-    ("tokenizer", "kind"), ("train_config",), ("train_config", "batch_size"), ("train_config", "seq_len"),
+    ("model_config", "tie_weights"), ("model_config", "layers"), ("tokenizers",), ("tokenizers", "text"),
+    ("tokenizers", "text", "vocab"), ("tokenizers", "text", "kind"), ("train_config",), ("train_config", "batch_size"), ("train_config", "seq_len"),
     ("train_config", "lr"), ("training",), ("training", "step"), ("training", "epoch"),
     ("training", "batch_in_epoch"), ("training", "best_val_loss"), ("training", "lr_scale"),
-    ("training", "has_training_state"), ("history",), ("corpus",), ("corpus", "path"), ("optimizer",),
+    ("training", "has_training_state"), ("history",), ("data",), ("data", "train"), ("data", "train", "path"), ("optimizer",),
     ("optimizer", "state"), ("optimizer", "param_groups"), ("metrics",),
 ]  # fmt: skip
 TENSORS = [

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from textrnn.engine.config import TrainConfig
 from textrnn.engine.decoding import BeamConfig, SamplingConfig
 from textrnn.errors import CheckpointError, DataError, UsageError
 from textrnn.formats.plain import iter_text_chunks
-from textrnn.models.lm import sequence_nll
 from textrnn.paths import data_file
 from textrnn.tasks.lm import (
     GenerateConfig,
@@ -87,6 +87,11 @@ def fused_greedy(lm: LoadedLM, prompt: str, n: int) -> list[int]:
             logits[banned] = -math.inf
             out.append(int(logits.argmax()))
     return out
+
+
+def sequence_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy in nats of `targets` (B, T) under `logits` (B, T, V)."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
 
 
 def fused_logprob(lm: LoadedLM, prompt: str, continuation: list[int]) -> float:

@@ -274,7 +274,7 @@ MATRIX: list[tuple[str, str, int, tuple[str, ...]]] = [
     ("tokenize train", "tokenize train binary.bin -o t.json", 1, ("binary.bin", "binary")),
     ("tokenize train", "tokenize train latin1.txt -o t.json", 1, ("latin1.txt", "byte 22", "line 2")),
     ("tokenize train", "tokenize train corpus.txt -o adir", 1, ("adir", "cannot write")),
-    ("tokenize train", "tokenize train corpus.txt -o nodir/t.json", 1, ("nodir/t.json",)),
+    ("tokenize train", "tokenize train corpus.txt -o tiny.txt/t.json", 1, ("tiny.txt/t.json", "cannot write")),
     ("tokenize train", "tokenize train --tokenizer-model corpus.txt -o t.json", 1, ("sentencepiece",)),
     ("tokenize train", "tokenize train corpus.txt", 2, ("--out",)),
     ("tokenize train", "tokenize train corpus.txt --tokenizer-model x.model -o t.json", 2, ("not both",)),
@@ -303,8 +303,8 @@ MATRIX: list[tuple[str, str, int, tuple[str, ...]]] = [
     ("tokenize encode", "tokenize encode tiny.txt", 2, ("--tokenizer", "--checkpoint")),
     ("tokenize encode", "tokenize encode -t tok.json -c m.ckpt tiny.txt", 2, ("exactly one",)),
     # tokenize decode
-    ("tokenize decode", "tokenize decode -t tok.json ids_bad.txt", 1, ("ids_bad.txt:1", "token ids")),
-    ("tokenize decode", "tokenize decode -t tok.json ids_range.txt", 1, ("ids_range.txt:1", "99999")),
+    ("tokenize decode", "tokenize decode --ids -t tok.json ids_bad.txt", 1, ("ids_bad.txt:1", "token ids")),
+    ("tokenize decode", "tokenize decode --ids -t tok.json ids_range.txt", 1, ("ids_range.txt:1", "99999")),
     ("tokenize decode", "tokenize decode -t tok.json missing.txt", 1, ("missing.txt",)),
     ("tokenize decode", "tokenize decode -t tok.json binary.bin", 1, ("binary.bin", "binary")),
     ("tokenize decode", "tokenize decode -t tok.json latin1.txt", 1, ("latin1.txt", "UTF-8")),
@@ -366,7 +366,7 @@ STDIN_MATRIX: list[tuple[str, str, bytes, int, tuple[str, ...]]] = [
     ("eval", "eval m.ckpt", b"ab\ncaf\xe9\n", 1, ("stdin", "UTF-8", "byte 6")),
     ("eval", "eval m.ckpt", b"", 1, ("stdin", "empty")),
     ("tokenize encode", "tokenize encode -t tok.json", b"ok\ncaf\xe9\n", 1, ("<stdin>:2", "UTF-8")),
-    ("tokenize decode", "tokenize decode -t tok.json", b"1 2 z\n", 1, ("<stdin>:1", "token ids")),
+    ("tokenize decode", "tokenize decode --ids -t tok.json", b"1 2 z\n", 1, ("<stdin>:1", "token ids")),
 ]
 # fmt: on
 
@@ -412,8 +412,9 @@ HOSTILE = {
     "negative hidden": (set_in("model_config", "hidden", value=-1), None, ALL),
     "hidden as text": (set_in("model_config", "hidden", value="16"), None, ALL),
     "huge model": (set_in("model_config", "hidden", value=10**9), None, ALL),
-    "no tokenizer": (set_in("tokenizer", delete=True), None, ("sample", "resume")),
-    "tokenizer not a dict": (set_in("tokenizer", value=[1, 2]), None, ("sample", "resume")),
+    "no tokenizer": (set_in("tokenizers", "text", delete=True), None, ("sample", "resume")),
+    "tokenizer not a dict": (set_in("tokenizers", "text", value=[1, 2]), None, ("sample", "resume")),
+    "tokenizers not a dict": (set_in("tokenizers", value=[1, 2]), None, ("sample", "resume")),
     "NaN weights": (None, set_tensor("model.head.weight", lambda w: torch.full_like(w, NAN)), ("sample", "resume")),
     "no train config": (set_in("train_config", delete=True), None, ("resume",)),
     "train config not a dict": (set_in("train_config", value="fast"), None, ("resume",)),
@@ -422,7 +423,8 @@ HOSTILE = {
     "negative step": (set_in("training", "step", value=-4), None, ("resume",)),
     "lr scale NaN": (set_in("training", "lr_scale", value=NAN), None, ("resume",)),
     "history not a list": (set_in("history", value="long"), None, ("resume",)),
-    "corpus not a dict": (set_in("corpus", value="corpus.txt"), None, ("resume",)),
+    "data not a dict": (set_in("data", value=7), None, ("resume",)),
+    "train file not a dict": (set_in("data", "train", value=["corpus.txt"]), None, ("resume",)),
     "optimizer garbage": (set_in("optimizer", value={"state": 5}), None, ("resume",)),
     "optimizer tensors gone": (None, drop_optimizer_tensors, ("resume",)),
     "moment of wrong shape": (None, set_tensor("optim.state.0.exp_avg", lambda t: torch.zeros(3)), ("resume",)),
@@ -492,7 +494,7 @@ def existing_cells() -> int:
 
 
 # The figures the README cites; update them with the tables.
-MATRIX_CELLS = 204  # this file: MATRIX + STDIN_MATRIX + HOSTILE_CELLS
+MATRIX_CELLS = 207  # this file: MATRIX + STDIN_MATRIX + HOSTILE_CELLS
 CLI_LM_CELLS = 32  # tests/test_cli_lm.py
 
 

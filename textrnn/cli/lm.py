@@ -14,7 +14,7 @@ from textrnn.cli.display import TrainDisplay, log, stderr_console
 from textrnn.cli.options import Device, JsonOut, MaxSteps, Quiet, Resume, TimeBudget
 from textrnn.cli.outcome import exit_if_interrupted, summary
 from textrnn.engine import decoding, distributed
-from textrnn.engine.checkpoint import load_checkpoint
+from textrnn.engine.checkpoint import load_checkpoint, trained_on
 from textrnn.engine.config import TrainConfig, config_with_overrides, saved_train_config
 from textrnn.engine.devices import default_device
 from textrnn.engine.outputs import last_path, out_path_for
@@ -161,17 +161,16 @@ def _resume_settings(path: Path, meta: dict) -> tuple[Tokenizer, TrainConfig, st
     checkpoint saved; CheckpointError when they are missing or malformed."""
     lm_config(meta, source=str(path))  # a bad model config is named with the file here
     try:
-        tok = tokenizer_from_dict(meta["tokenizer"])
+        tok = tokenizer_from_dict(meta["tokenizers"]["text"])
         cfg = saved_train_config(meta, source=str(path))
-        corpus = meta.get("corpus", {}).get("path")
+        corpus, _ = trained_on(meta, source=str(path))
         out = meta.get("training", {}).get("best_checkpoint")
     except KeyError as err:
         raise CheckpointError(f"{path}: checkpoint metadata is incomplete (no {err})") from None
     except (TypeError, AttributeError, TextrnnError) as err:
         raise CheckpointError(f"{path}: checkpoint metadata is invalid ({err})") from None
-    for name, value in (("corpus path", corpus), ("best checkpoint path", out)):
-        if not (value is None or (isinstance(value, str) and value)):
-            raise CheckpointError(f"{path}: checkpoint metadata is invalid ({name} {value!r})")
+    if not (out is None or (isinstance(out, str) and out)):
+        raise CheckpointError(f"{path}: checkpoint metadata is invalid (best checkpoint path {out!r})")
     return tok, cfg, corpus, out
 
 

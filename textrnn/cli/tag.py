@@ -19,7 +19,7 @@ from textrnn.cli.io import chunks, interactive, stdin_lines
 from textrnn.cli.options import Device, JsonOut, MaxSteps, Quiet, Resume, TimeBudget
 from textrnn.cli.outcome import best_validation, exit_if_interrupted, summary
 from textrnn.engine import distributed
-from textrnn.engine.checkpoint import load_checkpoint
+from textrnn.engine.checkpoint import load_checkpoint, trained_on
 from textrnn.engine.config import TrainConfig, config_with_overrides, saved_train_config
 from textrnn.engine.devices import default_device, set_threads
 from textrnn.engine.outputs import out_path_for
@@ -230,10 +230,10 @@ def train(
             raise UsageError(
                 "model options (--hidden, --crf, --embeddings, ...) cannot change when resuming"
             )
-        corpus = ckpt.meta.get("corpus", {})
-        train = train or Path((corpus.get("train") or {}).get("path", ""))
-        if dev is None and corpus.get("dev"):
-            dev = Path(corpus["dev"]["path"])
+        saved_train, saved_dev = trained_on(ckpt.meta, source=str(resume))
+        train = train or Path(saved_train or "")
+        if dev is None and saved_dev:
+            dev = Path(saved_dev)
         column = (ckpt.meta.get("tokenizers", {}).get("tag", {}) or {}).get("column", column)
         cfg = config_with_overrides(saved_train_config(ckpt.meta, source=str(resume)), **overrides)
         out = out or Path(ckpt.meta["training"].get("best_checkpoint") or out_path_for(train))

@@ -246,9 +246,3 @@ def char_errors(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[i
         errors += edit_distance(ref, hyp)
         chars += len(ref)
     return errors, chars
-
-
-def cer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
-    """Character error rate: total edit distance / total reference length (0.0 for no characters)."""
-    errors, chars = char_errors(references, hypotheses)
-    return errors / chars if chars else 0.0

@@ -145,8 +145,8 @@ def load_lm(
     ckpt = load_checkpoint(path, task="lm")
     cfg = lm_config(ckpt.meta, source=str(path))
     try:
-        tokenizer = tokenizer_from_dict(ckpt.meta["tokenizer"])
-    except KeyError as err:
+        tokenizer = tokenizer_from_dict(ckpt.meta["tokenizers"]["text"])
+    except (KeyError, TypeError) as err:
         raise CheckpointError(f"{path}: checkpoint metadata is incomplete ({err})") from None
     except TextrnnError as err:
         raise CheckpointError(f"{path}: {err}") from None

@@ -145,8 +145,8 @@ class LMTask:
     def checkpoint_meta(self) -> dict:
         return {
             "model_config": config_to_dict(self.model.config),
-            "tokenizer": self.tokenizer.to_dict(),
-            "corpus": self.corpus_info,
+            "tokenizers": {"text": self.tokenizer.to_dict()},
+            "data": {"train": self.corpus_info, "dev": None},
         }
 
 

@@ -79,7 +79,8 @@ def train_lm(
     """
     fingerprint = file_info(corpus)
     if resume is not None:
-        old = resume.meta.get("corpus", {}).get("sha256")
+        train = resume.meta.get("data", {}).get("train")
+        old = train.get("sha256") if isinstance(train, dict) else None
         if old and old != fingerprint["sha256"]:
             on_log(f"warning: {corpus} differs from the corpus this checkpoint was trained on")
     encoded = encode_corpus(corpus, tokenizer, corpus_sha256=fingerprint["sha256"])

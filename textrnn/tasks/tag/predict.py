@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from textrnn.config import config_from_dict
 from textrnn.data.batching import length_batches
 from textrnn.engine import metrics
 from textrnn.engine.checkpoint import Checkpoint, load_checkpoint
@@ -19,11 +18,11 @@ from textrnn.engine.devices import (
     check_precision,
     resolve_precision,
 )
-from textrnn.engine.weights import checkpoint_weights, load_weights
-from textrnn.errors import CheckpointError, DataError, UsageError
+from textrnn.errors import DataError, UsageError
 from textrnn.formats.conllu import Sentence
-from textrnn.models.tagger import Tagger, TaggerConfig
+from textrnn.models.tagger import Tagger
 from textrnn.tasks.tag.batch import Encoder
+from textrnn.tasks.tag.load import model_from_checkpoint
 from textrnn.tasks.tag.vocab import Vocab, apply_constraints
 
 READ_AHEAD = 2048  # sentences read, length-sorted and tagged together when predicting
@@ -59,16 +58,7 @@ def load_tagger(
             f"--precision must be one of {', '.join(INFERENCE_PRECISIONS)}, got {precision!r}"
         )
     ckpt = load_checkpoint(path, task="tagger")
-    try:
-        cfg = config_from_dict(TaggerConfig, ckpt.meta["model_config"], what="model config")
-        vocab = Vocab.from_dict(ckpt.meta["tokenizers"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: checkpoint metadata is incomplete ({err})") from None
-    sizes = (len(vocab.words), len(vocab.chars), len(vocab.tags))
-    if sizes != (cfg.n_words, cfg.n_chars, cfg.n_tags):
-        raise CheckpointError(f"{path}: vocabulary sizes {sizes} do not match the model config")
-    model = Tagger(cfg)
-    load_weights(model, checkpoint_weights(ckpt))
+    model, vocab = model_from_checkpoint(ckpt, source=str(path))
     apply_constraints(model, vocab, None, lambda m: None)
     model.to(device).eval()
     resolved = resolve_precision(precision, device)

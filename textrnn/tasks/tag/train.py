@@ -17,16 +17,15 @@ from pathlib import Path
 
 import torch
 
-from textrnn.config import config_from_dict
 from textrnn.engine.checkpoint import Checkpoint
 from textrnn.engine.config import TrainConfig, config_from_defaults
 from textrnn.engine.trainer import Progress, fit, seed_everything
 from textrnn.engine.trainer import TrainResult as BaseTrainResult
-from textrnn.engine.weights import checkpoint_weights, load_weights
 from textrnn.errors import DataError, UsageError
 from textrnn.files import file_info
 from textrnn.formats.conllu import load_sentences
 from textrnn.models.tagger import Tagger, TaggerConfig
+from textrnn.tasks.tag.load import model_from_checkpoint
 from textrnn.tasks.tag.task import TaggerTask
 from textrnn.tasks.tag.vectors import init_pretrained, read_vectors
 from textrnn.tasks.tag.vocab import (
@@ -101,8 +100,7 @@ def train_tagger(
         on_log(f"no dev file: holding out the last {n_dev} training sentences")
     seed_everything(cfg.seed)
     if resume is not None:
-        vocab = Vocab.from_dict(resume.meta["tokenizers"])
-        model_cfg = config_from_dict(TaggerConfig, resume.meta["model_config"], what="model config")
+        model, vocab = model_from_checkpoint(resume, source="checkpoint")
         counts = Counter(vocab.key(w) for s in train_sents for w in s.words)
         vectors = None
     else:
@@ -127,18 +125,15 @@ def train_tagger(
                     f"--word-dim must match the {vectors[1].shape[1]}-dimensional vectors of {embeddings}"
                 )
             shape["word_dim"] = vectors[1].shape[1]
-        model_cfg = TaggerConfig(
+        model = Tagger(TaggerConfig(
             n_words=len(vocab.words), n_chars=len(vocab.chars), n_tags=len(vocab.tags), **shape
-        )
+        ))  # fmt: skip
     unknown_tags = sorted({t for s in dev_sents for t in s.tags or ()} - set(vocab.tags))
     if unknown_tags:
         on_log(
             f"warning: dev tags never seen in training (always wrong): {', '.join(unknown_tags[:10])}"
         )
-    model = Tagger(model_cfg)
-    if resume is not None:
-        load_weights(model, checkpoint_weights(resume))
-    elif vectors is not None:
+    if vectors is not None:
         found = init_pretrained(model, vocab, *vectors)
         on_log(
             f"pretrained vectors: {found} of {len(vocab.words) - 2} words initialised from {embeddings}"
