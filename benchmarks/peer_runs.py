@@ -156,8 +156,9 @@ def scratch_copy(source: Path, folder: Path) -> Path:
 def score(program: str, args: list[str], cwd: Path, threads: int) -> dict:
     """Run peer_score.py inside a peer's folder; its JSON (the last line of its stdout: the
     peer's model code may print too)."""
-    out, _ = run([sys.executable, SCORER.name, program, *args], cwd, threads, timeout=3600)
-    return json.loads(out.strip().splitlines()[-1])
+    cmd = [sys.executable, SCORER.name, program, *args]
+    out, _ = run(cmd, cwd, threads, timeout=3600)
+    return {**json.loads(out.strip().splitlines()[-1]), "command": shown(cmd, threads)}
 
 
 # ---- textrnn -----------------------------------------------------------------------------------

@@ -118,7 +118,10 @@ def _score_textrnn(mine: dict, split: peer_runs.Split) -> None:
     """The held-out score of a textrnn run, and its passes over train.txt in its own tokens."""
     from textrnn.tasks.lm import load_lm
 
-    mine["heldout"] = score_textrnn(str(split.test), mine["checkpoint"])
+    mine["heldout"] = {
+        **score_textrnn(str(split.test), mine["checkpoint"]),
+        "command": "peer_score.score_textrnn(test.txt, model.ckpt), in the benchmark process",
+    }
     train = read_text(split.train)
     mine["passes"] = mine["tokens_trained"] / len(
         load_lm(mine["checkpoint"]).tokenizer.encode(train)

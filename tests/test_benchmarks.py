@@ -230,6 +230,7 @@ def test_peers_tiny_run(tmp_path):
         for who in ("textrnn", "peer"):
             held = r[who]["heldout"]
             assert held["chars"] == split["heldout_chars"]  # one text, one denominator
+            assert "score" in held["command"]
             assert held["nats_per_char"] == pytest.approx(held["nats"] / held["chars"])
             assert 0 < held["nats_per_char"] < 10 and r[who]["tokens_per_s"] > 0
             if r["level"] == "char":
