@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-SCHEMA = 1  # version of the JSON layout written by every area
+SCHEMA = 2  # version of the JSON layout written by every area (2: run conditions, split labels)
+READABLE_SCHEMAS = (1, 2)  # the layouts the report still renders (1: before issue 20)
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,24 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def pick(values: dict, keys: tuple[str, ...]) -> dict:
+    """The named fields of a command's JSON output (those the area's schema declares)."""
+    return {k: values[k] for k in keys if k in values}
+
+
+# ---- quality labels ----------------------------------------------------------------------------
+# Every quality figure names its split and that split's role: what else the split decided.
+
+NEVER_SEEN = "never seen"
+CHOSE_CHECKPOINT = "also chose the checkpoint by early stopping"
+CHOSE_CHECKPOINT_AND_DEFAULTS = "also chose the checkpoint by early stopping, and the defaults"
+
+
+def split_label(row: dict) -> str:
+    """'test (never seen)' from a row's `split` and `role`."""
+    return f"{row['split']} ({row['role']})"
 
 
 # ---- tables ----------------------------------------------------------------------------------

@@ -212,7 +212,7 @@ def prepare_nanogpt(peers: Path, split: Split, folder: Path) -> Path:
         import requests  # noqa: F401  (prepare.py imports it, though it downloads nothing here)
     except ImportError:
         raise DataError(
-            "nanoGPT's data/shakespeare_char/prepare.py imports requests: pip install requests"
+            "nanoGPT's data/shakespeare_char/prepare.py imports requests: pip install -e .[dev]"
         ) from None
     folder = scratch_copy(peers / "nanogpt", folder)
     data = folder / "data" / "shakespeare_char"
@@ -263,7 +263,7 @@ def run_nanogpt(
     return {
         "program": "nanogpt",
         "command": shown(cmd, threads),
-        "probe": probe,
+        **({"probe": probe} if probe else {}),
         "steps": len(times),
         "passes": len(times) * NANOGPT_TOKENS_PER_ITER / train_tokens,
         "best_step": saved[-1],
@@ -354,7 +354,7 @@ def run_word_lm(folder: Path, *, budget: float, threads: int, epochs: int = 0) -
     return {
         "program": "word_language_model",
         "command": shown(cmd, threads),
-        "probe": probe,
+        **({"probe": probe} if probe else {}),
         "steps": len(ends) * -(-(rows - 1) // WORD_LM_BPTT),
         "epochs": len(ends),
         "passes": len(ends) * per_epoch / word_lm_tokens(folder / "data/train.txt"),

@@ -35,8 +35,9 @@ import sys
 from pathlib import Path
 
 from benchmarks import peer_runs
-from benchmarks.common import Options, Table, fmt_num
+from benchmarks.common import Options, Table, fmt_num, split_label
 from benchmarks.peer_score import score_textrnn
+from benchmarks.schema import VALUE
 from textrnn.formats.plain import read_text
 from textrnn.paths import data_dir, data_file
 
@@ -48,6 +49,62 @@ TINY_LENGTHS = {"iters": 10, "epochs": 1}  # --tiny: the peers' lengths, unprobe
 PROBE_ITERS = 30  # nanoGPT iterations of its timing probe
 OVER_BUDGET = 1.25  # a training time this many budgets long is marked in the table
 SCORER_TOLERANCE = 0.01  # nats/char between peer_score and `textrnn eval` on the same model
+
+
+# The held-out slice's role at each level: no program trains on it, but textrnn's char
+# defaults were chosen on (almost) this slice, the last 10% of tiny-shakespeare, in the
+# 90/10 runs of the quality area before issue 20.
+ROLES = {
+    "char": "never trained on, but textrnn's current char defaults were chosen on it in 90/10 runs",
+    "word": "never trained on",
+}
+_HELDOUT = ("nats", "tokens", "chars", "nats_per_char", "nats_per_token", "unknown_tokens",
+            "params", "model", "stride", "checkpoint_iter", "torch_threads", "command")  # fmt: skip
+_RUN = ("program", "command", "steps", "epochs", "passes", "best_step", "best_epoch", "train_s",
+        "wall_s", "tokens_trained", "tokens_per_s", "chars_per_s", "last_val_loss",
+        "own_test_loss_per_token")  # fmt: skip
+_PROBE = ("command", "step_s", "eval_s", "planned_iters", "epoch_s", "planned_epochs")
+_PROGRAM = {**dict.fromkeys(_RUN, VALUE), "probe": dict.fromkeys(_PROBE, VALUE),
+            "heldout": dict.fromkeys(_HELDOUT, VALUE)}  # fmt: skip
+FIELDS = {  # what `run` writes (see schema.py)
+    "settings": {
+        **dict.fromkeys(("corpus", "corpus_chars", "budgets_s", "thread_counts", "peers"), VALUE),
+        "split": dict.fromkeys(
+            (
+                "train_chars",
+                "valid_chars",
+                "heldout_chars",
+                "heldout_lines",
+                "heldout_starts_at",
+                "valid_starts_a_line",
+            ),
+            VALUE,
+        ),  # fmt: skip
+    },
+    "results": [
+        {
+            **dict.fromkeys(
+                (
+                    "level",
+                    "split",
+                    "role",
+                    "budget_s",
+                    "threads",
+                    "nats_per_char_diff",
+                    "textrnn_leads",
+                    "tokens_per_s_ratio",
+                    "chars_per_s_ratio",
+                ),
+                VALUE,
+            ),
+            "textrnn": _PROGRAM,
+            "peer": _PROGRAM,
+        }
+    ],  # fmt: skip
+    "scorer_check": dict.fromkeys(
+        ("command", "textrnn_eval_nats_per_char", "scorer_nats_per_char", "difference"), VALUE
+    ),  # fmt: skip
+}
 
 
 def peers_dir() -> Path:
@@ -110,7 +167,6 @@ def run(opts: Options) -> dict:
         },
         "results": results,
         "scorer_check": check,
-        "notes": NOTES,
     }
 
 
@@ -137,6 +193,8 @@ def _pair(level: str, budget: float, threads: int, mine: dict, peer: dict) -> di
     diff = mine["heldout"]["nats_per_char"] - peer["heldout"]["nats_per_char"]
     return {
         "level": level,
+        "split": "test",
+        "role": ROLES[level],
         "budget_s": budget,
         "threads": threads,
         "textrnn": mine,
@@ -186,6 +244,25 @@ NOTES = [
 ]
 
 
+def headline(result: dict) -> list[list[str]]:
+    """One README row per level, budget and thread count."""
+    smoke = result.get("quick") or result.get("tiny")
+    rows = []
+    for r in result["results"]:
+        mine, peer = r["textrnn"]["heldout"], r["peer"]["heldout"]
+        how = "leads" if r["textrnn_leads"] else "BEHIND"
+        rows.append([
+            f"tiny-shakespeare {r['level']} LM, {r['budget_s']:g} s, {r['threads']} thread(s): "
+            f"held-out nats/char, one scorer, against {r['peer']['program']}",
+            f"{mine['nats_per_char']:.4f}",
+            split_label(r),
+            f"{r['peer']['program']}: {peer['nats_per_char']:.4f}",
+            "n/a (smoke run)" if smoke else
+            f"{how} by {abs(r['nats_per_char_diff']):.4f}; {r['tokens_per_s_ratio']:.2f}x tokens/s",
+        ])  # fmt: skip
+    return rows
+
+
 def _train_time(seconds: float, budget: float) -> str:
     """Training seconds, with how far past the budget where a peer could not stop in time
     (the word example saves only at the end of an epoch)."""
@@ -226,5 +303,5 @@ def table(result: dict) -> Table:
         f"{check['textrnn_eval_nats_per_char']:.4f} (`{check['command']}`) on the first textrnn char model"
     )
     t.notes += [f"`{r[w]['command']}`" for r in result["results"] for w in ("textrnn", "peer")]
-    t.notes += result["notes"]
+    t.notes += NOTES
     return t

@@ -28,8 +28,6 @@ import typer.main
 
 from textrnn.cli import app, main
 from textrnn.engine.checkpoint import Checkpoint, read_meta, save_checkpoint
-from textrnn.errors import DataError
-from textrnn.paths import data_file
 
 TINY = "--hidden 32 --layers 1 --max-steps 20 --batch-size 4 --seq-len 32".split()
 PARALLEL = 3  # processes at once: the work is mostly importing, on a small machine
@@ -105,18 +103,15 @@ def cli(capsys, monkeypatch, tmp_path) -> InProcess:
     return InProcess(capsys, monkeypatch)
 
 
-def shakespeare(chars: int) -> str:
-    try:
-        path = data_file("tinyshakespeare/input.txt")
-    except DataError as err:
-        if os.environ.get("CI"):
-            pytest.fail(str(err))
-        pytest.skip(str(err))
-    return path.read_text(encoding="utf-8")[:chars]
+@pytest.fixture(scope="session")
+def shakespeare(shared_data):
+    """`shakespeare(chars)`: the first `chars` characters of tiny-shakespeare."""
+    text = shared_data("tinyshakespeare/input.txt").read_text(encoding="utf-8")
+    return lambda chars: text[:chars]
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
+def work(tmp_path_factory, shakespeare) -> Path:
     """A folder where `textrnn train corpus.txt` has run (checkpoints/corpus.ckpt), plus bad inputs."""
     folder = tmp_path_factory.mktemp("cli")
     (folder / "corpus.txt").write_text(shakespeare(12_000), encoding="utf-8")
@@ -291,6 +286,15 @@ def test_sample_options(cli, work, monkeypatch):
     beams = cli(["sample", "-c", CKPT, "--length", "10", "--beam", "3", "--nbest", "2", "--json"])
     hyps = json.loads(beams.stdout)
     assert len(hyps) == 2 and hyps[0]["score"] >= hyps[1]["score"] and hyps[0]["tokens"] == 10
+    # --scores: each continuation after its score and log-probability, the ones --json gives
+    scored = cli([*f"sample -c {CKPT} --length 10 --beam 3 --nbest 2 --scores --continuation-only".split(),
+                  "--separator", "<>\n"])  # fmt: skip
+    assert scored.returncode == 0
+    assert scored.stdout.split("<>\n") == [
+        f"[score {h['score']:.4f} logprob {h['logprob']:.4f}] {h['text']}" + ("" if h["text"].endswith("\n") else "\n")
+        for h in hyps
+    ]  # fmt: skip
+    assert hyps[0]["logprob"] < 0 and hyps[0]["score"] != hyps[1]["score"]
 
     samples = json.loads(
         cli(["sample", "-c", CKPT, "--length", "10", "--num-samples", "2", "--json"]).stdout
@@ -329,7 +333,7 @@ def test_eval_from_stdin_and_plain_output(cli, work, monkeypatch):
     assert plain.splitlines()[0].split()[0] == "loss_nats"
 
 
-def test_train_json_in_process(cli, tmp_path, monkeypatch):
+def test_train_json_in_process(cli, tmp_path, monkeypatch, shakespeare):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c.txt").write_text(shakespeare(4000), encoding="utf-8")
     res = cli("train c.txt --hidden 16 --layers 1 --max-steps 3 --json --out m.ckpt")
@@ -341,6 +345,13 @@ def test_train_json_in_process(cli, tmp_path, monkeypatch):
     res = cli("train s.txt --hidden 16 --layers 1 --max-steps 2 --json --out s.ckpt")
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "s.ckpt").exists()
+    # The model options reach the model (not only accepted).
+    res = cli("train c.txt --cell lstm --layers 2 --hidden 16 --embed 8 --dropout 0.1 --tie-weights "
+              "--variational-dropout --max-steps 1 --out o.ckpt")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    config = read_meta(tmp_path / "o.ckpt")[1]["model_config"]
+    assert {k: config[k] for k in ("cell", "layers", "hidden", "embed", "dropout", "tie_weights", "variational")} == {
+        "cell": "lstm", "layers": 2, "hidden": 16, "embed": 8, "dropout": 0.1, "tie_weights": True, "variational": True}
 
 
 # ---- bad input: one line on stderr, the right exit code ---------------------------------------
@@ -412,7 +423,7 @@ def test_sample_without_any_checkpoint(cli, tmp_path, monkeypatch):
 # ---- Ctrl-C and resume ----------------------------------------------------------------------------
 
 
-def test_ctrl_c_saves_and_resume_continues(tmp_path):
+def test_ctrl_c_saves_and_resume_continues(tmp_path, shakespeare):
     (tmp_path / "corpus.txt").write_text(shakespeare(30_000), encoding="utf-8")
     args = [
         "--hidden",

@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from textrnn.cli import main
-from textrnn.engine.checkpoint import Checkpoint, save_checkpoint
+from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from textrnn.formats.conllu import Sentence, load_sentences, write_sentences
-from textrnn.paths import data_file
 
 TINY = [
     "--word-dim",
@@ -40,15 +39,11 @@ def run(capsys, *args: str, stdin: str | None = None, monkeypatch=None) -> tuple
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(tmp_path_factory, shared_data) -> Path:
     """200 EWT training sentences (CoNLL-U), 50 dev ones, and an NER-style BIO version of both."""
-    try:
-        train = load_sentences(data_file("ud_english_ewt/en_ewt-ud-train.conllu"), keep_rows=True)[
-            :200
-        ]
-        dev = load_sentences(data_file("ud_english_ewt/en_ewt-ud-dev.conllu"), keep_rows=True)[:50]
-    except Exception as err:  # noqa: BLE001
-        pytest.skip(str(err))
+    train = load_sentences(shared_data("ud_english_ewt/en_ewt-ud-train.conllu"), keep_rows=True)
+    dev = load_sentences(shared_data("ud_english_ewt/en_ewt-ud-dev.conllu"), keep_rows=True)
+    train, dev = train[:200], dev[:50]
     folder = tmp_path_factory.mktemp("tagcli")
     write_sentences(folder / "train.conllu", train)
     write_sentences(folder / "dev.conllu", dev)
@@ -197,6 +192,8 @@ def test_ner_with_crf_reports_span_f1(capsys, data, tmp_path):
     code, _, err = run(capsys, "train", "--train", str(data / "train.bio.tsv"), "--dev", str(data / "dev.bio.tsv"),
                        "--out", str(out), "--crf", *TINY, "--max-steps", "20", "-q")  # fmt: skip
     assert code == 0, err
+    ckpt = load_checkpoint(out)  # --crf reaches the model: its transition scores are trained and saved
+    assert ckpt.meta["model_config"]["crf"] is True and "model.crf.transitions" in ckpt.tensors
     code, text, _ = run(capsys, "eval", "-c", str(out), str(data / "dev.bio.tsv"), "--json")
     result = json.loads(text)
     assert {"accuracy", "oov_accuracy", "span_f1", "span_precision", "span_recall"} <= set(result)

@@ -15,8 +15,7 @@ import regex
 import torch
 
 from textrnn.cli import main
-from textrnn.engine.checkpoint import Checkpoint, save_checkpoint
-from textrnn.errors import DataError
+from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--embed", "24", "--hidden", "32", "--layers", "1", "--dec-hidden", "48", "--dropout", "0.1"]
@@ -34,15 +33,10 @@ def run(capsys, *args: str, stdin: str | None = None, monkeypatch=None) -> tuple
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(tmp_path_factory, shared_data) -> Path:
     """Every 100th Dakshina Hindi training row and every 40th dev row."""
-    from textrnn.paths import data_file
-
-    try:
-        train = data_file("dakshina_hi/hi.translit.sampled.train.tsv").read_text(encoding="utf-8").splitlines()
-        dev = data_file("dakshina_hi/hi.translit.sampled.dev.tsv").read_text(encoding="utf-8").splitlines()
-    except DataError as err:
-        pytest.skip(str(err))
+    train = shared_data("dakshina_hi/hi.translit.sampled.train.tsv").read_text(encoding="utf-8").splitlines()
+    dev = shared_data("dakshina_hi/hi.translit.sampled.dev.tsv").read_text(encoding="utf-8").splitlines()
     folder = tmp_path_factory.mktemp("translitcli")
     (folder / "train.tsv").write_text("\n".join(train[::100]) + "\n", encoding="utf-8")
     (folder / "dev.tsv").write_text("\n".join(dev[::40]) + "\n", encoding="utf-8")
@@ -75,6 +69,10 @@ def test_train_json(capsys, data, tmp_path):
     assert result["steps"] == 3 and result["checkpoint"] == str(tmp_path / "m.ckpt")
     assert 0 <= result["best_val_accuracy"] <= 1 and 0 <= result["best_val_cer"]
     assert (tmp_path / "m.ckpt").exists() and (tmp_path / "m.last.ckpt").exists()
+    # the options reach the model and the training (not only accepted)
+    ckpt = load_checkpoint(tmp_path / "m.ckpt")
+    assert ckpt.meta["model_config"]["attention"] == "bahdanau" and "model.energy.weight" in ckpt.tensors
+    assert ckpt.meta["translit"]["teacher_forcing"] == 0.8 and ckpt.meta["translit"]["label_smoothing"] == 0.0
 
 
 def test_predict_one_word_per_line(capsys, monkeypatch, model):

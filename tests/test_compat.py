@@ -11,7 +11,7 @@ import pytest
 
 from textrnn.cli import main
 from textrnn.engine.checkpoint import load_checkpoint
-from textrnn.engine.decoding import SamplingConfig
+from textrnn.engine.decoding.sampling import SamplingConfig
 from textrnn.tasks.lm import GenerateConfig, evaluate_text, generate, load_lm
 from textrnn.tasks.tag import load_tagger, predict
 from textrnn.tasks.translit import load_translit, transliterate

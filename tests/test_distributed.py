@@ -188,7 +188,7 @@ def test_ctrl_c_to_torchrun_stops_every_rank_at_the_same_step(tmp_path):
     ranks = digests(tmp_path / "digests")
     assert len(ranks) == 2 and ranks[0] == ranks[1]
     assert ranks[0][-1].split()[0] == str(step)  # both stopped after the checkpoint's step
-    assert err.count(f"interrupted at step {step}; resume with") == 1  # rank 0 alone says so
+    assert err.count(f"interrupted by SIGINT at step {step}; resume with") == 1  # rank 0 alone says so
 
 
 RESUME_SCRIPT = """
@@ -458,15 +458,9 @@ def test_two_nodes_over_loopback_with_c10d_rendezvous(lm_runs, tmp_path):
 # ---- transliteration -------------------------------------------------------------------------------
 
 
-def translit_lexicon(folder: Path) -> tuple[Path, Path]:
-    """A small real Dakshina sample (the test skips without the data set)."""
-    from textrnn.errors import DataError
-    from textrnn.paths import data_file
-
-    try:
-        source = data_file("dakshina_hi/hi.translit.sampled.train.tsv")
-    except DataError as err:
-        pytest.skip(str(err))
+def translit_lexicon(shared_data, folder: Path) -> tuple[Path, Path]:
+    """A small real Dakshina sample (`shared_data` skips, or fails in CI, without the data set)."""
+    source = shared_data("dakshina_hi/hi.translit.sampled.train.tsv")
     lines = source.read_text(encoding="utf-8").splitlines()
     train, dev = folder / "train.tsv", folder / "dev.tsv"
     train.write_text("\n".join(lines[::200]) + "\n", encoding="utf-8")
@@ -474,13 +468,13 @@ def translit_lexicon(folder: Path) -> tuple[Path, Path]:
     return train, dev
 
 
-def test_translit_shares_add_up_to_the_single_process_loss_and_gradient(tmp_path, monkeypatch):
+def test_translit_shares_add_up_to_the_single_process_loss_and_gradient(tmp_path, monkeypatch, shared_data):
     import textrnn.tasks.translit.train as tl
     from textrnn.tasks.translit import train_translit
     from textrnn.tasks.translit.batch import Batch
     from textrnn.tasks.translit.task import Share
 
-    train, dev = translit_lexicon(tmp_path)
+    train, dev = translit_lexicon(shared_data, tmp_path)
     tasks = []  # the task a real (one-step) training run builds: its model, vocabularies, batches
 
     class Keep(tl.TranslitTask):
@@ -512,9 +506,9 @@ def test_translit_shares_add_up_to_the_single_process_loss_and_gradient(tmp_path
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_translit_train_on_two_processes_matches_one(tmp_path):
+def test_translit_train_on_two_processes_matches_one(tmp_path, shared_data):
     """`torchrun ... -m textrnn translit train` trains the same model as one process."""
-    train, dev = translit_lexicon(tmp_path)
+    train, dev = translit_lexicon(shared_data, tmp_path)
     common = ["translit", "train", "--train", train, "--dev", dev, "--embed", 8, "--hidden", 8,
               "--dec-hidden", 16, "--dropout", 0, "--precision", "fp32", "--batch-size", 8,
               "--max-steps", 4, "--eval-every", 2, "--json"]  # fmt: skip

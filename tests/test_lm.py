@@ -4,7 +4,6 @@ and the checkpoints load_lm must refuse."""
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,10 @@ import torch.nn.functional as F
 
 from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from textrnn.engine.config import TrainConfig
-from textrnn.engine.decoding import BeamConfig, SamplingConfig
+from textrnn.engine.decoding.beam import BeamConfig
+from textrnn.engine.decoding.sampling import SamplingConfig
 from textrnn.errors import CheckpointError, DataError, UsageError
 from textrnn.formats.plain import iter_text_chunks
-from textrnn.paths import data_file
 from textrnn.tasks.lm import (
     GenerateConfig,
     LoadedLM,
@@ -33,15 +32,11 @@ from textrnn.tokenizers import train_tokenizer
 PROMPT = "ROMEO:\n"
 
 
-def shakespeare_text(chars: int) -> str:
-    """The first `chars` characters of tiny-shakespeare (skipped, or failed in CI, when absent)."""
-    try:
-        path = data_file("tinyshakespeare/input.txt")
-    except DataError as err:
-        if os.environ.get("CI"):
-            pytest.fail(str(err))
-        pytest.skip(str(err))
-    return path.read_text(encoding="utf-8")[:chars]
+@pytest.fixture(scope="session")
+def shakespeare_text(shared_data):
+    """`shakespeare_text(chars)`: the first `chars` characters of tiny-shakespeare."""
+    text = shared_data("tinyshakespeare/input.txt").read_text(encoding="utf-8")
+    return lambda chars: text[:chars]
 
 
 def train_small(folder: Path, kind: str, text: str, *, steps: int, model: dict) -> Path:
@@ -58,14 +53,14 @@ def train_small(folder: Path, kind: str, text: str, *, steps: int, model: dict) 
 
 
 @pytest.fixture(scope="module")
-def char_ckpt(tmp_path_factory) -> Path:
+def char_ckpt(tmp_path_factory, shakespeare_text) -> Path:
     folder = tmp_path_factory.mktemp("char")
     model = {"hidden": 64, "layers": 2, "embed": 16, "dropout": 0.0}
     return train_small(folder, "char", shakespeare_text(20_000), steps=60, model=model)
 
 
 @pytest.fixture(scope="module")
-def word_ckpt(tmp_path_factory) -> Path:
+def word_ckpt(tmp_path_factory, shakespeare_text) -> Path:
     folder = tmp_path_factory.mktemp("word")
     model = {"hidden": 32, "layers": 1, "embed": 32, "dropout": 0.0}  # word models tie weights
     return train_small(folder, "word", shakespeare_text(30_000), steps=20, model=model)
@@ -209,7 +204,7 @@ def test_beam_generate_stop_string(lm):
 # ---- evaluation ---------------------------------------------------------------------------------
 
 
-def test_evaluate_text_figures_are_consistent(lm):
+def test_evaluate_text_figures_are_consistent(lm, shakespeare_text):
     text = shakespeare_text(25_000)[20_000:]  # text the model did not train on
     m = evaluate_text(lm, text)
     assert m["tokens"] == len(text) - 1
@@ -231,7 +226,7 @@ def test_evaluate_text_equals_one_fused_pass_on_short_text(lm):
     assert m["loss_nats"] == pytest.approx(nats / (len(ids) - 1), rel=1e-5)
 
 
-def test_evaluate_file_matches_evaluate_text(lm, tmp_path):
+def test_evaluate_file_matches_evaluate_text(lm, tmp_path, shakespeare_text):
     text = shakespeare_text(22_000)[20_000:]
     path = tmp_path / "held.txt"
     path.write_text(text, encoding="utf-8")
@@ -247,7 +242,7 @@ def test_evaluate_counts_unknown_and_refuses_too_short_text(lm):
         evaluate_text(lm, "R")
 
 
-def test_word_model_trains_samples_and_evaluates(word_ckpt):
+def test_word_model_trains_samples_and_evaluates(word_ckpt, shakespeare_text):
     lm = load_lm(word_ckpt)
     assert lm.tokenizer.kind == "word"
     assert lm.model.head.weight is lm.model.embedding.weight  # tied weights stay tied after loading

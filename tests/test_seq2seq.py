@@ -1,4 +1,4 @@
-"""The attentional encoder-decoder (textrnn.models.seq2seq) and decoding through textrnn.decoding."""
+"""The attentional encoder-decoder (textrnn.models.seq2seq) and decoding through textrnn.engine.decoding."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from textrnn.config import config_from_dict
-from textrnn.engine import decoding
+from textrnn.engine.decoding.beam import BeamConfig, beam_search_batch
 from textrnn.errors import UsageError
 from textrnn.models.seq2seq import (
     ATTENTIONS,
@@ -100,14 +100,14 @@ def test_beam_one_is_greedy_and_wider_beams_score_at_least_as_well(attention):
 
 
 def _beam_only(m: Seq2Seq, sources, *, beam: int, nbest: int):
-    """decoding.beam_search_batch called directly, bypassing decode_ids' greedy shortcut."""
+    """beam_search_batch called directly, bypassing decode_ids' greedy shortcut."""
     src, lengths = pad_sources(sources)
     limits = [max_length(n) for n in lengths.tolist()]
     with torch.inference_mode():
         state = m.encode(src, lengths)
         start = torch.full((len(sources),), BOS, dtype=torch.long)
-        config = decoding.BeamConfig(beam=beam, nbest=nbest, length_penalty=0.0, max_length=max(limits))
-        hyps = decoding.beam_search_batch(m.step_logits, lambda s, i: s.reorder(i), state, start, config=config,
+        config = BeamConfig(beam=beam, nbest=nbest, length_penalty=0.0, max_length=max(limits))
+        hyps = beam_search_batch(m.step_logits, lambda s, i: s.reorder(i), state, start, config=config,
                                           eos_id=EOS, banned_ids=BANNED, is_done=lambda r, t: len(t) >= limits[r])  # fmt: skip
     return [[(h.tokens, h.score, h.logprob) for h in row] for row in hyps]
 

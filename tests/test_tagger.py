@@ -209,16 +209,10 @@ def test_length_batches_limit_padded_tokens():
 
 
 @pytest.fixture(scope="module")
-def ewt_sample(tmp_path_factory, request):
-    from textrnn.paths import data_file
-
-    try:
-        train = load_sentences(data_file("ud_english_ewt/en_ewt-ud-train.conllu"), keep_rows=True)[
-            :300
-        ]
-        dev = load_sentences(data_file("ud_english_ewt/en_ewt-ud-dev.conllu"), keep_rows=True)[:100]
-    except Exception as err:  # noqa: BLE001
-        pytest.skip(str(err))
+def ewt_sample(tmp_path_factory, shared_data):
+    train = load_sentences(shared_data("ud_english_ewt/en_ewt-ud-train.conllu"), keep_rows=True)
+    dev = load_sentences(shared_data("ud_english_ewt/en_ewt-ud-dev.conllu"), keep_rows=True)
+    train, dev = train[:300], dev[:100]
     folder = tmp_path_factory.mktemp("ewt")
     write_sentences(folder / "train.conllu", train)
     write_sentences(folder / "dev.conllu", dev)

@@ -17,7 +17,7 @@ from textrnn.data.corpus import encode_corpus
 from textrnn.engine.checkpoint import load_checkpoint
 from textrnn.engine.config import TrainConfig
 from textrnn.engine.outputs import last_path, metrics_path
-from textrnn.engine.trainer import Trainer
+from textrnn.engine.trainer import Trainer, make_optimizer
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
 from textrnn.files import fingerprint_file
 from textrnn.formats.plain import iter_text_chunks
@@ -211,6 +211,48 @@ def test_resume_from_best_checkpoint_is_refused(shakespeare, tmp_path):
             corpus, tok, out=tmp_path / "m.ckpt", train_cfg=cfg, resume=load_checkpoint(result.best)
         )
     assert str(result.last) in str(err.value)
+
+
+def test_learning_rate_warms_up_linearly_then_decays_by_cosine_to_the_floor(shakespeare, tmp_path):
+    cfg = TrainConfig(batch_size=4, seq_len=16, max_steps=40, warmup_steps=4, lr=1e-2, min_lr_ratio=0.1,
+                      log_every=1, val_fraction=0.0, precision="fp32")  # fmt: skip
+    lrs = []
+    Trainer(make_task(shakespeare(3_000), cfg), cfg, out=tmp_path / "m.ckpt", device=CPU,
+            on_progress=lambda p: lrs.append(p.lr) if p.event == "step" else None).fit()  # fmt: skip
+    assert len(lrs) == 40
+    assert lrs[:4] == pytest.approx([2.5e-3, 5e-3, 7.5e-3, 1e-2])  # (step + 1) / 4 of the peak
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False)) and lrs[4] > lrs[-1]
+    assert lrs[-1] == pytest.approx(1e-3, rel=0.02)  # the floor: min_lr_ratio x lr
+    assert lrs[22] == pytest.approx(1e-3 + 9e-3 * 0.5 * (1 + math.cos(math.pi * 22 / 40)), rel=0.05)
+
+
+def test_weight_decay_shrinks_matrices_only(shakespeare):
+    """AdamW's decoupled decay: with zero gradients one step scales each matrix by (1 - lr x wd)
+    and leaves biases and embeddings alone."""
+    cfg = TrainConfig(lr=0.1, weight_decay=0.5)
+    model = LanguageModel(LMConfig(vocab_size=20, **TINY))
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    optimizer = make_optimizer(model, cfg)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    for name, p in model.named_parameters():
+        decayed = p.dim() >= 2 and "embedding" not in name
+        assert torch.allclose(p, before[name] * (0.95 if decayed else 1.0)), name
+
+
+def test_gradient_clipping_bounds_the_update(shakespeare, tmp_path):
+    """A vanishing --clip shrinks the gradient below AdamW's epsilon: the first step barely
+    moves the weights, where the unclipped step moves each by about the learning rate."""
+    moved = {}
+    for clip in (0.0, 1e-12):
+        cfg = TrainConfig(batch_size=4, seq_len=16, max_steps=1, clip=clip, weight_decay=0.0, warmup_steps=1,
+                          val_fraction=0.0, precision="fp32")  # fmt: skip
+        task = make_task(shakespeare(3_000), cfg)
+        before = {k: v.detach().clone() for k, v in task.model.named_parameters()}
+        Trainer(task, cfg, out=tmp_path / f"clip{clip}.ckpt", device=CPU).fit()
+        moved[clip] = max((p.detach() - before[k]).abs().max().item() for k, p in task.model.named_parameters())
+    assert moved[0.0] > 0.5 * cfg.lr and moved[1e-12] < 0.01 * moved[0.0]
 
 
 def test_max_steps_stops_exactly(shakespeare, tmp_path):

@@ -25,8 +25,10 @@ from textrnn.tasks.translit import (
     transliterate,
     transliterate_text,
 )
+from textrnn.tasks.translit.batch import make_batch, sequence_loss
 from textrnn.tasks.translit.decode import decode_ids
 from textrnn.tasks.translit.lexicon import merge_duplicates
+from textrnn.tasks.translit.task import TranslitTask
 
 TINY = {"embed": 24, "hidden": 32, "layers": 1, "dec_hidden": 48, "dropout": 0.1}
 LATIN = regex.compile(r"^[a-z]+$")
@@ -34,15 +36,10 @@ DEVANAGARI = regex.compile(r"^[\u0900-\u097f]+$")
 
 
 @pytest.fixture(scope="module")
-def lexicons(tmp_path_factory) -> Path:
+def lexicons(tmp_path_factory, shared_data) -> Path:
     """Every 100th Dakshina Hindi training row (442, all initial letters) and every 40th dev row."""
-    from textrnn.paths import data_file
-
-    try:
-        train = data_file("dakshina_hi/hi.translit.sampled.train.tsv").read_text(encoding="utf-8").splitlines()
-        dev = data_file("dakshina_hi/hi.translit.sampled.dev.tsv").read_text(encoding="utf-8").splitlines()
-    except DataError as err:
-        pytest.skip(str(err))
+    train = shared_data("dakshina_hi/hi.translit.sampled.train.tsv").read_text(encoding="utf-8").splitlines()
+    dev = shared_data("dakshina_hi/hi.translit.sampled.dev.tsv").read_text(encoding="utf-8").splitlines()
     folder = tmp_path_factory.mktemp("translit")
     (folder / "train.tsv").write_text("\n".join(train[::100]) + "\n", encoding="utf-8")
     (folder / "dev.tsv").write_text("\n".join(dev[::40]) + "\n", encoding="utf-8")
@@ -217,11 +214,57 @@ def test_wrong_task_checkpoint_is_refused(tmp_path):
         load_translit(path)
 
 
+def test_label_smoothing_mixes_the_uniform_target_into_the_loss():
+    """--label-smoothing e: each unit's loss is (1 - e) x its negative log-likelihood plus e x the
+    mean negative log-probability over the vocabulary; padding positions count for nothing."""
+    torch.manual_seed(0)
+    batch = make_batch([[4, 5], [6]], [[7, 8, 9], [10]], [1.0, 1.0])
+    logits = torch.randn(2, batch.tgt_out.shape[1], 12)  # (B, T, V)
+    logp = logits.log_softmax(-1)
+    real = batch.tgt_out >= 0
+    nll = -logp.gather(-1, batch.tgt_out.clamp_min(0)[..., None])[..., 0][real].sum()
+    uniform = -logp.mean(-1)[real].sum()
+    plain, units = sequence_loss(logits, batch, label_smoothing=0.0)
+    smoothed, _ = sequence_loss(logits, batch, label_smoothing=0.2)
+    assert units == real.sum() == 6  # 3 + 1 units and their </s>
+    assert plain == pytest.approx(float(nll), rel=1e-5)
+    assert smoothed == pytest.approx(float(0.8 * nll + 0.2 * uniform), rel=1e-5)
+
+
 def test_count_weighting(lexicons, tmp_path):
     cfg = tiny_config(max_steps=2, eval_every=100)
     result = train_translit(lexicons / "train.tsv", lexicons / "dev.tsv", out=tmp_path / "w.ckpt", model_overrides=TINY,
                             options=TranslitOptions(counts="weight"), train_cfg=cfg)  # fmt: skip
     assert load_checkpoint(result.best).meta["translit"]["counts"] == "weight"
+
+
+def test_count_weighting_weights_each_pair_loss_by_its_count(lexicons, trained):
+    """--counts weight: a batch's loss is sum(w_i * loss_i) / sum(w_i * units_i) with w_i the
+    pair's attestation count over the mean count; --counts once weighs every pair 1."""
+    tr = load_translit(trained.best)
+    tr.model.eval()  # no dropout: the same pair gives the same loss in every batch
+    path = lexicons / "train.tsv"
+    pairs, counts = merge_duplicates(read_lexicon(path, detect_layout(path)))
+    pairs, counts = pairs[:48], counts[:48]
+    assert len(set(counts)) > 1  # real Dakshina rows: counts from 1 to several
+
+    def loss(chosen: list[int], counts_option: str) -> float:
+        task = TranslitTask(tr.model, tr.vocabs, [pairs[i] for i in chosen], [counts[i] for i in chosen], [],
+                            tiny_config(batch_size=len(pairs)), TranslitOptions(counts=counts_option),
+                            meta={}, device=torch.device("cpu"))  # fmt: skip
+        (share,) = list(task.batches(0, 0))  # one batch holds them all
+        with torch.no_grad():
+            return float(task.loss(share)[0])
+
+    units = [len(tr.vocabs.target_ids(t)) + 1 for _, t in pairs]  # (+1: </s>)
+    summed = [loss([i], "once") * units[i] for i in range(len(pairs))]  # each pair's summed token loss
+    w = [c * len(counts) / sum(counts) for c in counts]
+    everyone = list(range(len(pairs)))
+    unweighted, weighted = loss(everyone, "once"), loss(everyone, "weight")
+    assert unweighted == pytest.approx(sum(summed) / sum(units), rel=1e-5)
+    expected = sum(wi * si for wi, si in zip(w, summed, strict=True)) / sum(wi * ui for wi, ui in zip(w, units, strict=True))
+    assert weighted == pytest.approx(expected, rel=1e-5)
+    assert abs(weighted - unweighted) > 1e-3  # the counts move the loss, the way they weigh the pairs
 
 
 def test_an_ensemble_trains_saves_and_loads(lexicons, tmp_path):

@@ -13,9 +13,11 @@ import typer
 from textrnn.cli.display import TrainDisplay, log, stderr_console
 from textrnn.cli.options import Device, JsonOut, MaxSteps, Quiet, Resume, TimeBudget
 from textrnn.cli.outcome import exit_if_interrupted, summary
-from textrnn.engine import decoding, distributed
+from textrnn.engine import distributed
 from textrnn.engine.checkpoint import load_checkpoint, trained_on
 from textrnn.engine.config import TrainConfig, config_with_overrides, saved_train_config
+from textrnn.engine.decoding.beam import BeamConfig
+from textrnn.engine.decoding.sampling import SamplingConfig
 from textrnn.engine.devices import default_device
 from textrnn.engine.outputs import last_path, out_path_for
 from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
@@ -238,7 +240,7 @@ def sample(
     Example: textrnn sample --prompt "ROMEO:" --temperature 0.7 --length 300
     """
     console = stderr_console(quiet)
-    sampling = decoding.SamplingConfig(
+    sampling = SamplingConfig(
         temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, greedy=greedy
     )
     gen = GenerateConfig(length=length, num_samples=num_samples, stop=stop, seed=seed)
@@ -249,7 +251,7 @@ def sample(
             "--beam searches for the most probable text; it cannot be combined with "
             "--temperature, --top-k, --top-p, --greedy, --repetition-penalty or --num-samples"
         )
-    beam_cfg = decoding.BeamConfig(beam=beam, nbest=nbest, length_penalty=length_penalty, min_length=min_length, max_length=length) if beam > 1 else None
+    beam_cfg = BeamConfig(beam=beam, nbest=nbest, length_penalty=length_penalty, min_length=min_length, max_length=length) if beam > 1 else None
     if beam_cfg is None and (nbest != 1 or scores):
         raise UsageError("--nbest and --scores need beam search (--beam N with N > 1)")
     if checkpoint is None:

@@ -4,6 +4,9 @@ Conventions for every command:
 - stdout carries only the product (text, ids, tags, JSON); logs and progress go to stderr.
 - Errors are `TextrnnError`s: one line on stderr, exit 1 (runtime) or 2 (usage).
 - A closed stdout pipe (`textrnn sample | head`) ends quietly with exit 0.
+- Ctrl-C exits 130. A training stopped by SIGINT, SIGTERM or SIGHUP saves a resumable
+  checkpoint and exits 128 + the signal (see `cli.outcome.exit_if_interrupted`); a second
+  signal stops it at once (`StopNow`) and exits 130 here, with one line that says so.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ except ImportError:  # pragma: no cover
     from click.exceptions import UsageError as ClickUsageError
 
 from textrnn.cli import info, lm, tag, tokenize, translit
+from textrnn.engine.signals import StopNow
 from textrnn.errors import TextrnnError
 
 app = typer.Typer(
@@ -107,7 +111,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail(err.format_message(), err.exit_code)
     except (_StdoutClosed, BrokenPipeError):
         _quiet_broken_pipe()
-    except KeyboardInterrupt:
+    except StopNow as err:  # a second stop signal during training
+        _fail(str(err), 130)
+    except KeyboardInterrupt:  # Typer turns one inside a command into exit 130 itself
         _fail("interrupted", 130)
     finally:
         sys.stdout = real_stdout

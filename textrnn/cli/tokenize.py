@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -21,7 +21,7 @@ from rich.text import Text
 
 from textrnn.cli.io import stdin_lines
 from textrnn.errors import CheckpointError, DataError, UsageError
-from textrnn.formats.plain import iter_text_chunks
+from textrnn.formats.plain import iter_lines, iter_text_chunks
 from textrnn.tokenizers import (
     Tokenizer,
     corpus_stats,
@@ -194,19 +194,9 @@ def _input_lines(files: list[Path] | None) -> Iterator[tuple[str, str]]:
     for path in files or [Path("-")]:
         stdin = str(path) == "-"
         name = "<stdin>" if stdin else str(path)
-        source = stdin_lines() if stdin else _split_lines(iter_text_chunks(path))
+        source = stdin_lines() if stdin else iter_lines(path)
         for number, line in enumerate(source, start=1):
             yield f"{name}:{number}", line.removesuffix("\r")
-
-
-def _split_lines(chunks: Iterable[str]) -> Iterator[str]:
-    # Only a newline ends a line here (str.splitlines would also cut at U+2028, U+0085...).
-    pending = ""
-    for chunk in chunks:
-        *lines, pending = (pending + chunk).split("\n")
-        yield from lines
-    if pending:
-        yield pending
 
 
 def _utf8_stdout() -> TextIO:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from textrnn.engine import decoding
+from textrnn.engine.decoding.beam import BeamConfig, Hypothesis, beam_search
+from textrnn.engine.decoding.sampling import SamplingConfig, sample
 from textrnn.errors import UsageError
 from textrnn.models.lm import LMStepper, State, reorder_state
 from textrnn.tasks.lm.load import LoadedLM
@@ -148,7 +149,7 @@ def generate(
     *,
     prompt: str = "",
     config: GenerateConfig = GenerateConfig(),
-    sampling: decoding.SamplingConfig = decoding.SamplingConfig(),
+    sampling: SamplingConfig = SamplingConfig(),
     on_text: Callable[[int, str], None] | None = None,
 ) -> list[Generated]:
     """Sample `num_samples` continuations of `prompt` as one batch.
@@ -170,7 +171,7 @@ def generate(
         for r in range(config.num_samples)
     ]
     with generation_threads(config.num_samples, last.device):
-        samples = decoding.sample(
+        samples = sample(
             stepper.step,
             state,
             last,
@@ -231,9 +232,9 @@ def beam_generate(
     lm: LoadedLM,
     *,
     prompt: str = "",
-    beam: decoding.BeamConfig,
+    beam: BeamConfig,
     stop: str = "",
-) -> list[tuple[str, decoding.Hypothesis]]:
+) -> list[tuple[str, Hypothesis]]:
     """The most probable continuations of `prompt` by beam search, best first."""
     tok = lm.tokenizer
     ids = encode_prompt(tok, prompt)
@@ -244,7 +245,7 @@ def beam_generate(
         return bool(stop) and stop in _continuation(tok, ids, list(tokens))
 
     with generation_threads(beam.beam, last.device):
-        hyps = decoding.beam_search(
+        hyps = beam_search(
             stepper.step,
             reorder_state,
             state,

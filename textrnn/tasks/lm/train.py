@@ -14,7 +14,8 @@ from textrnn.data.corpus import EncodedCorpus, encode_corpus, fit_batch_shape
 from textrnn.engine import distributed
 from textrnn.engine.checkpoint import Checkpoint
 from textrnn.engine.config import TrainConfig
-from textrnn.engine.trainer import Progress, TrainResult, fit, seed_everything
+from textrnn.engine.progress import Progress
+from textrnn.engine.trainer import TrainResult, fit, seed_everything
 from textrnn.errors import CheckpointError, DataError
 from textrnn.files import file_info
 from textrnn.models.lm import LanguageModel, LMConfig

@@ -19,8 +19,9 @@ import torch
 
 from textrnn.engine.checkpoint import Checkpoint
 from textrnn.engine.config import TrainConfig, config_from_defaults
-from textrnn.engine.trainer import Progress, fit, seed_everything
+from textrnn.engine.progress import Progress
 from textrnn.engine.trainer import TrainResult as BaseTrainResult
+from textrnn.engine.trainer import fit, seed_everything
 from textrnn.errors import DataError, UsageError
 from textrnn.files import file_info
 from textrnn.formats.conllu import load_sentences

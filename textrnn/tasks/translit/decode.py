@@ -12,8 +12,9 @@ import regex
 import torch
 from torch import Tensor
 
-from textrnn.engine import decoding
 from textrnn.engine.checkpoint import Checkpoint
+from textrnn.engine.decoding.beam import BeamConfig, beam_search_batch
+from textrnn.engine.decoding.sampling import greedy
 from textrnn.engine.devices import autocast
 from textrnn.errors import UsageError
 from textrnn.models.seq2seq import BOS, EOS, PAD, UNK, Ensemble, Seq2Seq
@@ -104,8 +105,8 @@ def decode_ids(
     return out
 
 
-def beam_config(beam: int, nbest: int, length_penalty: float, steps: int) -> decoding.BeamConfig:
-    return decoding.BeamConfig(
+def beam_config(beam: int, nbest: int, length_penalty: float, steps: int) -> BeamConfig:
+    return BeamConfig(
         beam=beam, nbest=nbest, length_penalty=length_penalty, max_length=steps
     )
 
@@ -113,7 +114,7 @@ def beam_config(beam: int, nbest: int, length_penalty: float, steps: int) -> dec
 def _greedy(
     model: Seq2Seq | Ensemble, state, first: Tensor, limits: list[int], alpha: float
 ) -> list[list[tuple]]:
-    samples = decoding.greedy(
+    samples = greedy(
         model.step_logits, state, first, max_new_tokens=max(limits), banned_ids=BANNED, eos_id=EOS,
         is_done=lambda row, tokens: len(tokens) >= limits[row], reorder_fn=lambda s, i: s.reorder(i),
     )  # fmt: skip
@@ -125,9 +126,9 @@ def _greedy(
 
 
 def _beam(
-    model: Seq2Seq | Ensemble, state, first: Tensor, limits: list[int], config: decoding.BeamConfig
+    model: Seq2Seq | Ensemble, state, first: Tensor, limits: list[int], config: BeamConfig
 ) -> list[list[tuple]]:
-    hyps = decoding.beam_search_batch(
+    hyps = beam_search_batch(
         model.step_logits, lambda s, i: s.reorder(i), state, first, config=config, eos_id=EOS,
         is_done=lambda row, tokens: len(tokens) >= limits[row], banned_ids=BANNED,
     )  # fmt: skip
