@@ -34,6 +34,7 @@ from benchmarks import (
     distributed,
     generate_speed,
     libraries,
+    peers,
     quality,
     report,
     scale,
@@ -47,9 +48,11 @@ from benchmarks.common import (
     SCHEMA,
     Options,
     area_command,
+    count_list,
     default_reps,
     environment,
     machine_info,
+    seconds_list,
     utc_now,
 )
 from textrnn.errors import TextrnnError
@@ -64,6 +67,7 @@ AREAS = {
     "translit": translit,
     "distributed": distributed,
     "libraries": libraries,
+    "peers": peers,
 }
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "out"
@@ -99,6 +103,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--sizes", help="scale: comma-separated corpus sizes [10M,100M,1G; --quick 1M,10M]"
     )
+    p.add_argument("--budgets", type=seconds_list, default=(), help="peers: training seconds, e.g. 120,600 [600]")
+    p.add_argument("--thread-counts", type=count_list, default=(), help="peers: threads, e.g. 1,2 [1]")
     p.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="folder for the per-area JSON files [benchmarks/out]"
     )
@@ -154,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads or len(conditions.allowed_cpus()))  # explicit, and recorded
     sizes = tuple(parse_size(s) for s in args.sizes.split(",")) if args.sizes else ()
     reps = args.reps or default_reps(quick=args.quick, tiny=args.tiny)
-    opts = Options(quick=args.quick, tiny=args.tiny, reps=reps, sizes=sizes)
+    opts = Options(quick=args.quick, tiny=args.tiny, reps=reps, sizes=sizes,
+                   budgets=args.budgets, thread_counts=args.thread_counts)  # fmt: skip
     console = Console(width=None if sys.stdout.isatty() else 160)
     args.out.mkdir(parents=True, exist_ok=True)
     failed = []

@@ -4,11 +4,16 @@ every committed figure is generated from the JSON files, and every JSON field is
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # benchmarks/ is not part of the installed package
@@ -308,3 +313,137 @@ def test_stepped_loss_equals_textrnn_eval(tmp_path):
     if int8.precision == "int8":  # x86: fbgemm
         moved = stepped_nll(int8, ids)[0]
         assert moved != stepped and moved == pytest.approx(stepped, rel=1e-2)
+
+
+# ---- peers: textrnn against nanoGPT and the PyTorch word example -----------------------------
+
+
+@pytest.mark.slow
+def test_peers_tiny_run(tmp_path, shared_data):
+    """The peers area end to end: 4 trainings, 2 probes skipped, 1 scorer check (about 40 s:
+    it starts 9 processes)."""
+    import os
+
+    from benchmarks.peers import peers_dir
+
+    shared_data("tinyshakespeare/input.txt")  # skips (fails in CI) without the data set
+    if not (peers_dir() / "nanogpt" / "train.py").is_file():  # they sit beside the data
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"no peer programs in {peers_dir()}")
+    cmd = [sys.executable, "-m", "benchmarks", "peers", "--quick", "--tiny", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "peers.json").read_text())
+    _envelope(result, "peers")
+    split = result["settings"]["split"]
+    corpus = split["train_chars"] + split["valid_chars"] + split["heldout_chars"]
+    assert corpus == result["settings"]["corpus_chars"] and 29_900 < corpus <= 30_000
+    assert [(r["level"], r["peer"]["program"]) for r in result["results"]] == [
+        ("char", "nanogpt"), ("word", "word_language_model")]  # fmt: skip
+    for r in result["results"]:
+        assert "--time-budget 2" in r["textrnn"]["command"]
+        assert ("--tokenizer word" in r["textrnn"]["command"]) == (r["level"] == "word")
+        for who in ("textrnn", "peer"):
+            held = r[who]["heldout"]
+            assert held["chars"] == split["heldout_chars"]  # one text, one denominator
+            assert "score" in held["command"]
+            assert held["nats_per_char"] == pytest.approx(held["nats"] / held["chars"])
+            assert 0 < held["nats_per_char"] < 10 and r[who]["tokens_per_s"] > 0
+            if r["level"] == "char":
+                assert held["tokens"] == held["chars"]
+        assert r["tokens_per_s_ratio"] == pytest.approx(
+            r["textrnn"]["tokens_per_s"] / r["peer"]["tokens_per_s"]
+        )
+        assert r["textrnn_leads"] == (r["nats_per_char_diff"] < 0)
+    char, word = result["results"]
+    recipe = "train.py config/train_shakespeare_char.py --device=cpu --compile=False"
+    assert recipe in char["peer"]["command"] and "--max_iters=10" in char["peer"]["command"]
+    assert word["peer"]["command"].endswith("main.py --data data --epochs 1")
+    assert word["peer"]["epochs"] == 1
+    check = result["scorer_check"]
+    assert abs(check["difference"]) < 0.01
+    assert schema.errors(result, schema.area_schema(AREAS["peers"].FIELDS)) == []
+    assert "## peers" in (tmp_path / "RESULTS.md").read_text()
+    assert "held-out nats/char, one scorer, against nanogpt" in (tmp_path / "README.md").read_text()
+
+
+def _uniform(x: torch.Tensor, y: torch.Tensor, vocab: int = 7) -> torch.Tensor:
+    return torch.zeros(*x.shape, vocab)  # (B, T, V): every token costs ln V
+
+
+@given(st.integers(1, 300), st.integers(1, 40), st.integers(1, 40))
+@hyp_settings(max_examples=60, deadline=None)
+def test_window_nll_scores_every_target_once_with_enough_context(n, block, stride):
+    """Uniform logits cost ln V per target: the total counts each target exactly once. A
+    model that is right only with at least `block - stride` tokens of context (or from the
+    text's start) costs nothing: no target is scored with less."""
+    from benchmarks.peer_score import window_nll
+
+    stride = min(stride, block)
+    ids = torch.randint(0, 7, (n + 1,))
+    assert window_nll(_uniform, ids, block, stride) == pytest.approx(n * math.log(7), rel=1e-5)
+
+    positions = torch.arange(n + 1)  # each id is its own position
+
+    def sighted(x, y):  # (B, T) -> (B, T, V): sure of the target where its context is long enough
+        logits = torch.zeros(*x.shape, n + 1)
+        enough = (x[:, :1] == 0) | (torch.arange(x.shape[1]) >= block - stride)  # (B, T)
+        logits.scatter_(2, y[..., None], 60.0 * enough[..., None].float())
+        return logits
+
+    assert window_nll(sighted, positions, block, stride) < 1e-6 * n
+
+
+def test_rows_nll_carries_state_and_ignores_padding():
+    """A counting model knows the next id only from its carried state; rows of different
+    lengths, chunks shorter than the rows: the total is ~0, and uniform scores cost ln V
+    per real target (the padding costs nothing)."""
+    from benchmarks.peer_score import rows_nll
+
+    def counting(x, seen):  # (B, T) -> (B, T, V); state: tokens seen so far per row
+        seen = torch.zeros(x.shape[0], dtype=torch.long) if seen is None else seen
+        nxt = seen[:, None] + torch.arange(1, x.shape[1] + 1)  # (B, T) the id that comes next
+        logits = torch.zeros(*x.shape, 12).scatter_(2, nxt.clamp(max=11)[..., None], 60.0)
+        return logits, seen + x.shape[1]
+
+    rows = [torch.arange(n) for n in (5, 12, 2)]
+    assert rows_nll(counting, rows, chunk=3) < 1e-6
+    uniform = rows_nll(lambda x, s: (torch.zeros(*x.shape, 12), s), rows, chunk=3)
+    assert uniform == pytest.approx((4 + 11 + 1) * math.log(12), rel=1e-5)
+
+
+@given(st.lists(st.text(alphabet="ab \n", max_size=12), min_size=1, max_size=60), st.integers(1, 9))
+def test_pieces_cut_at_line_starts(lines, rows):
+    from benchmarks.peer_score import pieces
+
+    text = "\n".join(lines) + "\n"
+    got = pieces(text, rows)
+    assert "".join(got) == text and 1 <= len(got) <= rows
+    assert all(p and (i == 0 or got[i - 1].endswith("\n")) for i, p in enumerate(got))
+
+
+def test_split_is_nanogpts_split(tmp_path):
+    """train + valid is nanoGPT's input.txt, and its prepare.py cuts it at 90%: exactly our
+    train/valid cut; the held-out text starts a line and nothing of it is in train or valid."""
+    from benchmarks.peer_runs import write_split
+
+    text = "".join(f"line {i} {'x' * (i % 37)}\n" for i in range(2000))
+    split, info = write_split(text, tmp_path)
+    train, valid, test = (p.read_text() for p in (split.train, split.valid, split.test))
+    assert train + valid + test == text
+    assert len(train) == int(len(train + valid) * 0.9)  # prepare.py: data[:int(n*0.9)]
+    assert test.startswith("line ") and valid.startswith("line ") and info["valid_starts_a_line"]
+    assert 0.09 < len(test) / len(text) < 0.11 and info["heldout_chars"] == len(test)
+
+
+def test_peer_progress_patterns():
+    """The lines the pinned peers print (their formats), as the runners read them."""
+    from benchmarks.peer_runs import _BATCHES, _EPOCH_END, _EVAL, _ITER, _TEST
+
+    assert _ITER.findall("iter 12: loss 2.5678, time 81.82ms, mfu 0.01%\n") == [("12", "81.82")]
+    evals = _EVAL.findall("step 250: train loss 1.9876, val loss 2.0543\nsaving checkpoint to o\n")
+    assert evals == [("250", "1.9876", "2.0543", "saving checkpoint")]
+    line = "| epoch   1 |    20/  280 batches | lr 20.00 | ms/batch 1137.15 | loss  9.85 | ppl 19030.53"
+    assert _BATCHES.search(line).groups() == ("1", "20", "280", "1137.15")
+    end = "| end of epoch   2 | time: 321.45s | valid loss  5.92 | valid ppl   372.61"
+    assert _EPOCH_END.search(end).groups() == ("2", "321.45", "5.92")
+    assert _TEST.search("| End of training | test loss  5.81 | test ppl   333.87")[1] == "5.81"

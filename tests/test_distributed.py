@@ -178,7 +178,8 @@ def test_ctrl_c_to_torchrun_stops_every_rank_at_the_same_step(tmp_path):
     proc = start(args, tmp_path, nproc=2, TEXTRNN_WEIGHT_DIGESTS=str(tmp_path / "digests"))
     log = metrics_path(tmp_path / "i.ckpt")
     deadline = time.monotonic() + 90
-    while not (log.exists() and log.read_text().count("\n") >= 2) and time.monotonic() < deadline:
+    evals = '"event": "eval"'  # two validations: the ranks are well into training
+    while not (log.exists() and log.read_text().count(evals) >= 2) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)

@@ -193,11 +193,12 @@ def test_resume_after_interrupt_is_bitwise_exact(shakespeare, tmp_path, precisio
     assert [h["val_loss"] for h in resumed.state.history] == [
         h["val_loss"] for h in straight.state.history
     ]
-    # The metric log of the interrupted run continues in the same file.
-    steps = [
-        json.loads(line)["step"]
-        for line in metrics_path(tmp_path / "b.ckpt").read_text().splitlines()
+    # The metric log of the interrupted run continues in the same file, from a start record.
+    records = [
+        json.loads(line) for line in metrics_path(tmp_path / "b.ckpt").read_text().splitlines()
     ]
+    assert [r["step"] for r in records if r["event"] == "start"] == [0, 15]
+    steps = [r["step"] for r in records if r["event"] != "start"]
     assert steps[0] == 1 and steps[-1] == 30 and steps.count(15) == 1
 
 

@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover
     from click.exceptions import ClickException
     from click.exceptions import UsageError as ClickUsageError
 
-from textrnn.cli import info, lm, tag, tokenize, translit
+from textrnn.cli import info, lm, plot, tag, tokenize, translit
 from textrnn.engine.signals import StopNow
 from textrnn.errors import TextrnnError
 
@@ -32,7 +32,7 @@ app = typer.Typer(
     name="textrnn",
     help="Recurrent-network text generation and NLP: train, sample, evaluate, tokenize.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (Typer's own)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -44,6 +44,7 @@ app.add_typer(tag.app, name="tag")
 app.add_typer(translit.app, name="translit")
 app.add_typer(tokenize.app, name="tokenize")
 app.command()(info.info)
+app.command()(plot.plot)
 
 # What str.splitlines() breaks at: a message quoting a file's content stays one line.
 _LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")

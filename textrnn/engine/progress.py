@@ -1,7 +1,8 @@
 """Progress events of a training run: the `Progress` snapshot handed to the caller's
 callback (the CLI draws it), and the records of the metrics log (`x.metrics.jsonl`, one
-JSON object per line: {"event": "train", ...} every `log_every` steps, {"event": "eval",
-...} per validation)."""
+JSON object per line: {"event": "start", ...} where a run or a resumed run begins,
+{"event": "train", ...} every `log_every` steps, {"event": "eval", ...} per validation;
+train and eval records carry the tokens seen so far)."""
 
 from __future__ import annotations
 

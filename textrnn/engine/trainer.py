@@ -217,6 +217,10 @@ class Trainer:
 
     def _fit(self, log: MetricsLog) -> None:
         st = self.state
+        # Where this run starts in the log (step 0, or where a resumed checkpoint stopped):
+        # readers drop what an earlier run logged after that point (engine/metrics_log.py).
+        start = {"step": st.step, "epoch": st.epoch, "elapsed": round(st.elapsed, 2), "tokens": st.tokens}
+        log.write({"event": "start", **start})
         self._run(log)
         if st.stopped != "interrupted" and (not st.history or st.history[-1]["step"] != st.step):
             self._validate(log)
@@ -327,7 +331,7 @@ class Trainer:
         st = self.state
         metrics = evaluate_everywhere(self.task.evaluate, main=self.dist.main)
         improved = record(st, metrics, self.monitor)
-        log.write({"event": "eval", **st.history[-1]})
+        log.write({"event": "eval", **st.history[-1], "tokens": st.tokens})
         if improved:
             self.checkpoints.save_best(st)
         self.checkpoints.save_last(st)
@@ -339,7 +343,7 @@ class Trainer:
     def _report_steps(self, log: MetricsLog, loss_sum: float, steps: int, tokens: int) -> None:
         snap = self._snapshot("step", train_loss=loss_sum / max(1, steps))
         snap.tokens_per_s = self.speed.rate(tokens)
-        log.write(train_record(snap))
+        log.write({**train_record(snap), "tokens": self.state.tokens})
         self.on_progress(snap)
 
     def _snapshot(self, event: str, **kw: Any) -> Progress:
