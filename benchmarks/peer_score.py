@@ -203,9 +203,9 @@ def score_word_lm(heldout: str, data_dir: str, checkpoint: str) -> dict:
 
 def score_textrnn(heldout: str, checkpoint: str) -> dict:
     """A textrnn checkpoint through textrnn's loader and tokenizer (fp32, eval mode)."""
-    from textrnn.tasks.lm import load_lm
+    from textrnn.tasks.lm import load
 
-    lm = load_lm(checkpoint)
+    lm = load(checkpoint)
     tok = lm.tokenizer
     text = read_heldout(heldout)
     newline = tok.encode("\n")

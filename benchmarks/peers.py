@@ -172,7 +172,7 @@ def run(opts: Options) -> dict:
 
 def _score_textrnn(mine: dict, split: peer_runs.Split) -> None:
     """The held-out score of a textrnn run, and its passes over train.txt in its own tokens."""
-    from textrnn.tasks.lm import load_lm
+    from textrnn.tasks.lm import load
 
     mine["heldout"] = {
         **score_textrnn(str(split.test), mine["checkpoint"]),
@@ -180,7 +180,7 @@ def _score_textrnn(mine: dict, split: peer_runs.Split) -> None:
     }
     train = read_text(split.train)
     mine["passes"] = mine["tokens_trained"] / len(
-        load_lm(mine["checkpoint"]).tokenizer.encode(train)
+        load(mine["checkpoint"]).tokenizer.encode(train)
     )
 
 
