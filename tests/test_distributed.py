@@ -478,7 +478,7 @@ def test_translit_shares_add_up_to_the_single_process_loss_and_gradient(tmp_path
     train, dev = translit_lexicon(shared_data, tmp_path)
     tasks = []  # the task a real (one-step) training run builds: its model, vocabularies, batches
 
-    tl = sys.modules["textrnn.tasks.translit.train"]  # the module (the package's `train` is the function)
+    import textrnn.tasks.translit.training as tl
 
     class Keep(tl.TranslitTask):
         def __init__(self, *args, **kwargs):

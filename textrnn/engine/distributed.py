@@ -16,7 +16,7 @@ interrupt, early stopping) is agreed through the collectives below, so that no r
 waits in a collective that another rank will never enter.
 
 From Python, under torchrun: call `join(device)` first (it initialises the group and
-picks this rank's GPU), then a task's `train` (`textrnn.tasks.lm.train`, ...) as in a
+picks this rank's GPU), then a task's `train` (`textrnn.tasks.lm.training`, ...) as in a
 single process.
 """
 

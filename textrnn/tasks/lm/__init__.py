@@ -40,7 +40,7 @@ from textrnn.tasks.lm.load import (
 )
 from textrnn.tasks.lm.next import NextToken
 from textrnn.tasks.lm.task import LMTask, stream_nll
-from textrnn.tasks.lm.train import DEFAULT_MODEL, DEFAULT_TRAIN, default_train_config, train
+from textrnn.tasks.lm.training import DEFAULT_MODEL, DEFAULT_TRAIN, default_train_config, train
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -22,7 +22,7 @@ The Python API behind `textrnn tag train | predict | eval`, shaped like every ta
 
 from textrnn.tasks.tag.options import TagOptions
 from textrnn.tasks.tag.predict import READ_AHEAD, LoadedTagger, load
-from textrnn.tasks.tag.train import (
+from textrnn.tasks.tag.training import (
     DEFAULT_MODEL,
     DEFAULT_TRAIN,
     TrainResult,

@@ -43,7 +43,7 @@ from textrnn.tasks.translit.config import DEFAULT_MODEL, DEFAULT_TRAIN, DIRECTIO
 from textrnn.tasks.translit.decode import READ_AHEAD, Candidate
 from textrnn.tasks.translit.lexicon import Layout, detect_layout, read_lexicon
 from textrnn.tasks.translit.load import LoadedTransliterator, load
-from textrnn.tasks.translit.train import TrainResult, default_train_config, train
+from textrnn.tasks.translit.training import TrainResult, default_train_config, train
 
 __all__ = [
     "DEFAULT_MODEL",
