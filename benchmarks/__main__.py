@@ -1,7 +1,14 @@
-"""python -m benchmarks [AREA ...] [--quick] [--out DIR] [--results FILE]
+"""python -m benchmarks [AREA ...] [--quick] [--pin CPUS] [--out DIR] | --render
 
 Runs the named areas (all of them by default), prints a table per area, writes
-`<out>/<area>.json` and rewrites the results file from every JSON file in `<out>`.
+`<out>/<area>.json` (checked against the area's declared fields, with the run conditions
+recorded here), then regenerates RESULTS.md and the README's benchmark block from every
+JSON file in `<out>`. `--render` only regenerates them. With an `--out` other than
+benchmarks/out, RESULTS.md and README.md are written inside it unless named, so a scratch
+run never touches the repository's files.
+
+An area is a module with `run(opts) -> dict`, `table(result)`, `FIELDS` (see schema.py) and
+optionally `headline(result)` and `plot(result, folder)`: one line in AREAS adds it.
 """
 
 from __future__ import annotations
@@ -24,11 +31,15 @@ from rich.markup import escape
 
 from benchmarks import (
     classify,
+    conditions,
     distributed,
     generate_speed,
+    libraries,
+    peers,
     quality,
     report,
     scale,
+    schema,
     tagger,
     tokenizer_speed,
     train_speed,
@@ -38,9 +49,11 @@ from benchmarks.common import (
     SCHEMA,
     Options,
     area_command,
+    count_list,
     default_reps,
     environment,
     machine_info,
+    seconds_list,
     utc_now,
 )
 from textrnn.errors import TextrnnError
@@ -54,9 +67,12 @@ AREAS = {
     "scale": scale,
     "translit": translit,
     "distributed": distributed,
+    "libraries": libraries,
+    "peers": peers,
     "classify": classify,
 }
 HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "out"
 
 
 def parse_size(text: str) -> int:
@@ -89,38 +105,73 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--sizes", help="scale: comma-separated corpus sizes [10M,100M,1G; --quick 1M,10M]"
     )
+    p.add_argument("--budgets", type=seconds_list, default=(), help="peers: training seconds, e.g. 120,600 [600]")
+    p.add_argument("--thread-counts", type=count_list, default=(), help="peers: threads, e.g. 1,2 [1]")
     p.add_argument(
-        "--out", type=Path, default=HERE / "out", help="folder for the per-area JSON files"
+        "--out", type=Path, default=DEFAULT_OUT, help="folder for the per-area JSON files [benchmarks/out]"
     )
     p.add_argument(
-        "--results", type=Path, default=HERE / "RESULTS.md", help="the Markdown report to rewrite"
+        "--results", type=Path,
+        help="the Markdown report to rewrite [benchmarks/RESULTS.md; OUT/RESULTS.md for another --out]",
+    )  # fmt: skip
+    p.add_argument(
+        "--readme", type=Path,
+        help="the README whose benchmark block to rewrite [README.md; OUT/README.md for another --out]",
+    )  # fmt: skip
+    p.add_argument(
+        "--render", action="store_true",
+        help="run nothing: regenerate RESULTS.md and the README block from the JSON files",
+    )  # fmt: skip
+    p.add_argument(
+        "--threads", type=int, help="torch threads for the in-process measurements [one per usable CPU]"
     )
     p.add_argument(
-        "--threads", type=int, help="torch threads for the in-process measurements [one per core]"
-    )
+        "--pin", metavar="CPUS", type=_cpus,
+        help="run on these CPUs only (e.g. 1 or 0,2-3; subprocesses too), recorded in the JSON",
+    )  # fmt: skip
     p.add_argument(
         "--keep", type=Path, help="keep each area's working folder (models, corpora) in KEEP/AREA"
     )
     args = p.parse_args(argv)
+    if args.render and (args.areas or args.quick or args.tiny):
+        p.error("--render runs nothing: give it no areas and no --quick/--tiny")
+    scratch = args.out.resolve() != DEFAULT_OUT
+    args.results = args.results or (args.out / "RESULTS.md" if scratch else HERE / "RESULTS.md")
+    args.readme = args.readme or (args.out / "README.md" if scratch else HERE.parent / "README.md")
     unknown = [a for a in args.areas if a not in AREAS]
     if unknown:
         p.error(f"unknown area {unknown[0]!r}; choose from {', '.join(AREAS)}")
     return args
 
 
+def _cpus(text: str) -> set[int]:
+    try:
+        return conditions.parse_cpus(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)  # explicit, and recorded in every JSON
+    if args.render:
+        report.write_all(args.out, args.results, args.readme, AREAS)
+        print(f"wrote {args.results} and the benchmark block of {args.readme}")
+        return 0
+    if args.pin:
+        conditions.pin(args.pin)
+    torch.set_num_threads(args.threads or len(conditions.allowed_cpus()))  # explicit, and recorded
     sizes = tuple(parse_size(s) for s in args.sizes.split(",")) if args.sizes else ()
     reps = args.reps or default_reps(quick=args.quick, tiny=args.tiny)
-    opts = Options(quick=args.quick, tiny=args.tiny, reps=reps, sizes=sizes)
+    opts = Options(quick=args.quick, tiny=args.tiny, reps=reps, sizes=sizes,
+                   budgets=args.budgets, thread_counts=args.thread_counts)  # fmt: skip
     console = Console(width=None if sys.stdout.isatty() else 160)
     args.out.mkdir(parents=True, exist_ok=True)
     failed = []
     for area in args.areas or list(AREAS):
         console.print(f"[bold]{area}[/bold] ...")
         try:
-            result = run_area(area, opts, sizes_flag=args.sizes, keep=args.keep, threads=args.threads)
+            result = run_area(area, opts, sizes_flag=args.sizes, keep=args.keep, threads=args.threads,
+                              pin=args.pin)  # fmt: skip
         except TextrnnError as err:  # e.g. the reference data is missing: one clear line
             console.print(
                 f"[red]{area} failed: {escape(str(err))}; its JSON file was not written[/red]"
@@ -136,15 +187,31 @@ def main(argv: list[str] | None = None) -> int:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         os.replace(tmp, path)
-        console.print(AREAS[area].table(result).rich())
+        for table in report.tables(AREAS[area], result):
+            console.print(table.rich())
         console.print(f"wrote {path}")
-    report.write_results(args.out, args.results, AREAS)
-    console.print(f"wrote {args.results}")
+        fields = getattr(AREAS[area], "FIELDS", None)
+        undeclared = (
+            schema.errors(result, schema.area_schema(fields))
+            if fields is not None
+            else ["the area declares no FIELDS (see benchmarks/schema.py)"]
+        )
+        if undeclared:  # written all the same (the figures are not lost); the tests fail on it
+            console.print(f"[red]{area}: fields its FIELDS do not declare: {escape('; '.join(undeclared))}[/red]")
+            failed.append(area)
+    report.write_all(args.out, args.results, args.readme, AREAS)
+    console.print(f"wrote {args.results} and the benchmark block of {args.readme}")
     return 1 if failed else 0
 
 
 def run_area(
-    area: str, opts: Options, *, sizes_flag: str | None, keep: Path | None = None, threads: int | None = None
+    area: str,
+    opts: Options,
+    *,
+    sizes_flag: str | None,
+    keep: Path | None = None,
+    threads: int | None = None,
+    pin: set[int] | None = None,
 ) -> dict:
     """Run one area in a private temporary folder (also its encoded-corpus cache), or in
     `keep/area` when the trained models are wanted afterwards."""
@@ -152,11 +219,15 @@ def run_area(
     extra = [f"--sizes {sizes_flag}"] if area == "scale" and sizes_flag else []
     if threads:
         extra.append(f"--threads {threads}")
+    if pin:
+        extra.append(f"--pin {','.join(map(str, sorted(pin)))}")
+    meter, conds = conditions.start(pinned=bool(pin))
     start = time.perf_counter()
     with _workdir(area, keep) as tmp:
         with environment(TEXTRNN_CACHE=str(Path(tmp) / "cache")):
             body = AREAS[area].run(replace(opts, workdir=Path(tmp)))
     machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    conds.update(meter.stop())
     return {
         "area": area,
         "schema": SCHEMA,
@@ -166,6 +237,7 @@ def run_area(
         "tiny": opts.tiny,
         "duration_s": round(time.perf_counter() - start, 1),
         "machine": machine,
+        "conditions": conds,
         **body,
     }
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-SCHEMA = 1  # version of the JSON layout written by every area
+SCHEMA = 2  # version of the JSON layout written by every area (2: run conditions, split labels)
+READABLE_SCHEMAS = (1, 2)  # the layouts the report still renders (1: before issue 20)
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Options:
     tiny: bool = False  # toy shapes and repository corpora: checks that the scripts run (tests)
     reps: int = 5  # alternating repetitions per comparison
     sizes: tuple[int, ...] = ()  # scale: corpus sizes in bytes (empty = the area's default)
+    budgets: tuple[float, ...] = ()  # peers: training budgets in seconds (empty = its default)
+    thread_counts: tuple[int, ...] = ()  # peers: thread counts to train with (empty = its default)
     workdir: Path = Path(".")  # temporary folder for corpora, checkpoints and caches
 
     def __post_init__(self) -> None:
@@ -36,6 +39,10 @@ class Options:
             raise ValueError(f"--reps must be at least 1, got {self.reps}")
         if any(s < 1 for s in self.sizes):
             raise ValueError(f"--sizes must be positive, got {self.sizes}")
+        if any(b <= 0 for b in self.budgets):
+            raise ValueError(f"--budgets must be positive, got {self.budgets}")
+        if any(t < 1 for t in self.thread_counts):
+            raise ValueError(f"--thread-counts must be at least 1, got {self.thread_counts}")
 
     def flags(self) -> str:
         """The command-line flags that reproduce these options (workdir aside)."""
@@ -46,7 +53,21 @@ class Options:
             parts.append("--tiny")
         if self.reps != default_reps(quick=self.quick, tiny=self.tiny):
             parts.append(f"--reps {self.reps}")
+        if self.budgets:
+            parts.append("--budgets " + ",".join(f"{b:g}" for b in self.budgets))
+        if self.thread_counts:
+            parts.append("--thread-counts " + ",".join(map(str, self.thread_counts)))
         return " ".join(parts)
+
+
+def seconds_list(text: str) -> tuple[float, ...]:
+    """'120,600,1800' -> (120.0, 600.0, 1800.0) (an argparse type: ValueError is a usage error)."""
+    return tuple(float(part) for part in text.split(","))
+
+
+def count_list(text: str) -> tuple[int, ...]:
+    """'1,2' -> (1, 2) (an argparse type)."""
+    return tuple(int(part) for part in text.split(","))
 
 
 def default_reps(*, quick: bool, tiny: bool) -> int:
@@ -163,6 +184,24 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def pick(values: dict, keys: tuple[str, ...]) -> dict:
+    """The named fields of a command's JSON output (those the area's schema declares)."""
+    return {k: values[k] for k in keys if k in values}
+
+
+# ---- quality labels ----------------------------------------------------------------------------
+# Every quality figure names its split and that split's role: what else the split decided.
+
+NEVER_SEEN = "never seen"
+CHOSE_CHECKPOINT = "also chose the checkpoint by early stopping"
+CHOSE_CHECKPOINT_AND_DEFAULTS = "also chose the checkpoint by early stopping, and the defaults"
+
+
+def split_label(row: dict) -> str:
+    """'test (never seen)' from a row's `split` and `role`."""
+    return f"{row['split']} ({row['role']})"
 
 
 # ---- tables ----------------------------------------------------------------------------------

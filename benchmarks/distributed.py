@@ -26,10 +26,19 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import Options, Table, alternate, compare, fmt_ratio, fmt_stats
+from benchmarks.schema import COMPARISON, VALUE
 from textrnn.paths import data_file
 
 REPO = Path(__file__).resolve().parent.parent
 _runs = count()
+
+FIELDS = {  # what `run` writes (see schema.py)
+    "settings": {
+        **dict.fromkeys(("corpus", "seconds_per_run", "cores", "gpus", "gpu", "reps", "precision"), VALUE),
+        "shape": dict.fromkeys(("name", "embed", "hidden", "layers", "batch", "seq"), VALUE),
+    },
+    "results": [COMPARISON],
+}
 
 
 @dataclass(frozen=True)
@@ -109,14 +118,6 @@ def run(opts: Options) -> dict:
             "precision": "auto (bf16 where the CPU/GPU has it, else fp32; fp16 on GPUs without bf16)",
         },
         "results": results,
-        "notes": [
-            "tokens/s = tokens trained / training seconds, both from `textrnn train --json`; "
-            "the ratio is subject / baseline per repetition (the 'textrnn' and 'reference' of the JSON).",
-            "CPU threads: one process takes every core, each of N processes cores / N (OMP_NUM_THREADS).",
-            "no GPU on the machine: GPU rows are absent"
-            if not gpus
-            else f"GPU: {torch.cuda.get_device_name(0)}",
-        ],
     }
 
 
@@ -175,4 +176,24 @@ def table(result: dict) -> Table:
         "threads wait for each other at every operation): read its row with the 1-thread row and "
         "the load average of the run"
     )
+    gpu = result["settings"]["gpu"]
+    t.notes += [
+        "tokens/s = tokens trained / training seconds, both from `textrnn train --json`; "
+        "the ratio is subject / baseline per repetition (the 'textrnn' and 'reference' of the JSON).",
+        "CPU threads: one process takes every core, each of N processes cores / N (OMP_NUM_THREADS).",
+        f"GPU: {gpu}" if gpu else "no GPU on the machine: GPU rows are absent",
+    ]
     return t
+
+
+def headline(result: dict) -> list[list[str]]:
+    row = result["results"][0]  # 2 processes against 1 process with every core
+    shape = result["settings"]["shape"]["name"]
+    cores = result["settings"]["cores"]
+    return [[
+        f"LM training on 2 processes (torchrun, gloo) vs 1 process with all {cores} cores, {shape} (tokens/s)",
+        fmt_stats(row["textrnn"]),
+        "",
+        fmt_stats(row["reference"]),
+        f"{row['ratio']['median']:.2f}x" + (" (no gain expected on 2 cores)" if cores <= 2 else ""),
+    ]]  # fmt: skip

@@ -1,8 +1,10 @@
 """The plain PyTorch references textrnn is measured against.
 
-Written the way a tutorial would: `nn.Embedding -> nn.LSTM -> dropout -> nn.Linear`,
-a per-token sampler that calls the fused `nn.LSTM` once per token, and a training
-loop with AdamW and gradient clipping. Nothing here imports textrnn.
+Written the way a tutorial would: `nn.Embedding -> nn.LSTM (or nn.GRU) -> dropout ->
+nn.Linear`, and a training loop with AdamW and gradient clipping. For generation, two
+ways to step it: the fused module called once per token (what a tutorial's sampler does),
+and the loop a user who knows the cost of that call writes, one `nn.LSTMCell` /
+`nn.GRUCell` per layer under `torch.inference_mode()`. Nothing here imports textrnn.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+CELLS = {"lstm": (nn.LSTM, nn.LSTMCell), "gru": (nn.GRU, nn.GRUCell)}
+
 
 class PlainLM(nn.Module):
-    """The textbook LSTM language model (load textrnn's weights with `load_textrnn_weights`)."""
+    """The textbook LSTM (or GRU) language model (textrnn's weights: `load_textrnn_weights`)."""
 
     def __init__(
         self,
@@ -26,12 +30,14 @@ class PlainLM(nn.Module):
         layers: int,
         dropout: float = 0.0,
         tie: bool = False,
+        cell: str = "lstm",
     ) -> None:
         super().__init__()
         if tie and embed != hidden:
             raise ValueError("tied weights need embed == hidden here")
+        self.cell = cell
         self.embedding = nn.Embedding(vocab, embed)
-        self.rnn = nn.LSTM(
+        self.rnn = CELLS[cell][0](
             embed, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
         )
         self.drop = nn.Dropout(dropout)
@@ -50,40 +56,77 @@ class PlainLM(nn.Module):
             renamed[name] = tensor
         self.load_state_dict(renamed)
 
-    def forward(self, ids: Tensor, state: tuple[Tensor, Tensor] | None = None):
+    def forward(self, ids: Tensor, state: Tensor | tuple[Tensor, Tensor] | None = None):
         out, state = self.rnn(self.embedding(ids), state)  # (B, T, H)
         return self.head(self.drop(out)), state  # (B, T, V)
+
+    def initial_state(self, rows: int) -> Tensor | tuple[Tensor, Tensor]:
+        h = torch.zeros(self.rnn.num_layers, rows, self.rnn.hidden_size)  # (L, B, H)
+        return (h, h.clone()) if self.cell == "lstm" else h
+
+    def step(self, tokens: Tensor, state):
+        """Logits (B, V) after `tokens` (B,): one call of the fused module on a (B, 1) input."""
+        logits, state = self(tokens[:, None], state)  # (B, 1, V)
+        return logits[:, -1].float(), state
+
+    @staticmethod
+    def reorder(state, index: Tensor):
+        if isinstance(state, tuple):
+            return tuple(s.index_select(1, index) for s in state)
+        return state.index_select(1, index)
+
+
+class CellLM(nn.Module):
+    """A PlainLM's weights stepped by one `nn.LSTMCell` / `nn.GRUCell` per layer: the
+    generation loop a competent user writes (no fused-module call per token)."""
+
+    def __init__(self, plain: PlainLM) -> None:
+        super().__init__()
+        rnn, cell = plain.rnn, CELLS[plain.cell][1]
+        self.lstm = plain.cell == "lstm"
+        self.embedding, self.head = plain.embedding, plain.head
+        self.cells = nn.ModuleList()
+        for k in range(rnn.num_layers):
+            layer = cell(rnn.input_size if k == 0 else rnn.hidden_size, rnn.hidden_size)
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(layer, name).data.copy_(getattr(rnn, f"{name}_l{k}").data)
+            self.cells.append(layer)
+
+    def initial_state(self, rows: int) -> list:
+        """One entry per layer: h (B, H) for a GRU, (h, c) for an LSTM."""
+        zeros = lambda: torch.zeros(rows, self.cells[0].hidden_size)  # noqa: E731
+        return [(zeros(), zeros()) if self.lstm else zeros() for _ in self.cells]
+
+    def step(self, tokens: Tensor, state: list):
+        x = self.embedding(tokens)  # (B, E)
+        new = []
+        for layer, s in zip(self.cells, state, strict=True):
+            s = layer(x, s)
+            x = s[0] if self.lstm else s  # (B, H)
+            new.append(s)
+        return self.head(x).float(), new  # (B, V)
+
+    @staticmethod
+    def reorder(state: list, index: Tensor) -> list:
+        pick = lambda t: t.index_select(0, index)  # noqa: E731
+        return [tuple(map(pick, s)) if isinstance(s, tuple) else pick(s) for s in state]
 
 
 @torch.inference_mode()
 def sample(
-    model: PlainLM, first: int, *, length: int, rows: int, generator: torch.Generator
+    model: PlainLM | CellLM, first: int, *, length: int, rows: int, generator: torch.Generator
 ) -> list[list[int]]:
-    """Ancestral sampling, one fused-module call per token: (rows, 1) in, softmax, multinomial."""
+    """Ancestral sampling with `model.step`: softmax, torch.multinomial, one token per row."""
     model.eval()
-    x = torch.full((rows, 1), first, dtype=torch.long)  # (B, 1)
-    state = None
+    x = torch.full((rows,), first, dtype=torch.long)  # (B,)
+    state = model.initial_state(rows)
     out = []
     for _ in range(length):
-        logits, state = model(x, state)  # (B, 1, V)
-        probs = logits[:, -1].softmax(-1)  # (B, V)
-        x = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
-        out.append(x.squeeze(1).tolist())
+        logits, state = model.step(x, state)  # (B, V)
+        probs = logits.float().softmax(-1)  # (B, V)
+        x = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+        out.append(x.tolist())
     return out
-
-
-def step_fn(model: PlainLM):
-    """A (tokens (B,), state) -> (logits (B, V), state) step over the fused module, for beam search."""
-
-    def step(tokens: Tensor, state):
-        logits, state = model(tokens[:, None], state)  # (B, 1, V)
-        return logits[:, -1], state
-
-    return step
-
-
-def reorder(state: tuple[Tensor, Tensor], index: Tensor) -> tuple[Tensor, Tensor]:
-    return tuple(s.index_select(1, index) for s in state)
 
 
 def train_rate(

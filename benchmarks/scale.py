@@ -27,12 +27,25 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import Options, Table, fmt_num
+from benchmarks.schema import VALUE
 
 DEFAULT_SIZES = (10**7, 10**8, 10**9)
 QUICK_SIZES = (10**6, 10**7)
 TINY_SIZES = (300_000,)
 PEAK_TARGET_MB = 1500  # at 1 GB
 POLL_S = 0.02
+
+FIELDS = {  # what `run` writes (see schema.py)
+    "settings": dict.fromkeys(("sizes", "max_steps", "poll_s", "commands"), VALUE),
+    "results": [
+        dict.fromkeys(
+            ("size_bytes", "command", "generate_corpus_s", "encode_start_s", "tokenized_s",
+             "train_start_s", "wall_s", "peak_rss_mb", "peak_rss_polled_mb", "tokens", "steps",
+             "train_elapsed_s", "tokens_per_s"),
+            VALUE,
+        )  # fmt: skip
+    ],
+}
 
 
 def sizes(opts: Options) -> tuple[int, ...]:
@@ -64,13 +77,6 @@ def run(opts: Options) -> dict:
             "commands": commands,
         },
         "results": results,
-        "notes": [
-            "times are seconds since the process was launched (interpreter and torch import included, "
-            "about 2 s); tokenize = launch -> encoded ids on disk.",
-            "tokens/s = tokens / training seconds from `textrnn train --json` (first step included).",
-            "--val-fraction is chosen per size so that the final validation scores about 100k tokens.",
-            "synthetic corpus: seeded random English-like ASCII words (Zipf frequencies) in lines.",
-        ],
     }
 
 
@@ -251,8 +257,31 @@ def table(result: dict) -> Table:
         "tokenization is linear (start-up cancels out).",
         "plot (written beside this file when matplotlib is installed: `pip install -e '.[plot]'`): "
         "![peak memory and time against corpus size](scale.png)",
+        "times are seconds since the process was launched (interpreter and torch import included, "
+        "about 2 s); tokenize = launch -> encoded ids on disk.",
+        "tokens/s = tokens / training seconds from `textrnn train --json` (first step included).",
+        "--val-fraction is chosen per size so that the final validation scores about 100k tokens.",
+        "synthetic corpus: seeded random English-like ASCII words (Zipf frequencies) in lines.",
     ]
     return t
+
+
+def headline(result: dict) -> list[list[str]]:
+    rows = result["results"]
+    big, small = rows[-1], rows[0]
+    marginal = None
+    if len(rows) > 1 and big["tokenized_s"] is not None and rows[-2]["tokenized_s"] is not None:
+        marginal = (big["tokenized_s"] - rows[-2]["tokenized_s"]) / ((big["size_bytes"] - rows[-2]["size_bytes"]) / 1e6)
+    linear = f", {marginal:.3f} s/MB" if marginal is not None else ""
+    verdict = "met" if big["peak_rss_mb"] <= PEAK_TARGET_MB else "NOT met"
+    return [[
+        f"`textrnn train` on a {_label(big['size_bytes'])} corpus: peak memory, time to tokenized",
+        f"{fmt_num(big['peak_rss_mb'])} MB, {fmt_num(big['tokenized_s'])} s{linear} "
+        f"(sizes {_label(small['size_bytes'])} to {_label(big['size_bytes'])})",
+        "",
+        f"target <= {PEAK_TARGET_MB / 1000:g} GB at 1 GB",
+        verdict if big["size_bytes"] >= 10**9 else "n/a (no 1 GB run)",
+    ]]  # fmt: skip
 
 
 def _minus(a: float | None, b: float | None) -> float | None:

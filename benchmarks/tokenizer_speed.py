@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks.common import Options, Table, alternate, fmt_num, fmt_ratio, fmt_stats, summarize
+from benchmarks.schema import ANY_NAME, STATS, VALUE
 from textrnn.formats.plain import read_text
 from textrnn.paths import data_file
 from textrnn.tokenizers import Tokenizer, train_tokenizer
@@ -28,6 +29,19 @@ TOKENIZERS = {  # name -> train_tokenizer arguments (subword vocabulary sizes ar
     "bpe": {"kind": "bpe"},
     "unigram": {"kind": "unigram"},
 }
+
+FIELDS = {  # what `run` writes (see schema.py)
+    "settings": {
+        "texts": {ANY_NAME: dict.fromkeys(("source", "repeat", "bytes", "chars"), VALUE)},
+        "subword_vocab_size": {ANY_NAME: VALUE},
+        "min_time_s": VALUE,
+        "reps": VALUE,
+    },
+    "results": [
+        {"text": VALUE, "tokenizer": VALUE, "unit": VALUE, "speed": STATS, "tokens": VALUE,
+         "vocab_size": VALUE, **{f"vs {ref}": STATS for ref in REFERENCES}}
+    ],
+}  # fmt: skip
 
 
 def texts(opts: Options) -> dict[str, dict]:
@@ -108,11 +122,6 @@ def run(opts: Options) -> dict:
             "reps": opts.reps,
         },
         "results": results,
-        "notes": [
-            "encode = tokenizer.encode(whole text) -> list of ids, normalisation (NFC) included; "
-            "list(str) and str.split are the floor references, measured alternately in the same run.",
-            "each measurement repeats the call until min_time_s has passed.",
-        ],
     }
 
 
@@ -150,4 +159,34 @@ def table(result: dict) -> Table:
             [row["text"], row["tokenizer"], fmt_stats(row["speed"]), fmt_ratio(row["vs list(str)"]),
              fmt_ratio(row["vs str.split"]), tokens]
         )  # fmt: skip
+    t.notes += [
+        "encode = tokenizer.encode(whole text) -> list of ids, normalisation (NFC) included; "
+        "list(str) and str.split are the floor references, measured alternately in the same run.",
+        "each measurement repeats the call until min_time_s has passed.",
+    ]
     return t
+
+
+SHORT = {"char grapheme": "grapheme", "char codepoint": "code point"}
+
+
+def headline(result: dict) -> list[list[str]]:
+    """One row per text: each tokenizer's MB/s against the two floor references."""
+    out = []
+    for text, source in (("english", "tiny-shakespeare"), ("hindi", "Hindi PUD")):
+        rows = {r["tokenizer"]: r for r in result["results"] if r["text"] == text}
+        if not rows:
+            continue
+        mine = [name for name in rows if name not in REFERENCES]
+        if text == "english":  # ASCII: grapheme and code point tokenizers coincide
+            mine = [n for n in mine if n != "char codepoint"]
+        speed = {name: fmt_num(row["speed"]["median"]) for name, row in rows.items()}
+        label = {n: "char" if text == "english" and n == "char grapheme" else SHORT.get(n, n) for n in mine}
+        out.append([
+            f"tokenizer encode, {source} (MB/s)",
+            ", ".join(f"{label[n]} {speed[n]}" for n in mine),
+            "",
+            ", ".join(f"`{ref}` {speed[ref]}" for ref in REFERENCES),
+            "",
+        ])  # fmt: skip
+    return out

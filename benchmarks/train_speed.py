@@ -23,14 +23,17 @@ from benchmarks.common import (
     Table,
     alternate,
     compare,
+    fmt_num,
     fmt_ratio,
     fmt_stats,
     fmt_target,
     summarize,
 )
+from benchmarks.schema import COMPARISON, STATS, VALUE
 from textrnn.data.corpus import EncodedCorpus, encode_corpus
 from textrnn.engine.config import TrainConfig
-from textrnn.engine.trainer import Progress, Trainer
+from textrnn.engine.progress import Progress
+from textrnn.engine.trainer import Trainer
 from textrnn.files import fingerprint_file
 from textrnn.formats.plain import iter_text_chunks
 from textrnn.models.lm import LanguageModel, LMConfig
@@ -60,6 +63,25 @@ SETUPS = (
 )  # fmt: skip
 TINY = {"embed": 32, "hidden": 32}  # --tiny: toy widths, batch 4 x 16
 
+FIELDS = {  # what `run` writes (see schema.py)
+    "settings": dict.fromkeys(("corpus", "warmup_steps", "timed_steps", "reps", "device"), VALUE),
+    "results": [
+        {
+            "setup": VALUE,
+            "shape": dict.fromkeys(
+                ("vocab_size", "cell", "embed", "hidden", "layers", "dropout", "variational",
+                 "tie_weights", "batch", "seq"),
+                VALUE,
+            ),  # fmt: skip
+            "parameters": VALUE,
+            "corpus_tokens": VALUE,
+            "bf16": COMPARISON,
+            "fp32": COMPARISON,
+            "bf16_gain": {"textrnn": STATS, "reference": STATS},
+        }
+    ],
+}
+
 
 def steps(opts: Options) -> tuple[int, int]:
     """(log_every, timed windows): a run is log_every * (1 + windows) steps, the first window untimed."""
@@ -88,13 +110,6 @@ def run(opts: Options) -> dict:
             "device": "cpu",
         },
         "results": results,
-        "notes": [
-            "tokens/s = (batch x seq) tokens per optimizer step; textrnn's figure is the Trainer's own "
-            "(Progress.tokens_per_s), its first log window dropped; the reference times the same number "
-            "of steps after the same number of untimed ones.",
-            "bf16 = torch.autocast('cpu', bfloat16) for both (textrnn --precision bf16); the bf16 gain "
-            "is bf16 tokens/s / fp32 tokens/s of the same implementation, per repetition.",
-        ],
     }
 
 
@@ -249,4 +264,26 @@ def table(result: dict) -> Table:
                 [row["case"], fmt_stats(row["textrnn"]), fmt_stats(row["reference"]), fmt_ratio(row["ratio"]),
                  fmt_target(row), gain]
             )  # fmt: skip
+    t.notes += [
+        "tokens/s = (batch x seq) tokens per optimizer step; textrnn's figure is the Trainer's own "
+        "(Progress.tokens_per_s), its first log window dropped; the reference times the same number "
+        "of steps after the same number of untimed ones.",
+        "bf16 = torch.autocast('cpu', bfloat16) for both (textrnn --precision bf16); the bf16 gain "
+        "is bf16 tokens/s / fp32 tokens/s of the same implementation, per repetition.",
+    ]
     return t
+
+
+def headline(result: dict) -> list[list[str]]:
+    rows = result["results"]
+    join = " / ".join
+    met = all(r["bf16"]["meets_target"] for r in rows)
+    return [[
+        f"LM training tokens/s, {join(r['setup'] for r in rows)}, bf16",
+        join(fmt_num(r["bf16"]["textrnn"]["median"]) for r in rows),
+        "",
+        "plain PyTorch loop: " + join(fmt_num(r["bf16"]["reference"]["median"]) for r in rows),
+        join(f"{r['bf16']['ratio']['median']:.2f}x" for r in rows)
+        + f" (target {TARGET:g}x: {'met' if met else 'NOT met'}); bf16 gain "
+        + join(f"{r['bf16_gain']['textrnn']['median']:.2f}x" for r in rows),
+    ]]  # fmt: skip

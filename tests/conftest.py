@@ -18,9 +18,13 @@ CORPORA = REPO / "corpora"
 torch.set_num_threads(1)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data():
-    """Return a function that finds a reference data file, or skips (fails in CI) when absent."""
+    """Return a function that finds a reference data file, or skips (fails in CI) when absent.
+
+    This is the suite's only skip for missing data: a file that is there but fails to load
+    fails the test. Session-scoped, so that module-scoped fixtures can use it too.
+    """
 
     def find(relative: str) -> Path:
         try:

@@ -49,11 +49,11 @@ def sample_tensors() -> dict[str, torch.Tensor]:
 def sample_meta() -> dict:
     return {
         "model_config": {"vocab_size": 7, "cell": "lstm", "layers": 1, "hidden": 4},
-        "tokenizer": {"kind": "char", "unit": "grapheme", "vocab": ["<pad>", "a", "क्ष", "é"]},
+        "tokenizers": {"text": {"kind": "char", "unit": "grapheme", "vocab": ["<pad>", "a", "क्ष", "é"]}},
         "training": {"step": 120, "epoch": 2},
         "metrics": {"best": {"val_loss": 1.25, "val_bpc": 1.8}},
         "history": [{"step": 60, "val_loss": 1.5}, {"step": 120, "val_loss": 1.25}],
-        "corpus": {"name": "tiny.txt", "bytes": 12, "sha256": "ab" * 32},
+        "data": {"train": {"name": "tiny.txt", "bytes": 12, "sha256": "ab" * 32}, "dev": None},
         "note": "a lone surrogate \ud800 is still a str",
     }
 
@@ -429,7 +429,7 @@ def test_deeply_nested_header_is_refused(tmp_path):
         (document(format_version=True), "invalid format version"),
         (
             document(format_version=3),
-            r"was written by a newer textrnn \(format version 3; this textrnn reads up to 1\): "
+            r"was written by a newer textrnn \(format version 3; this textrnn reads up to 2\): "
             "upgrade textrnn",
         ),
         (document(task="Parser!"), "its task is 'Parser!', not a task name"),
@@ -585,10 +585,10 @@ def test_describe_summarises_a_checkpoint(tmp_path):
     assert info["parameters"] == 16  # model.* only
     assert info["tensors"] == 3
     assert info["model_config"] == sample_meta()["model_config"]
-    assert info["tokenizer"] == {"kind": "char", "unit": "grapheme", "vocab_size": 4}
+    assert info["tokenizers"] == {"text": {"kind": "char", "unit": "grapheme", "vocab_size": 4}}
     assert (info["step"], info["epoch"]) == (120, 2)
     assert info["metrics"] == {"best": {"val_loss": 1.25, "val_bpc": 1.8}}
-    assert info["corpus"]["sha256"] == "ab" * 32
+    assert info["data"]["train"]["sha256"] == "ab" * 32
     datetime.fromisoformat(info["created"])
 
 
@@ -605,7 +605,7 @@ def test_describe_summarises_each_tokenizer_of_a_translit_model(tmp_path):
         "target": {"kind": "char", "vocab_size": 1},
     }
     assert info["parameters"] == 0
-    assert "step" not in info and "tokenizer" not in info
+    assert "step" not in info and "data" not in info
 
 
 def test_fingerprint_file_streams_large_files(tmp_path, monkeypatch):

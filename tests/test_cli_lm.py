@@ -28,8 +28,6 @@ import typer.main
 
 from textrnn.cli import app, main
 from textrnn.engine.checkpoint import Checkpoint, read_meta, save_checkpoint
-from textrnn.errors import DataError
-from textrnn.paths import data_file
 
 TINY = "--hidden 32 --layers 1 --max-steps 20 --batch-size 4 --seq-len 32".split()
 PARALLEL = 3  # processes at once: the work is mostly importing, on a small machine
@@ -105,18 +103,15 @@ def cli(capsys, monkeypatch, tmp_path) -> InProcess:
     return InProcess(capsys, monkeypatch)
 
 
-def shakespeare(chars: int) -> str:
-    try:
-        path = data_file("tinyshakespeare/input.txt")
-    except DataError as err:
-        if os.environ.get("CI"):
-            pytest.fail(str(err))
-        pytest.skip(str(err))
-    return path.read_text(encoding="utf-8")[:chars]
+@pytest.fixture(scope="session")
+def shakespeare(shared_data):
+    """`shakespeare(chars)`: the first `chars` characters of tiny-shakespeare."""
+    text = shared_data("tinyshakespeare/input.txt").read_text(encoding="utf-8")
+    return lambda chars: text[:chars]
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
+def work(tmp_path_factory, shakespeare) -> Path:
     """A folder where `textrnn train corpus.txt` has run (checkpoints/corpus.ckpt), plus bad inputs."""
     folder = tmp_path_factory.mktemp("cli")
     (folder / "corpus.txt").write_text(shakespeare(12_000), encoding="utf-8")
@@ -182,7 +177,7 @@ PROCESSES = {
     "help": ["--help"],
     "sample": ["sample", "--length", "60", "--seed", "1"],  # the newest in ./checkpoints
     "sample stdin": (["sample", "-c", CKPT, "--length", "30", "--seed", "3"], "First Citizen:\n"),
-    "eval": ["eval", CKPT, "corpus.txt", "--json"],
+    "eval": ["eval", "corpus.txt", "-c", CKPT, "--json"],
     "info": ["info", CKPT, "--json"],
 }
 # Bad input as real processes too (the whole table runs in process below).
@@ -224,7 +219,7 @@ def test_sample_eval_info_processes(procs, work, cli, monkeypatch):
 
     info = json.loads(procs["info"].stdout)
     assert info["task"] == "lm" and info["step"] == 20
-    assert info["model_config"]["hidden"] == 32 and info["tokenizer"]["kind"] == "char"
+    assert info["model_config"]["hidden"] == 32 and info["tokenizers"]["text"]["kind"] == "char"
 
 
 def test_prompt_from_piped_stdin(procs):
@@ -291,6 +286,15 @@ def test_sample_options(cli, work, monkeypatch):
     beams = cli(["sample", "-c", CKPT, "--length", "10", "--beam", "3", "--nbest", "2", "--json"])
     hyps = json.loads(beams.stdout)
     assert len(hyps) == 2 and hyps[0]["score"] >= hyps[1]["score"] and hyps[0]["tokens"] == 10
+    # --scores: each continuation after its score and log-probability, the ones --json gives
+    scored = cli([*f"sample -c {CKPT} --length 10 --beam 3 --nbest 2 --scores --continuation-only".split(),
+                  "--separator", "<>\n"])  # fmt: skip
+    assert scored.returncode == 0
+    assert scored.stdout.split("<>\n") == [
+        f"[score {h['score']:.4f} logprob {h['logprob']:.4f}] {h['text']}" + ("" if h["text"].endswith("\n") else "\n")
+        for h in hyps
+    ]  # fmt: skip
+    assert hyps[0]["logprob"] < 0 and hyps[0]["score"] != hyps[1]["score"]
 
     samples = json.loads(
         cli(["sample", "-c", CKPT, "--length", "10", "--num-samples", "2", "--json"]).stdout
@@ -321,15 +325,45 @@ def test_sample_picks_the_newest_best_checkpoint(cli, work, tmp_path, monkeypatc
 def test_eval_from_stdin_and_plain_output(cli, work, monkeypatch):
     monkeypatch.chdir(work)
     text = (work / "corpus.txt").read_bytes()[:3000]
-    from_stdin = json.loads(cli(["eval", CKPT, "--json"], stdin=text).stdout)
+    from_stdin = json.loads(cli(["eval", "-c", CKPT, "--json"], stdin=text).stdout)
     (work / "part.txt").write_bytes(text)
-    from_file = json.loads(cli(["eval", CKPT, "part.txt", "--json"]).stdout)
+    from_file = json.loads(cli(["eval", "part.txt", "-c", CKPT, "--json"]).stdout)
     assert from_stdin["loss_nats"] == pytest.approx(from_file["loss_nats"])
-    plain = cli(["eval", CKPT, "part.txt"]).stdout
+    plain = cli(["eval", "part.txt", "-c", CKPT]).stdout
     assert plain.splitlines()[0].split()[0] == "loss_nats"
 
 
-def test_train_json_in_process(cli, tmp_path, monkeypatch):
+def test_old_eval_form_still_works_with_a_notice(cli, work, monkeypatch):
+    """`textrnn eval CKPT [FILE]` (before one grammar for every task): the same figures, and
+    one line on stderr that gives the new form."""
+    monkeypatch.chdir(work)
+    text = (work / "corpus.txt").read_bytes()[:3000]
+    (work / "part.txt").write_bytes(text)
+    new = cli(["eval", "part.txt", "-c", CKPT, "--json"])
+    assert new.returncode == 0 and new.stderr == ""
+    for old in (cli(["eval", CKPT, "part.txt", "--json"]), cli(["eval", CKPT, "--json"], stdin=text)):
+        assert old.returncode == 0, old.stderr
+        assert json.loads(old.stdout)["loss_nats"] == pytest.approx(json.loads(new.stdout)["loss_nats"])
+        assert old.stderr.splitlines() == [
+            "textrnn: note: `textrnn eval CHECKPOINT FILE` is now `textrnn eval FILE -c CHECKPOINT`"
+        ]
+    assert_one_line_error(cli(["eval", "part.txt"]), 2, "-c CHECKPOINT")  # a text file is no checkpoint
+
+
+def test_train_with_a_dev_file_validates_on_it(cli, tmp_path, monkeypatch, shakespeare):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.txt").write_text(shakespeare(5000), encoding="utf-8")
+    (tmp_path / "d.txt").write_text("to be, or not to be\n" * 40, encoding="utf-8")  # unlike TRAIN
+    res = cli("train t.txt --dev d.txt --hidden 16 --layers 1 --max-steps 10 --json --out m.ckpt")
+    assert res.returncode == 0, res.stderr
+    assert Path(read_meta(tmp_path / "m.ckpt")[1]["data"]["dev"]["path"]).name == "d.txt"
+    dev, train = (json.loads(cli(f"eval {f} -c m.ckpt --json").stdout)["loss_nats"] for f in ("d.txt", "t.txt"))
+    # Validation scored DEV (in rows of another length than eval's: equal to about 1e-3).
+    assert json.loads(res.stdout)["best_val_loss"] == pytest.approx(dev, rel=2e-3)
+    assert abs(dev - train) > 0.01 * train  # (held-out blocks of TRAIN would score like TRAIN)
+
+
+def test_train_json_in_process(cli, tmp_path, monkeypatch, shakespeare):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c.txt").write_text(shakespeare(4000), encoding="utf-8")
     res = cli("train c.txt --hidden 16 --layers 1 --max-steps 3 --json --out m.ckpt")
@@ -341,6 +375,13 @@ def test_train_json_in_process(cli, tmp_path, monkeypatch):
     res = cli("train s.txt --hidden 16 --layers 1 --max-steps 2 --json --out s.ckpt")
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "s.ckpt").exists()
+    # The model options reach the model (not only accepted).
+    res = cli("train c.txt --cell lstm --layers 2 --hidden 16 --embed 8 --dropout 0.1 --tie-weights "
+              "--variational-dropout --max-steps 1 --out o.ckpt")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    config = read_meta(tmp_path / "o.ckpt")[1]["model_config"]
+    assert {k: config[k] for k in ("cell", "layers", "hidden", "embed", "dropout", "tie_weights", "variational")} == {
+        "cell": "lstm", "layers": 2, "hidden": 16, "embed": 8, "dropout": 0.1, "tie_weights": True, "variational": True}
 
 
 # ---- bad input: one line on stderr, the right exit code ---------------------------------------
@@ -385,15 +426,15 @@ ERRORS = {
     ),
     "pickle checkpoint": (["sample", "-c", "pickle.ckpt"], 1, ["pickle"]),
     "tagger checkpoint": (["sample", "-c", "tagger.ckpt"], 1, ["tagger"]),
-    "tagger to eval": (["eval", "tagger.ckpt", "corpus.txt"], 1, ["tagger"]),
+    "tagger to eval": (["eval", "corpus.txt", "-c", "tagger.ckpt"], 1, ["tagger"]),
     "missing checkpoint": (["sample", "-c", "nope.ckpt"], 1, ["nope.ckpt"]),
     "resume best": (["train", "--resume", CKPT], 1, ["no training state", LAST]),
     "resume changes model": (["train", "--resume", LAST, "--hidden", "64"], 2, ["cannot change"]),
-    "eval invalid utf-8": (["eval", CKPT, "latin1.txt"], 1, ["UTF-8"]),
+    "eval invalid utf-8": (["eval", "latin1.txt", "-c", CKPT], 1, ["UTF-8"]),
     "info random": (["info", "random.ckpt"], 1, ["random.ckpt"]),
     "bad option value": (["sample", "-c", CKPT, "--length", "many"], 2, ["--length"]),
     "unknown option": (["sample", "--colour"], 2, ["--colour"]),
-    "no train corpus": (["train"], 2, ["CORPUS"]),
+    "no train corpus": (["train"], 2, ["TRAIN"]),
 }
 
 
@@ -412,7 +453,7 @@ def test_sample_without_any_checkpoint(cli, tmp_path, monkeypatch):
 # ---- Ctrl-C and resume ----------------------------------------------------------------------------
 
 
-def test_ctrl_c_saves_and_resume_continues(tmp_path):
+def test_ctrl_c_saves_and_resume_continues(tmp_path, shakespeare):
     (tmp_path / "corpus.txt").write_text(shakespeare(30_000), encoding="utf-8")
     args = [
         "--hidden",

@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from textrnn.cli import main
-from textrnn.engine.checkpoint import Checkpoint, save_checkpoint
+from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from textrnn.formats.conllu import Sentence, load_sentences, write_sentences
-from textrnn.paths import data_file
 
 TINY = [
     "--word-dim",
@@ -40,15 +39,11 @@ def run(capsys, *args: str, stdin: str | None = None, monkeypatch=None) -> tuple
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(tmp_path_factory, shared_data) -> Path:
     """200 EWT training sentences (CoNLL-U), 50 dev ones, and an NER-style BIO version of both."""
-    try:
-        train = load_sentences(data_file("ud_english_ewt/en_ewt-ud-train.conllu"), keep_rows=True)[
-            :200
-        ]
-        dev = load_sentences(data_file("ud_english_ewt/en_ewt-ud-dev.conllu"), keep_rows=True)[:50]
-    except Exception as err:  # noqa: BLE001
-        pytest.skip(str(err))
+    train = load_sentences(shared_data("ud_english_ewt/en_ewt-ud-train.conllu"), keep_rows=True)
+    dev = load_sentences(shared_data("ud_english_ewt/en_ewt-ud-dev.conllu"), keep_rows=True)
+    train, dev = train[:200], dev[:50]
     folder = tmp_path_factory.mktemp("tagcli")
     write_sentences(folder / "train.conllu", train)
     write_sentences(folder / "dev.conllu", dev)
@@ -73,7 +68,7 @@ def to_bio(tags: list[str]) -> list[str]:
 def model(data: Path) -> Path:
     out = data / "pos.ckpt"
     with pytest.raises(SystemExit) as info:
-        main(["tag", "train", "--train", str(data / "train.conllu"), "--dev", str(data / "dev.conllu"),
+        main(["tag", "train", str(data / "train.conllu"), "--dev", str(data / "dev.conllu"),
               "--out", str(out), *TINY, "--max-steps", "40", "--lr", "0.01", "--precision", "fp32", "-q"])  # fmt: skip
     assert info.value.code == 0
     return out
@@ -86,7 +81,7 @@ def test_help(capsys, command):
 
 
 def test_train_json(capsys, data, tmp_path):
-    code, out, err = run(capsys, "train", "--train", str(data / "train.conllu"), "--dev", str(data / "dev.conllu"),
+    code, out, err = run(capsys, "train", str(data / "train.conllu"), "--dev", str(data / "dev.conllu"),
                          "--out", str(tmp_path / "m.ckpt"), *TINY, "--max-steps", "3", "--json", "-q")  # fmt: skip
     assert code == 0, err
     result = json.loads(out)
@@ -112,7 +107,7 @@ def test_predict_formats(capsys, monkeypatch, model):
     tags = [t.rsplit("/", 1)[1] for t in lines[0].split(" ")]
 
     code, out, _ = run(
-        capsys, "predict", "-c", str(model), "--format", "json", stdin=text, monkeypatch=monkeypatch
+        capsys, "predict", "-c", str(model), "--output-format", "json", stdin=text, monkeypatch=monkeypatch
     )
     objs = [json.loads(line) for line in out.splitlines()]
     assert (
@@ -125,7 +120,7 @@ def test_predict_formats(capsys, monkeypatch, model):
         "predict",
         "-c",
         str(model),
-        "--format",
+        "--output-format",
         "tsv",
         stdin="a b\n",
         monkeypatch=monkeypatch,
@@ -138,13 +133,34 @@ def test_predict_formats(capsys, monkeypatch, model):
         "predict",
         "-c",
         str(model),
-        "--format",
+        "--output-format",
         "conllu",
         stdin="a b\n",
         monkeypatch=monkeypatch,
     )
     rows = [r.split("\t") for r in out.strip("\n").split("\n")]
     assert [r[:2] for r in rows] == [["1", "a"], ["2", "b"]] and all(len(r) == 10 for r in rows)
+
+
+def test_json_is_output_format_json_and_old_forms_still_work_with_a_notice(capsys, monkeypatch, model, data, tmp_path):
+    text = "I like green apples .\nHello world\n"
+    args = ["predict", "-c", str(model), "--precision", "fp32"]
+    _, want, err = run(capsys, *args, "--output-format", "json", stdin=text, monkeypatch=monkeypatch)
+    assert err == ""
+    assert run(capsys, *args, "--json", stdin=text, monkeypatch=monkeypatch)[1] == want
+    # before one meaning per option name, --format named what predict writes
+    code, out, err = run(capsys, *args, "--format", "json", stdin=text, monkeypatch=monkeypatch)
+    assert code == 0 and out == want
+    assert err == "textrnn: note: `textrnn tag predict --format json` is now `--output-format json`\n"
+    code, out, err = run(capsys, *args, "--input-format", "conllu", str(data / "dev.conllu"))
+    assert code == 0 and out == run(capsys, *args, "--format", "conllu", str(data / "dev.conllu"))[1]
+    assert err == "textrnn: note: `textrnn tag predict --input-format` is now `--format`\n"
+    # and `tag train --train FILE` named the training file
+    code, out, err = run(capsys, "train", "--train", str(data / "train.conllu"), "--dev", str(data / "dev.conllu"),
+                         "--out", str(tmp_path / "m.ckpt"), *TINY, "--max-steps", "1", "--json", "-q")  # fmt: skip
+    assert code == 0 and json.loads(out)["steps"] == 1
+    assert err == "textrnn: note: `textrnn tag train --train FILE` is now `textrnn tag train FILE`\n"
+    assert run(capsys, "train", str(data / "train.conllu"), "--train", str(data / "train.conllu"))[0] == 2
 
 
 def test_predict_file_same_as_stdin_and_fp32_vs_auto(capsys, monkeypatch, model, tmp_path):
@@ -167,7 +183,7 @@ def test_predict_file_same_as_stdin_and_fp32_vs_auto(capsys, monkeypatch, model,
 def test_predict_conllu_fills_the_tag_column_only(capsys, monkeypatch, model, data):
     original = (data / "dev.conllu").read_text(encoding="utf-8")
     code, out, _ = run(
-        capsys, "predict", "-c", str(model), "--input-format", "conllu", str(data / "dev.conllu")
+        capsys, "predict", "-c", str(model), "--format", "conllu", str(data / "dev.conllu")
     )
     assert code == 0
     a, b = original.split("\n"), out.split("\n")
@@ -194,9 +210,11 @@ def test_eval_json_and_table(capsys, model, data):
 
 def test_ner_with_crf_reports_span_f1(capsys, data, tmp_path):
     out = tmp_path / "ner.ckpt"
-    code, _, err = run(capsys, "train", "--train", str(data / "train.bio.tsv"), "--dev", str(data / "dev.bio.tsv"),
+    code, _, err = run(capsys, "train", str(data / "train.bio.tsv"), "--dev", str(data / "dev.bio.tsv"),
                        "--out", str(out), "--crf", *TINY, "--max-steps", "20", "-q")  # fmt: skip
     assert code == 0, err
+    ckpt = load_checkpoint(out)  # --crf reaches the model: its transition scores are trained and saved
+    assert ckpt.meta["model_config"]["crf"] is True and "model.crf.transitions" in ckpt.tensors
     code, text, _ = run(capsys, "eval", "-c", str(out), str(data / "dev.bio.tsv"), "--json")
     result = json.loads(text)
     assert {"accuracy", "oov_accuracy", "span_f1", "span_precision", "span_recall"} <= set(result)
@@ -207,9 +225,9 @@ def test_ner_with_crf_reports_span_f1(capsys, data, tmp_path):
         "-c",
         str(out),
         str(data / "dev.conllu"),
-        "--input-format",
-        "conllu",
         "--format",
+        "conllu",
+        "--output-format",
         "tsv",
     )
     tags = [line.split("\t")[1] for line in text.splitlines() if line]
@@ -225,7 +243,7 @@ def test_malformed_file_exits_1_with_file_and_line(capsys, model, tmp_path):
     code, out, err = run(capsys, "eval", "-c", str(model), str(bad))
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and f"{bad}:2:" in err
-    code, _, err = run(capsys, "train", "--train", str(bad), "--max-steps", "1", "-q")
+    code, _, err = run(capsys, "train", str(bad), "--max-steps", "1", "-q")
     assert code == 1 and f"{bad}:2:" in err and err.count("\n") == 1
 
 
@@ -239,8 +257,8 @@ def test_wrong_task_checkpoint_exits_1(capsys, tmp_path, data):
 
 
 def test_usage_errors_exit_2(capsys, model, data):
-    assert run(capsys, "train")[0] == 2  # no --train
-    assert run(capsys, "train", "--train", str(data / "train.conllu"), "--column", "lemma")[0] == 2
+    assert run(capsys, "train")[0] == 2  # no TRAIN
+    assert run(capsys, "train", str(data / "train.conllu"), "--column", "lemma")[0] == 2
     assert run(capsys, "predict", "-c", str(model), "--read-ahead", "0")[0] == 2
     assert run(capsys, "predict", "-c", str(model), "--threads", "-1")[0] == 2
     assert run(capsys, "predict", "-c", str(model), "--precision", "fp16")[0] == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
@@ -10,11 +11,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from textrnn.cli import main
-from textrnn.cli.tokenize import show_piece
+from textrnn.cli import tokenize as tokenize_cli
 from textrnn.engine.checkpoint import Checkpoint, save_checkpoint
-from textrnn.tokenizers import load_tokenizer, save_tokenizer, train_tokenizer
+from textrnn.text import normalize
+from textrnn.tokenizers import (
+    UNK,
+    UNKNOWN_CHAR,
+    Tokenizer,
+    detokenize,
+    load_tokenizer,
+    save_tokenizer,
+    train_tokenizer,
+)
 
 CORPORA = Path(__file__).resolve().parent.parent / "corpora"
 HINDI = CORPORA / "hindi.txt"
@@ -86,13 +98,19 @@ def test_encode_decode_round_trip(capsys, monkeypatch, char_file) -> None:
         capsys, "encode", "--ids", "-t", str(char_file), stdin=text, monkeypatch=monkeypatch
     )
     assert code == 0 and len(ids.splitlines()) == 3
-    code, back, _ = run(capsys, "decode", "-t", str(char_file), stdin=ids, monkeypatch=monkeypatch)
+    code, back, _ = run(
+        capsys, "decode", "--ids", "-t", str(char_file), stdin=ids, monkeypatch=monkeypatch
+    )
+    assert code == 0 and back == text
+    code, back, _ = run(
+        capsys, "decode", "-t", str(char_file), stdin=pieces, monkeypatch=monkeypatch
+    )
     assert code == 0 and back == text
 
 
 def test_encode_reads_files_and_pipes(tmp_path, char_file) -> None:
     encoded = subprocess.run(
-        [sys.executable, "-m", "textrnn", "tokenize", "encode", "--ids", "-t", str(char_file), str(HINDI)],
+        [sys.executable, "-m", "textrnn", "tokenize", "encode", "-t", str(char_file), str(HINDI)],
         capture_output=True, check=True,
     )  # fmt: skip
     decoded = subprocess.run(
@@ -126,7 +144,7 @@ def test_encode_with_a_checkpoint(capsys, monkeypatch, tmp_path) -> None:
     tok = train_tokenizer("word", [ENGLISH.read_text(encoding="utf-8")])
     ckpt = tmp_path / "lm.ckpt"
     save_checkpoint(
-        ckpt, Checkpoint("lm", {"tokenizer": tok.to_dict()}, {"model.w": torch.zeros(1)})
+        ckpt, Checkpoint("lm", {"tokenizers": {"text": tok.to_dict()}}, {"model.w": torch.zeros(1)})
     )
     code, out, _ = run(
         capsys, "encode", "-c", str(ckpt), stdin="The lamp, lit.\n", monkeypatch=monkeypatch
@@ -153,13 +171,6 @@ def test_stats_json_and_table(capsys, char_file) -> None:
     assert code == 0 and "vocabulary size" in out and "most frequent tokens" in out
     code, out, _ = run(capsys, "stats", str(ENGLISH), "-t", str(char_file), "--json")
     assert json.loads(out)["unknown_rate"] > 0.2  # Latin letters are rare in hindi.txt
-
-
-def test_show_piece_is_unambiguous() -> None:
-    assert show_piece("a b") == "a▁b"
-    assert show_piece("\t\n\r") == "\\t\\n\\r"
-    assert show_piece("\x85\u2028") == "<U+0085><U+2028>"
-    assert show_piece("क्\u200dष") == "क्\u200dष"  # joiners are not whitespace
 
 
 def _one_error_line(err: str) -> str:
@@ -203,14 +214,21 @@ def test_errors_are_one_line(capsys, monkeypatch, tmp_path, char_file, args, cod
 
 
 @pytest.mark.parametrize(
-    "ids, message",
+    "mode, lines, message",
     [
-        ("1 2 x\n", "<stdin>:1: expected space-separated token ids"),
-        ("1\n99999\n", "<stdin>:2: token id 99999"),
+        (["--ids"], "1 2 x\n", "<stdin>:1: expected space-separated token ids"),
+        (["--ids"], "1\n99999\n", "<stdin>:2: token id 99999 is out of range"),
+        (["--ids"], "1\n-1\n", "<stdin>:2: token id -1 is out of range"),
+        ([], "प ल\n\nप € ल\n", "<stdin>:3: unknown piece '€': not in the char vocabulary"),
+        ([], "प\n1 2\n", "<stdin>:2: unknown piece '1'"),  # ids, read as pieces...
+        ([], "1 2\n", "decode them with --ids"),  # ...say what to do
+        ([], "प \\x\n", "<stdin>:1: bad escape '\\\\x'"),
+        ([], "प\\\n", "<stdin>:1: bad escape"),
     ],
 )
-def test_decode_rejects_bad_ids(capsys, monkeypatch, char_file, ids: str, message: str) -> None:
-    code, _, err = run(capsys, "decode", "-t", str(char_file), stdin=ids, monkeypatch=monkeypatch)
+def test_decode_rejects_bad_input(capsys, monkeypatch, char_file, mode, lines, message) -> None:
+    args = ["decode", *mode, "-t", str(char_file)]
+    code, _, err = run(capsys, *args, stdin=lines, monkeypatch=monkeypatch)
     assert code == 1 and message in _one_error_line(err)
 
 
@@ -238,3 +256,148 @@ def test_import_sentencepiece_model(capsys, tmp_path) -> None:
     assert code == 0
     tok = load_tokenizer(out_file)
     assert tok.kind == "bpe" and tok.vocab_size == 301
+
+
+# --- encode | decode: symmetric pipes -------------------------------------------------------------
+# `encode -t T | decode -t T` gives back the input in T's normal form, in both modes. The
+# normal form, per line (the CLI reads lines ended by "\n", drops a "\r" before it and a
+# byte-order mark at the start, and ends every line it writes with "\n"):
+# - char: the normalised text, each unit outside the vocabulary as U+FFFD;
+# - bpe / unigram (byte fallback): the normalised text, a literal "▁" as a space
+#   (sentencepiece's own marker for a space, so it cannot tell them apart);
+# - word: `detokenize` of the units, each outside the vocabulary as "<unk>": spaces are
+#   not tokens, so only text spaced the way `detokenize` spaces it comes back exactly.
+# So text whose units are all in the vocabulary (and, for word, in detokenize's spacing;
+# for subwords, without "▁") comes back exactly.
+
+# Characters that the piece display escapes, or that sentencepiece spells in bytes; the
+# char and word tokenizers learn them from one extra line so that they are pieces too.
+SPECIALS = "\t\\▁\r\x85\u2028\u00a0"
+SYMBOL = "< >"  # a user symbol: a char or word piece that holds a space
+FOREIGN = ["😀", "€", "e\u0301", "\u0958"]  # outside every vocabulary (or not NFC)
+TEXTS = {name: (CORPORA / f"{name}.txt").read_text(encoding="utf-8") for name in ("english", "hindi")}
+VOCAB_KINDS = ("grapheme", "codepoint", "word")
+PIPE_TOKENIZERS = [f"{c}-{k}" for c in TEXTS for k in (*VOCAB_KINDS, "bpe", "unigram")]
+
+
+@pytest.fixture(scope="module")
+def pipe_tokenizers(tmp_path_factory) -> dict[str, tuple[Path, Tokenizer]]:
+    """name -> (tokenizer file, tokenizer), trained once on English or Hindi."""
+    folder = tmp_path_factory.mktemp("pipes")
+    made = {}
+    for name in PIPE_TOKENIZERS:
+        corpus, kind = name.split("-")
+        text = TEXTS[corpus]
+        if kind in ("grapheme", "codepoint"):
+            tok = train_tokenizer("char", [text, SPECIALS], unit=kind, user_symbols=[SYMBOL])
+        elif kind == "word":
+            tok = train_tokenizer("word", [text, SPECIALS], user_symbols=[SYMBOL])
+        else:
+            tok = train_tokenizer(kind, [text])
+        made[name] = (save_tokenizer(tok, folder / f"{name}.json"), tok)
+    return made
+
+
+def run_filter(command, tok_file: Path, stdin: str, ids: bool) -> str:
+    """A `tokenize` command function (encode or decode) run on `stdin`; its stdout.
+
+    Called as a function, not through `main`: building the whole Typer app costs about
+    0.15 s a call, too much for hundreds of examples (the tests above go through `main`)."""
+    out = io.StringIO()
+    saved = sys.stdin
+    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode("utf-8")), encoding="utf-8")
+    try:
+        with contextlib.redirect_stdout(out):
+            command(None, tokenizer=tok_file, checkpoint=None, ids=ids)
+    finally:
+        sys.stdin = saved
+    return out.getvalue()
+
+
+def pipe(tok_file: Path, text: str, ids: bool) -> str:
+    """`textrnn tokenize encode [--ids] -t T | textrnn tokenize decode [--ids] -t T`."""
+    encoded = run_filter(tokenize_cli.encode, tok_file, text, ids)
+    return run_filter(tokenize_cli.decode, tok_file, encoded, ids)
+
+
+def cli_lines(text: str) -> list[str]:
+    """The lines that encode reads from `text` on stdin."""
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def normal_form(tok: Tokenizer, line: str) -> str:
+    """What decode gives back for `line` (see above), from the Python API."""
+    known = set(tok.to_dict().get("vocab", ())) - {UNK}
+    if tok.kind == "char":
+        return "".join(u if u in known else UNKNOWN_CHAR for u in tok.tokenize(line))
+    if tok.kind == "word":
+        return detokenize([u if u in known else UNK for u in tok.tokenize(line)])
+    return normalize(line, tok.normalize_form).replace("▁", " ")
+
+
+def comes_back_exactly(tok: Tokenizer, line: str) -> bool:
+    """True for the text that the tokenizer gives back exactly (see above)."""
+    if tok.kind == "word":
+        return not tok.unknown_units(line) and detokenize(tok.tokenize(line)) == line
+    if tok.kind == "char":
+        return not tok.unknown_units(line)
+    return "▁" not in line
+
+
+def pipe_text(corpus: str) -> st.SearchStrategy[str]:
+    """Text from the corpus's characters, the specials, a few foreign ones, BOM and CRLF."""
+    alphabet = sorted(set(corpus) | set(SPECIALS) | {"\n", " ", "\ufeff", "<", ">"})
+    pieces = st.sampled_from(alphabet) | st.sampled_from([*FOREIGN, "\r\n", SYMBOL])
+    return st.lists(pieces, max_size=40).map("".join)
+
+
+@pytest.mark.parametrize("name", PIPE_TOKENIZERS)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_encode_decode_pipe_gives_the_normal_form(pipe_tokenizers, name, data) -> None:
+    tok_file, tok = pipe_tokenizers[name]
+    text = data.draw(pipe_text(TEXTS[name.split("-")[0]]), label="text")
+    lines = cli_lines(text)
+    expected = "".join(normal_form(tok, line) + "\n" for line in lines)
+    for ids in (False, True):
+        got = pipe(tok_file, text, ids)
+        assert got == expected
+        for line, back in zip(lines, got.split("\n"), strict=False):
+            if comes_back_exactly(tok, line):
+                assert back == normalize(line, tok.normalize_form)
+
+
+@pytest.mark.parametrize("name", [n for n in PIPE_TOKENIZERS if n.endswith(VOCAB_KINDS)])
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_encode_decode_pipe_is_exact_on_text_in_normal_form(pipe_tokenizers, name, data) -> None:
+    """Lines made of the vocabulary's own pieces (a word tokenizer's spaced by detokenize)
+    come back byte for byte, in both modes."""
+    tok_file, tok = pipe_tokenizers[name]
+    pieces = [p for p in tok.to_dict()["vocab"] if p not in (UNK, "\n")]
+    lines = data.draw(st.lists(st.lists(st.sampled_from(pieces), max_size=12), max_size=3))
+    join = detokenize if tok.kind == "word" else "".join
+    text = "".join(join(line) + "\n" for line in lines)
+    assume(not any(join(line).endswith("\r") for line in lines))  # "\r\n" ends a line
+    if tok.kind == "char":  # units side by side may form other graphemes (क् + ष = क्ष)
+        assume(not tok.unknown_units(text))
+    else:  # and words side by side other tokens ("don" + "'" + "t")
+        assume(all(tok.tokenize(join(line)) == line for line in lines))
+    for ids in (False, True):
+        assert pipe(tok_file, text, ids) == text
+
+
+@pytest.mark.parametrize("name", PIPE_TOKENIZERS)
+def test_encode_decode_pipe_gives_the_corpus_back(capsys, pipe_tokenizers, name) -> None:
+    tok_file, _ = pipe_tokenizers[name]
+    corpus = CORPORA / f"{name.split('-')[0]}.txt"
+    for mode in ([], ["--ids"]):
+        code, encoded, _ = run(capsys, "encode", *mode, "-t", str(tok_file), str(corpus))
+        assert code == 0
+        (corpus_dir := tok_file.parent / "encoded").mkdir(exist_ok=True)
+        (corpus_dir / "in.txt").write_text(encoded, encoding="utf-8")
+        code, decoded, _ = run(capsys, "decode", *mode, "-t", str(tok_file), str(corpus_dir / "in.txt"))
+        assert code == 0 and decoded == TEXTS[corpus.stem]

@@ -15,8 +15,7 @@ import regex
 import torch
 
 from textrnn.cli import main
-from textrnn.engine.checkpoint import Checkpoint, save_checkpoint
-from textrnn.errors import DataError
+from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--embed", "24", "--hidden", "32", "--layers", "1", "--dec-hidden", "48", "--dropout", "0.1"]
@@ -34,15 +33,10 @@ def run(capsys, *args: str, stdin: str | None = None, monkeypatch=None) -> tuple
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(tmp_path_factory, shared_data) -> Path:
     """Every 100th Dakshina Hindi training row and every 40th dev row."""
-    from textrnn.paths import data_file
-
-    try:
-        train = data_file("dakshina_hi/hi.translit.sampled.train.tsv").read_text(encoding="utf-8").splitlines()
-        dev = data_file("dakshina_hi/hi.translit.sampled.dev.tsv").read_text(encoding="utf-8").splitlines()
-    except DataError as err:
-        pytest.skip(str(err))
+    train = shared_data("dakshina_hi/hi.translit.sampled.train.tsv").read_text(encoding="utf-8").splitlines()
+    dev = shared_data("dakshina_hi/hi.translit.sampled.dev.tsv").read_text(encoding="utf-8").splitlines()
     folder = tmp_path_factory.mktemp("translitcli")
     (folder / "train.tsv").write_text("\n".join(train[::100]) + "\n", encoding="utf-8")
     (folder / "dev.tsv").write_text("\n".join(dev[::40]) + "\n", encoding="utf-8")
@@ -53,7 +47,7 @@ def data(tmp_path_factory) -> Path:
 def model(data: Path) -> Path:
     out = data / "hi.ckpt"
     with pytest.raises(SystemExit) as info:
-        main(["translit", "train", "--train", str(data / "train.tsv"), "--dev", str(data / "dev.tsv"), "--out", str(out),
+        main(["translit", "train", str(data / "train.tsv"), "--dev", str(data / "dev.tsv"), "--out", str(out),
               *TINY, "--batch-size", "32", "--max-steps", "300", "--eval-every", "300", "--lr", "0.01",
               "--precision", "fp32", "-q"])  # fmt: skip
     assert info.value.code == 0
@@ -67,7 +61,7 @@ def test_help(capsys, command):
 
 
 def test_train_json(capsys, data, tmp_path):
-    code, out, err = run(capsys, "train", "--train", str(data / "train.tsv"), "--dev", str(data / "dev.tsv"),
+    code, out, err = run(capsys, "train", str(data / "train.tsv"), "--dev", str(data / "dev.tsv"),
                          "--out", str(tmp_path / "m.ckpt"), *TINY, "--attention", "bahdanau", "--max-steps", "3",
                          "--teacher-forcing", "0.8", "--label-smoothing", "0", "--json", "-q")  # fmt: skip
     assert code == 0, err
@@ -75,6 +69,10 @@ def test_train_json(capsys, data, tmp_path):
     assert result["steps"] == 3 and result["checkpoint"] == str(tmp_path / "m.ckpt")
     assert 0 <= result["best_val_accuracy"] <= 1 and 0 <= result["best_val_cer"]
     assert (tmp_path / "m.ckpt").exists() and (tmp_path / "m.last.ckpt").exists()
+    # the options reach the model and the training (not only accepted)
+    ckpt = load_checkpoint(tmp_path / "m.ckpt")
+    assert ckpt.meta["model_config"]["attention"] == "bahdanau" and "model.energy.weight" in ckpt.tensors
+    assert ckpt.meta["translit"]["teacher_forcing"] == 0.8 and ckpt.meta["translit"]["label_smoothing"] == 0.0
 
 
 def test_predict_one_word_per_line(capsys, monkeypatch, model):
@@ -90,6 +88,25 @@ def test_predict_one_word_per_line(capsys, monkeypatch, model):
     assert all(DEVANAGARI_WORD.match(w) for w in words)
     _, greedy, _ = run(capsys, "predict", "-c", str(model), "--beam", "1", stdin="rahul\n", monkeypatch=monkeypatch)
     assert DEVANAGARI_WORD.match(greedy.strip())
+
+
+def test_predict_json_lines(capsys, monkeypatch, model):
+    args = ["predict", "-c", str(model), "--precision", "fp32"]
+    _, plain, _ = run(capsys, *args, "--nbest", "2", "--scores", stdin="rahul\n\n", monkeypatch=monkeypatch)
+    _, out, _ = run(capsys, *args, "--nbest", "2", "--json", stdin="rahul\n\n", monkeypatch=monkeypatch)
+    first, empty = (json.loads(line) for line in out.splitlines())
+    assert first["input"] == "rahul" and empty == {"input": "", "candidates": []}
+    assert "\t".join(f"{c['text']}\t{c['score']:.4f}" for c in first["candidates"]) == plain.split("\n")[0]
+    _, out, _ = run(capsys, *args, "--text", "--json", stdin="Mera naam\n", monkeypatch=monkeypatch)
+    line = json.loads(out)
+    assert line["input"] == "Mera naam" and DEVANAGARI_WORD.match(line["output"].split()[0])
+
+
+def test_old_train_form_still_works_with_a_notice(capsys, data, tmp_path):
+    code, out, err = run(capsys, "train", "--train", str(data / "train.tsv"), "--dev", str(data / "dev.tsv"),
+                         "--out", str(tmp_path / "m.ckpt"), *TINY, "--max-steps", "1", "--json", "-q")  # fmt: skip
+    assert code == 0 and json.loads(out)["steps"] == 1
+    assert err == "textrnn: note: `textrnn translit train --train FILE` is now `textrnn translit train FILE`\n"
 
 
 def test_predict_file_same_as_stdin(capsys, monkeypatch, model, tmp_path):
@@ -163,7 +180,7 @@ def test_malformed_lexicon_exits_1_with_file_and_line(capsys, model, tmp_path):
     bad.write_text("rahul\tराहुल\t3\nghar\n", encoding="utf-8")
     code, out, err = run(capsys, "eval", "-c", str(model), str(bad))
     assert code == 1 and out == "" and err.count("\n") == 1 and f"{bad}:2:" in err
-    code, _, err = run(capsys, "train", "--train", str(bad), "--max-steps", "1", "-q")
+    code, _, err = run(capsys, "train", str(bad), "--max-steps", "1", "-q")
     assert code == 1 and f"{bad}:2:" in err and err.count("\n") == 1
 
 
@@ -189,7 +206,7 @@ def test_wrong_task_checkpoint_exits_1(capsys, tmp_path, data):
 def test_nonsense_options_exit_2(capsys, model, data, args):
     command, rest = args[0], [str(data / "dev.tsv") if a == "DEV" else a for a in args[1:]]
     if command == "train":
-        rest = ["--train", str(data / "train.tsv"), "--max-steps", "1", "-q", *rest]
+        rest = [str(data / "train.tsv"), "--max-steps", "1", "-q", *rest]
     else:
         rest = ["-c", str(model), *rest]
     code, out, err = run(capsys, command, *rest)
@@ -199,7 +216,7 @@ def test_nonsense_options_exit_2(capsys, model, data, args):
 def test_resume_continues(capsys, data, tmp_path):
     out = tmp_path / "r.ckpt"
     common = ["--out", str(out), "--eval-every", "100", "-q", "--json"]
-    code, text, err = run(capsys, "train", "--train", str(data / "train.tsv"), *TINY, "--max-steps", "4", *common)
+    code, text, err = run(capsys, "train", str(data / "train.tsv"), *TINY, "--max-steps", "4", *common)
     assert code == 0, err
     code, text, err = run(capsys, "train", "--resume", str(tmp_path / "r.last.ckpt"), "--max-steps", "7", *common)
     assert code == 0, err

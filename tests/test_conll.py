@@ -1,10 +1,15 @@
-"""CoNLL-U and two-column readers/writers (textrnn.formats.conllu)."""
+"""CoNLL-U and two-column readers/writers (textrnn.formats.conllu).
+
+The CoNLL-U reader is proved against the `conllu` library (a dev dependency) on random files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import conllu
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from textrnn.errors import DataError, UsageError
 from textrnn.formats.conllu import (
@@ -162,3 +167,62 @@ def test_split_is_deterministic_80_10_10(tmp_path):
     assert [p.name for p in paths] == ["all-train.conllu", "all-dev.conllu", "all-test.conllu"]
     assert [len(load_sentences(p)) for p in paths] == [16, 2, 2]
     assert paths[1].read_text() == format_conllu(sents[16]) + format_conllu(sents[17])
+
+
+# ---- the same words and tags as the `conllu` library ------------------------------------------
+
+# Text both readers take alike: no tab, line break or other control character, single spaces
+# only (conllu also splits columns at two spaces), and no "=" or "|" (MISC's own syntax).
+_CHARS = st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Zs"), blacklist_characters="=|")
+WORD = st.lists(st.text(_CHARS, min_size=1, max_size=4), min_size=1, max_size=2).map(" ".join)
+VALUE = st.one_of(st.just("_"), WORD)
+KEYS = ("NE", "SpaceAfter", "Translit")
+
+
+@st.composite
+def conllu_sentence(draw) -> str:
+    """One CoNLL-U sentence with comments, multi-word ranges and empty nodes, and its blank line."""
+    n = draw(st.integers(1, 5))
+    lines = [f"# {draw(WORD)}" for _ in range(draw(st.integers(0, 2)))]
+    for i in range(1, n + 1):
+        if i < n and draw(st.booleans()):
+            lines.append(f"{i}-{i + 1}\t{draw(WORD)}" + "\t_" * 8)
+        keys = draw(st.lists(st.sampled_from(KEYS), unique=True, max_size=2))
+        misc = "|".join(f"{k}={draw(WORD)}" for k in sorted(keys)) or "_"
+        head = str(draw(st.integers(0, n)))
+        cols = [str(i), draw(WORD), draw(VALUE), draw(VALUE), draw(VALUE), "_", head, draw(VALUE), "_", misc]
+        lines.append("\t".join(cols))
+        if draw(st.booleans()):
+            lines.append(f"{i}.1\t{draw(WORD)}" + "\t_" * 6 + f"\t{i}:dep\t_")
+    return "\n".join(lines) + "\n\n"
+
+
+def _conllu_library(text: str, column: str) -> list[tuple[list[str], list[str]]]:
+    """(words, tags) per sentence as the conllu library reads them (None and absent = "_")."""
+    out = []
+    for sentence in conllu.parse(text):
+        words = [t for t in sentence if isinstance(t["id"], int)]  # no ranges, no empty nodes
+        if column.startswith("misc:"):
+            tags = [(t["misc"] or {}).get(column[5:]) for t in words]
+        else:
+            tags = [t[column] for t in words]
+        out.append(([t["form"] for t in words], [tag or "_" for tag in tags]))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(conllu_sentence(), min_size=1, max_size=4).map("".join))
+def test_conllu_reader_equals_the_conllu_library(text):
+    for column in ("upos", "xpos", "deprel", "misc:NE", "misc:Translit"):
+        ours = [(s.words, s.tags) for s in parse_conllu(text.split("\n"), column=column)]
+        assert ours == _conllu_library(text, column), column
+    # and, unlike conllu's TokenLists, the sentences write back to the very same text
+    assert "".join(map(format_conllu, parse_conllu(text.split("\n")))) == text
+
+
+def test_conllu_reader_keeps_what_the_conllu_library_misreads(tmp_path):
+    """Why textrnn reads CoNLL-U itself (besides line-numbered errors and speed): conllu splits
+    columns at two spaces as well as at tabs, and cuts a MISC value at its first "="."""
+    text = "1\tNew  York\t_\tPROPN\t_\t_\t0\troot\t_\tGloss=a=b\n\n"
+    (s,) = load_sentences(write(tmp_path, text), column="misc:Gloss")
+    assert s.words == ["New  York"] and s.tags == ["a=b"]

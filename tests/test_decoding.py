@@ -18,17 +18,8 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from textrnn.engine.decoding import (
-    BeamConfig,
-    Hypothesis,
-    SamplingConfig,
-    beam_search,
-    beam_search_batch,
-    draw,
-    greedy,
-    sample,
-    select_next,
-)
+from textrnn.engine.decoding.beam import BeamConfig, Hypothesis, beam_search, beam_search_batch
+from textrnn.engine.decoding.sampling import SamplingConfig, draw, greedy, sample, select_next
 from textrnn.errors import UsageError
 
 EOS, A, B, C, BOS = 0, 1, 2, 3, 4

@@ -22,7 +22,7 @@ from textrnn.engine.outputs import last_path
 from textrnn.engine.trainer import Trainer
 from textrnn.errors import CheckpointError, UsageError
 from textrnn.formats.plain import iter_text_chunks
-from textrnn.tasks.lm import GenerateConfig, evaluate_text, generate, load_lm, train_lm
+from textrnn.tasks.lm import GenerateConfig, generate, load, train
 from textrnn.tokenizers import train_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -191,7 +191,7 @@ def train_tiny(
     out: Path, *, device: torch.device = CPU, steps: int = 4, resume=None, precision: str = "fp32"
 ):
     cfg = TrainConfig(batch_size=4, seq_len=32, max_steps=steps, eval_every=2, precision=precision)
-    return train_lm(CORPUS, char_tokenizer(), out=out, model_overrides=None if resume else TINY,
+    return train(CORPUS, tokenizer=char_tokenizer(), out=out, model_overrides=None if resume else TINY,
                     train_cfg=cfg, device=device, resume=resume)  # fmt: skip
 
 
@@ -209,10 +209,10 @@ def test_checkpoint_of_a_gpu_run_samples_and_resumes_on_a_cpu(tmp_path):
     gpu_made = tmp_path / "gpu.last.ckpt"
     save_checkpoint(gpu_made, Checkpoint(ckpt.task, ckpt.meta, ckpt.tensors))
 
-    lm = load_lm(gpu_made, device=CPU)
+    lm = load(gpu_made, device=CPU)
     assert generate(lm, prompt="The ", config=GenerateConfig(length=20, seed=1))[0].tokens == 20
-    assert evaluate_text(lm, "The cat sat on the mat.")["perplexity"] > 1
-    resumed = train_lm(CORPUS, char_tokenizer(), out=tmp_path / "gpu.ckpt", device=CPU,
+    assert lm.evaluate_text("The cat sat on the mat.")["perplexity"] > 1
+    resumed = train(CORPUS, tokenizer=char_tokenizer(), out=tmp_path / "gpu.ckpt", device=CPU,
                        train_cfg=config_from_dict(TrainConfig, {**ckpt.meta["train_config"], "max_steps": 6}),
                        resume=load_checkpoint(gpu_made))  # fmt: skip
     assert resumed.state.step == 6
@@ -225,7 +225,7 @@ def test_checkpoint_of_a_gpu_run_samples_and_resumes_on_a_cpu(tmp_path):
 def test_gpu_checkpoint_runs_on_cpu_and_the_reverse(tmp_path):
     gpu = torch.device("cuda")
     on_gpu = train_tiny(tmp_path / "g.ckpt", device=gpu, steps=6, precision="auto")
-    lm = load_lm(on_gpu.best, device=CPU)
+    lm = load(on_gpu.best, device=CPU)
     assert generate(lm, prompt="The ", config=GenerateConfig(length=20, seed=1))[0].tokens == 20
     on_cpu = train_tiny(tmp_path / "g.ckpt", steps=8, resume=load_checkpoint(on_gpu.last))
     assert on_cpu.state.step == 8
@@ -244,7 +244,7 @@ def test_gpu_checkpoint_runs_on_cpu_and_the_reverse(tmp_path):
 @cuda
 def test_sampling_on_a_gpu_with_a_seed_is_repeatable(tmp_path):
     result = train_tiny(tmp_path / "m.ckpt")
-    lm = load_lm(result.best, device=torch.device("cuda"))
+    lm = load(result.best, device=torch.device("cuda"))
     config = GenerateConfig(length=40, num_samples=3, seed=5)
     first = [g.text for g in generate(lm, prompt="The ", config=config)]
     assert first == [g.text for g in generate(lm, prompt="The ", config=config)]
@@ -255,7 +255,7 @@ def test_training_on_a_gpu_runs_the_recurrent_layers_in_cudnn(tmp_path):
     from torch.profiler import ProfilerActivity, profile
 
     result = train_tiny(tmp_path / "m.ckpt", device=torch.device("cuda"), steps=2)
-    lm = load_lm(result.last, device=torch.device("cuda"))
+    lm = load(result.last, device=torch.device("cuda"))
     lm.model.train()
     x = torch.zeros(4, 32, dtype=torch.long, device="cuda")
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -270,12 +270,12 @@ def test_fp16_on_a_gpu_keeps_and_restores_the_grad_scaler(tmp_path):
         batch_size=4, seq_len=32, max_steps=12, eval_every=4, log_every=1, precision="fp16"
     )
     tok = char_tokenizer()
-    first = train_lm(CORPUS, tok, out=tmp_path / "h.ckpt", model_overrides=TINY, train_cfg=cfg, device=gpu,
+    first = train(CORPUS, tokenizer=tok, out=tmp_path / "h.ckpt", model_overrides=TINY, train_cfg=cfg, device=gpu,
                      on_progress=_interrupt_at(6))  # fmt: skip
     assert first.state.stopped == "interrupted"
     ckpt = load_checkpoint(first.last)
     assert ckpt.meta["training"]["precision"] == "fp16" and ckpt.meta["grad_scaler"]["scale"] > 0
-    resumed = train_lm(CORPUS, tok, out=tmp_path / "h.ckpt", train_cfg=cfg, device=gpu, resume=ckpt)
+    resumed = train(CORPUS, tokenizer=tok, out=tmp_path / "h.ckpt", train_cfg=cfg, device=gpu, resume=ckpt)
     assert resumed.state.step == 12 and resumed.state.lr_scale == 1.0
     assert load_checkpoint(resumed.last).meta["grad_scaler"]["scale"] > 0
 

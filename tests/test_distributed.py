@@ -33,8 +33,9 @@ from textrnn.formats.conllu import Sentence
 from textrnn.formats.plain import iter_text_chunks
 from textrnn.models.lm import LanguageModel, LMConfig
 from textrnn.models.tagger import Tagger, TaggerConfig
+from textrnn.tasks import tag
 from textrnn.tasks.lm import LMTask
-from textrnn.tasks.tag import build_vocab, load_tagger, predict
+from textrnn.tasks.tag import build_vocab
 from textrnn.tasks.tag.task import Shard, TaggerTask
 from textrnn.tokenizers import train_tokenizer
 
@@ -177,7 +178,8 @@ def test_ctrl_c_to_torchrun_stops_every_rank_at_the_same_step(tmp_path):
     proc = start(args, tmp_path, nproc=2, TEXTRNN_WEIGHT_DIGESTS=str(tmp_path / "digests"))
     log = metrics_path(tmp_path / "i.ckpt")
     deadline = time.monotonic() + 90
-    while not (log.exists() and log.read_text().count("\n") >= 2) and time.monotonic() < deadline:
+    evals = '"event": "eval"'  # two validations: the ranks are well into training
+    while not (log.exists() and log.read_text().count(evals) >= 2) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
@@ -188,7 +190,7 @@ def test_ctrl_c_to_torchrun_stops_every_rank_at_the_same_step(tmp_path):
     ranks = digests(tmp_path / "digests")
     assert len(ranks) == 2 and ranks[0] == ranks[1]
     assert ranks[0][-1].split()[0] == str(step)  # both stopped after the checkpoint's step
-    assert err.count(f"interrupted at step {step}; resume with") == 1  # rank 0 alone says so
+    assert err.count(f"interrupted by SIGINT at step {step}; resume with") == 1  # rank 0 alone says so
 
 
 RESUME_SCRIPT = """
@@ -197,7 +199,7 @@ import torch
 from textrnn.engine import distributed
 from textrnn.engine.checkpoint import load_checkpoint
 from textrnn.formats.plain import iter_text_chunks
-from textrnn.tasks.lm import train_lm
+from textrnn.tasks.lm import train
 from textrnn.tokenizers import train_tokenizer
 from textrnn.engine.config import TrainConfig
 
@@ -212,8 +214,8 @@ def interrupt(p):  # called on rank 0 only; the other rank learns of it through 
 
 tok = train_tokenizer("char", iter_text_chunks(corpus))
 ckpt = load_checkpoint(resume[0]) if resume else None
-train_lm(corpus, tok, out=out, model_overrides=None if ckpt else model, train_cfg=cfg, device=device,
-         on_progress=interrupt if stop_at else None, resume=ckpt)
+train(corpus, tokenizer=tok, out=out, model_overrides=None if ckpt else model, train_cfg=cfg, device=device,
+      on_progress=interrupt if stop_at else None, resume=ckpt)
 """
 
 
@@ -294,7 +296,7 @@ def test_tagger_on_two_processes_stops_early_together_after_a_batch_smaller_than
     # to change a tag makes dev accuracy flat: patience 1 stops both ranks at the 2nd validation.
     train = write_tsv(tmp_path / "train.tsv", toy_sentences(25, seed=1))
     dev = write_tsv(tmp_path / "dev.tsv", toy_sentences(8, seed=2))
-    args = ["tag", "train", "--train", train, "--dev", dev, "--out", "t.ckpt", "--batch-size", 8,
+    args = ["tag", "train", train, "--dev", dev, "--out", "t.ckpt", "--batch-size", 8,
             "--max-steps", 20, "--eval-every", 2, "--patience", 1, "--lr", 1e-9, "--hidden", 16,
             "--char-hidden", 8, "--word-dim", 8, "--char-dim", 8, "--layers", 1, "--precision", "fp32", "--json"]  # fmt: skip
     res = finish(start(args, tmp_path, nproc=2, TEXTRNN_WEIGHT_DIGESTS=str(tmp_path / "digests")))
@@ -305,8 +307,8 @@ def test_tagger_on_two_processes_stops_early_together_after_a_batch_smaller_than
     assert summary["tokens"] == sum(
         len(s.words) for s in toy_sentences(25, seed=1)
     )  # one epoch, no stand-in
-    tagger = load_tagger(tmp_path / "t.ckpt")
-    assert len(next(iter(predict(tagger, [["the", "cat", "sees"]])))) == 3
+    tagger = tag.load(tmp_path / "t.ckpt")
+    assert len(next(iter(tagger.predict([["the", "cat", "sees"]])))) == 3
 
 
 def test_tagger_shares_add_up_to_the_single_process_loss_and_gradient():
@@ -458,15 +460,9 @@ def test_two_nodes_over_loopback_with_c10d_rendezvous(lm_runs, tmp_path):
 # ---- transliteration -------------------------------------------------------------------------------
 
 
-def translit_lexicon(folder: Path) -> tuple[Path, Path]:
-    """A small real Dakshina sample (the test skips without the data set)."""
-    from textrnn.errors import DataError
-    from textrnn.paths import data_file
-
-    try:
-        source = data_file("dakshina_hi/hi.translit.sampled.train.tsv")
-    except DataError as err:
-        pytest.skip(str(err))
+def translit_lexicon(shared_data, folder: Path) -> tuple[Path, Path]:
+    """A small real Dakshina sample (`shared_data` skips, or fails in CI, without the data set)."""
+    source = shared_data("dakshina_hi/hi.translit.sampled.train.tsv")
     lines = source.read_text(encoding="utf-8").splitlines()
     train, dev = folder / "train.tsv", folder / "dev.tsv"
     train.write_text("\n".join(lines[::200]) + "\n", encoding="utf-8")
@@ -474,14 +470,15 @@ def translit_lexicon(folder: Path) -> tuple[Path, Path]:
     return train, dev
 
 
-def test_translit_shares_add_up_to_the_single_process_loss_and_gradient(tmp_path, monkeypatch):
-    import textrnn.tasks.translit.train as tl
-    from textrnn.tasks.translit import train_translit
+def test_translit_shares_add_up_to_the_single_process_loss_and_gradient(tmp_path, monkeypatch, shared_data):
+    from textrnn.tasks import translit
     from textrnn.tasks.translit.batch import Batch
     from textrnn.tasks.translit.task import Share
 
-    train, dev = translit_lexicon(tmp_path)
+    train, dev = translit_lexicon(shared_data, tmp_path)
     tasks = []  # the task a real (one-step) training run builds: its model, vocabularies, batches
+
+    import textrnn.tasks.translit.training as tl
 
     class Keep(tl.TranslitTask):
         def __init__(self, *args, **kwargs):
@@ -491,7 +488,7 @@ def test_translit_shares_add_up_to_the_single_process_loss_and_gradient(tmp_path
     monkeypatch.setattr(tl, "TranslitTask", Keep)
     cfg = TrainConfig(batch_size=6, max_steps=1, precision="fp32", eval_every=1)
     shape = {"embed": 8, "hidden": 8, "dec_hidden": 16, "dropout": 0.0}
-    train_translit(train, dev, out=tmp_path / "m.ckpt", model_overrides=shape, train_cfg=cfg)
+    translit.train(train, dev, out=tmp_path / "m.ckpt", model_overrides=shape, train_cfg=cfg)
     task = tasks[0]
     task.model.eval()
     whole = next(task.batches(0, 0))
@@ -512,10 +509,10 @@ def test_translit_shares_add_up_to_the_single_process_loss_and_gradient(tmp_path
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_translit_train_on_two_processes_matches_one(tmp_path):
+def test_translit_train_on_two_processes_matches_one(tmp_path, shared_data):
     """`torchrun ... -m textrnn translit train` trains the same model as one process."""
-    train, dev = translit_lexicon(tmp_path)
-    common = ["translit", "train", "--train", train, "--dev", dev, "--embed", 8, "--hidden", 8,
+    train, dev = translit_lexicon(shared_data, tmp_path)
+    common = ["translit", "train", train, "--dev", dev, "--embed", 8, "--hidden", 8,
               "--dec-hidden", 16, "--dropout", 0, "--precision", "fp32", "--batch-size", 8,
               "--max-steps", 4, "--eval-every", 2, "--json"]  # fmt: skip
     two = start([*common, "--out", "two.ckpt"], tmp_path, nproc=2)

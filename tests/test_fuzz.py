@@ -30,8 +30,15 @@ from textrnn.engine.config import TrainConfig
 from textrnn.errors import DataError, TextrnnError
 from textrnn.formats import conllu as conll
 from textrnn.formats.plain import iter_text_chunks
-from textrnn.tasks.lm import GenerateConfig, generate, load_lm, train_lm
-from textrnn.tokenizers import KINDS, load_tokenizer, tokenizer_from_dict, train_tokenizer
+from textrnn.tasks.lm import GenerateConfig, generate, load, train
+from textrnn.tokenizers import (
+    KINDS,
+    format_pieces,
+    load_tokenizer,
+    parse_pieces,
+    tokenizer_from_dict,
+    train_tokenizer,
+)
 
 ENGLISH = Path(__file__).resolve().parent.parent / "corpora" / "english.txt"
 FUZZ_EXAMPLES = 200  # per reader, default run
@@ -205,6 +212,7 @@ def exercise(tok) -> None:
         ids = tok.encode(text)
         assert all(0 <= i < tok.vocab_size for i in ids)
         tok.decode(ids)
+        assert parse_pieces(tok, format_pieces(tok, ids)) == ids  # what `tokenize decode` reads
         tok.tokenize(text)
         tok.unknown_units(text)
         tok.count_chars(text)
@@ -353,19 +361,19 @@ def tiny_lm(tmp_path_factory) -> Path:
         tok = train_tokenizer("char", iter_text_chunks(folder / "corpus.txt"))
         cfg = TrainConfig(batch_size=2, seq_len=8, max_steps=2, eval_every=2)
         shape = {"hidden": 8, "layers": 1, "embed": 8}
-        train_lm(
-            folder / "corpus.txt", tok, out=folder / "m.ckpt", model_overrides=shape, train_cfg=cfg
+        train(
+            folder / "corpus.txt", tokenizer=tok, out=folder / "m.ckpt", model_overrides=shape, train_cfg=cfg
         )
     return folder
 
 
 META_PATHS = [
     ("model_config",), ("model_config", "hidden"), ("model_config", "vocab_size"), ("model_config", "cell"),
-    ("model_config", "tie_weights"), ("model_config", "layers"), ("tokenizer",), ("tokenizer", "vocab"),
-    ("tokenizer", "kind"), ("train_config",), ("train_config", "batch_size"), ("train_config", "seq_len"),
+    ("model_config", "tie_weights"), ("model_config", "layers"), ("tokenizers",), ("tokenizers", "text"),
+    ("tokenizers", "text", "vocab"), ("tokenizers", "text", "kind"), ("train_config",), ("train_config", "batch_size"), ("train_config", "seq_len"),
     ("train_config", "lr"), ("training",), ("training", "step"), ("training", "epoch"),
     ("training", "batch_in_epoch"), ("training", "best_val_loss"), ("training", "lr_scale"),
-    ("training", "has_training_state"), ("history",), ("corpus",), ("corpus", "path"), ("optimizer",),
+    ("training", "has_training_state"), ("history",), ("data",), ("data", "train"), ("data", "train", "path"), ("optimizer",),
     ("optimizer", "state"), ("optimizer", "param_groups"), ("metrics",),
 ]  # fmt: skip
 TENSORS = [
@@ -422,7 +430,7 @@ OUTCOMES: dict = {}
 
 
 def check_checkpoint(folder: Path, edits: list[tuple]) -> None:
-    """load_lm + a few sampled tokens, and `textrnn train --resume` for one step, either
+    """load + a few sampled tokens, and `textrnn train --resume` for one step, either
     work or fail with one error line."""
     base = load_checkpoint(folder / "m.last.ckpt")
     meta = copy.deepcopy({k: v for k, v in base.meta.items() if k != "header"})
@@ -431,7 +439,7 @@ def check_checkpoint(folder: Path, edits: list[tuple]) -> None:
     path = folder / "fuzzed.ckpt"
     save_checkpoint(path, Checkpoint(task="lm", meta=meta, tensors=tensors))
     try:
-        lm = load_lm(path)
+        lm = load(path)
     except TextrnnError:
         pass
     else:

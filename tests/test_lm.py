@@ -1,47 +1,40 @@
-"""The language-model API: train -> save -> load_lm -> generate / beam_generate / evaluate,
-and the checkpoints load_lm must refuse."""
+"""The language-model API: train -> save -> load -> generate / beam_generate / evaluate,
+and the checkpoints load must refuse."""
 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from textrnn.engine.config import TrainConfig
-from textrnn.engine.decoding import BeamConfig, SamplingConfig
+from textrnn.engine.decoding.beam import BeamConfig
+from textrnn.engine.decoding.sampling import SamplingConfig
 from textrnn.errors import CheckpointError, DataError, UsageError
 from textrnn.formats.plain import iter_text_chunks
-from textrnn.models.lm import sequence_nll
-from textrnn.paths import data_file
 from textrnn.tasks.lm import (
     GenerateConfig,
     LoadedLM,
     beam_generate,
     check_lm_header,
-    evaluate_file,
-    evaluate_text,
     generate,
-    load_lm,
-    train_lm,
+    load,
+    train,
 )
 from textrnn.tokenizers import train_tokenizer
 
 PROMPT = "ROMEO:\n"
 
 
-def shakespeare_text(chars: int) -> str:
-    """The first `chars` characters of tiny-shakespeare (skipped, or failed in CI, when absent)."""
-    try:
-        path = data_file("tinyshakespeare/input.txt")
-    except DataError as err:
-        if os.environ.get("CI"):
-            pytest.fail(str(err))
-        pytest.skip(str(err))
-    return path.read_text(encoding="utf-8")[:chars]
+@pytest.fixture(scope="session")
+def shakespeare_text(shared_data):
+    """`shakespeare_text(chars)`: the first `chars` characters of tiny-shakespeare."""
+    text = shared_data("tinyshakespeare/input.txt").read_text(encoding="utf-8")
+    return lambda chars: text[:chars]
 
 
 def train_small(folder: Path, kind: str, text: str, *, steps: int, model: dict) -> Path:
@@ -51,21 +44,21 @@ def train_small(folder: Path, kind: str, text: str, *, steps: int, model: dict) 
         mp.setenv("TEXTRNN_CACHE", str(folder / "cache"))
         tok = train_tokenizer(kind, iter_text_chunks(corpus))
         cfg = TrainConfig(batch_size=8, seq_len=32, lr=1e-2, max_steps=steps, precision="fp32")
-        result = train_lm(
-            corpus, tok, out=folder / f"{kind}.ckpt", model_overrides=model, train_cfg=cfg
+        result = train(
+            corpus, tokenizer=tok, out=folder / f"{kind}.ckpt", model_overrides=model, train_cfg=cfg
         )
     return result.best
 
 
 @pytest.fixture(scope="module")
-def char_ckpt(tmp_path_factory) -> Path:
+def char_ckpt(tmp_path_factory, shakespeare_text) -> Path:
     folder = tmp_path_factory.mktemp("char")
     model = {"hidden": 64, "layers": 2, "embed": 16, "dropout": 0.0}
     return train_small(folder, "char", shakespeare_text(20_000), steps=60, model=model)
 
 
 @pytest.fixture(scope="module")
-def word_ckpt(tmp_path_factory) -> Path:
+def word_ckpt(tmp_path_factory, shakespeare_text) -> Path:
     folder = tmp_path_factory.mktemp("word")
     model = {"hidden": 32, "layers": 1, "embed": 32, "dropout": 0.0}  # word models tie weights
     return train_small(folder, "word", shakespeare_text(30_000), steps=20, model=model)
@@ -73,7 +66,7 @@ def word_ckpt(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def lm(char_ckpt) -> LoadedLM:
-    return load_lm(char_ckpt)
+    return load(char_ckpt)
 
 
 def fused_greedy(lm: LoadedLM, prompt: str, n: int) -> list[int]:
@@ -87,6 +80,11 @@ def fused_greedy(lm: LoadedLM, prompt: str, n: int) -> list[int]:
             logits[banned] = -math.inf
             out.append(int(logits.argmax()))
     return out
+
+
+def sequence_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy in nats of `targets` (B, T) under `logits` (B, T, V)."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
 
 
 def fused_logprob(lm: LoadedLM, prompt: str, continuation: list[int]) -> float:
@@ -110,7 +108,7 @@ def test_same_seed_same_text_and_different_seed_different_text(char_ckpt):
     def draw(seed: int) -> str:
         # A fresh load each time: the text depends on the file and the seed only.
         return generate(
-            load_lm(char_ckpt), prompt=PROMPT, config=GenerateConfig(length=120, seed=seed)
+            load(char_ckpt), prompt=PROMPT, config=GenerateConfig(length=120, seed=seed)
         )[0].text
 
     a = draw(1)
@@ -204,9 +202,9 @@ def test_beam_generate_stop_string(lm):
 # ---- evaluation ---------------------------------------------------------------------------------
 
 
-def test_evaluate_text_figures_are_consistent(lm):
+def test_evaluate_text_figures_are_consistent(lm, shakespeare_text):
     text = shakespeare_text(25_000)[20_000:]  # text the model did not train on
-    m = evaluate_text(lm, text)
+    m = lm.evaluate_text(text)
     assert m["tokens"] == len(text) - 1
     assert m["chars"] == len(text) - 1  # char model: every predicted token is one character
     assert m["perplexity"] == pytest.approx(math.exp(m["loss_nats"]), rel=1e-9)
@@ -222,28 +220,28 @@ def test_evaluate_text_equals_one_fused_pass_on_short_text(lm):
     with torch.no_grad():
         logits, _ = lm.model(torch.tensor([ids[:-1]]))
     nats = sequence_nll(logits, torch.tensor([ids[1:]])).item()
-    m = evaluate_text(lm, text)
+    m = lm.evaluate_text(text)
     assert m["loss_nats"] == pytest.approx(nats / (len(ids) - 1), rel=1e-5)
 
 
-def test_evaluate_file_matches_evaluate_text(lm, tmp_path):
+def test_evaluate_file_matches_evaluate_text(lm, tmp_path, shakespeare_text):
     text = shakespeare_text(22_000)[20_000:]
     path = tmp_path / "held.txt"
     path.write_text(text, encoding="utf-8")
-    from_file = evaluate_file(lm, path)
-    from_text = evaluate_text(lm, text)
+    from_file = lm.evaluate(path)
+    from_text = lm.evaluate_text(text)
     assert from_file["loss_nats"] == pytest.approx(from_text["loss_nats"], rel=1e-9)
     assert from_file["file"] == str(path)
 
 
 def test_evaluate_counts_unknown_and_refuses_too_short_text(lm):
-    assert evaluate_text(lm, "ROMEO ☃ said ☃\n")["unknown"] == 2
+    assert lm.evaluate_text("ROMEO ☃ said ☃\n")["unknown"] == 2
     with pytest.raises(DataError, match="too short"):
-        evaluate_text(lm, "R")
+        lm.evaluate_text("R")
 
 
-def test_word_model_trains_samples_and_evaluates(word_ckpt):
-    lm = load_lm(word_ckpt)
+def test_word_model_trains_samples_and_evaluates(word_ckpt, shakespeare_text):
+    lm = load(word_ckpt)
     assert lm.tokenizer.kind == "word"
     assert lm.model.head.weight is lm.model.embedding.weight  # tied weights stay tied after loading
 
@@ -256,7 +254,7 @@ def test_word_model_trains_samples_and_evaluates(word_ckpt):
     )
 
     text = shakespeare_text(32_000)[30_000:]
-    m = evaluate_text(lm, text)
+    m = lm.evaluate_text(text)
     first = lm.tokenizer.decode(lm.tokenizer.encode(text)[:1])
     assert m["tokens"] == len(lm.tokenizer.encode(text)) - 1
     assert m["chars"] == len(text) - len(first)  # bits per *character*, not per word
@@ -267,7 +265,7 @@ def test_word_model_trains_samples_and_evaluates(word_ckpt):
     assert m["perplexity"] == pytest.approx(math.exp(m["loss_nats"]))
 
 
-# ---- checkpoints load_lm refuses ----------------------------------------------------------------
+# ---- checkpoints load refuses ---------------------------------------------------------------------
 
 
 def test_checkpoint_of_another_task_is_refused(tmp_path):
@@ -277,7 +275,7 @@ def test_checkpoint_of_another_task_is_refused(tmp_path):
         Checkpoint(task="tagger", meta={"model_config": {}}, tensors={"model.w": torch.zeros(2)}),
     )
     with pytest.raises(CheckpointError, match="tagger"):
-        load_lm(path)
+        load(path)
 
 
 def _altered(char_ckpt: Path, tmp_path: Path, *, meta=None, drop: str = "") -> Path:
@@ -296,7 +294,7 @@ def test_tensor_shapes_that_do_not_match_the_config_are_refused(char_ckpt, tmp_p
         char_ckpt, tmp_path, meta={"model_config": {**cfg, "hidden": cfg["hidden"] * 2}}
     )
     with pytest.raises(CheckpointError, match="shape"):
-        load_lm(path)
+        load(path)
 
 
 def test_checkpoint_of_the_stacked_layout_loads_the_same_model(char_ckpt, tmp_path):
@@ -313,14 +311,14 @@ def test_checkpoint_of_the_stacked_layout_loads_the_same_model(char_ckpt, tmp_pa
     path = tmp_path / "stacked.ckpt"
     save_checkpoint(path, Checkpoint(task="lm", meta=ckpt.meta, tensors=old))
     check_lm_header(path)  # (what `textrnn sample` checks before loading) passes too
-    new, legacy = load_lm(char_ckpt), load_lm(path)
+    new, legacy = load(char_ckpt), load(path)
     for (name, a), (_, b) in zip(new.model.state_dict().items(), legacy.model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
 
 def test_missing_tensor_is_refused(char_ckpt, tmp_path):
     with pytest.raises(CheckpointError, match="missing"):
-        load_lm(_altered(char_ckpt, tmp_path, drop="model.head.bias"))
+        load(_altered(char_ckpt, tmp_path, drop="model.head.bias"))
 
 
 def test_tokenizer_that_does_not_match_the_model_is_refused(char_ckpt, tmp_path):
@@ -329,14 +327,14 @@ def test_tokenizer_that_does_not_match_the_model_is_refused(char_ckpt, tmp_path)
         char_ckpt, tmp_path, meta={"model_config": {**cfg, "vocab_size": cfg["vocab_size"] + 1}}
     )
     with pytest.raises(CheckpointError, match="ids"):
-        load_lm(path)
+        load(path)
 
 
 def test_incomplete_metadata_is_a_checkpoint_error(char_ckpt, tmp_path):
     cfg = load_checkpoint(char_ckpt, load_tensors=False).meta["model_config"]
     path = _altered(char_ckpt, tmp_path, meta={"model_config": {**cfg, "bogus": 1}})
     with pytest.raises(CheckpointError, match="incomplete"):
-        load_lm(path)
+        load(path)
 
 
 # ---- TextStream: what `textrnn sample` prints while it generates ---------------------------------

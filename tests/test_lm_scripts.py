@@ -6,7 +6,7 @@ import pytest
 
 from textrnn.engine.config import TrainConfig
 from textrnn.formats.plain import iter_text_chunks
-from textrnn.tasks.lm import GenerateConfig, evaluate_text, generate, load_lm, train_lm
+from textrnn.tasks.lm import GenerateConfig, generate, load, train
 from textrnn.text import graphemes, is_combining_start
 from textrnn.tokenizers import train_tokenizer
 
@@ -35,7 +35,7 @@ def hindi_corpus(shared_data, tmp_path, monkeypatch):
 
 def _train(corpus, tok, out, steps=40):
     cfg = TrainConfig(batch_size=8, seq_len=32, max_steps=steps, lr=1e-2, warmup_steps=5, precision="fp32")
-    return train_lm(corpus, tok, out=out, model_overrides=TINY, train_cfg=cfg)
+    return train(corpus, tokenizer=tok, out=out, model_overrides=TINY, train_cfg=cfg)
 
 
 def test_hindi_grapheme_model_samples_no_orphan_marks(hindi_corpus, tmp_path):
@@ -44,7 +44,7 @@ def test_hindi_grapheme_model_samples_no_orphan_marks(hindi_corpus, tmp_path):
     pieces = {tok.id_to_piece(i) for i in range(tok.vocab_size)}
     assert any(len(p) >= 3 and "\u094d" in p for p in pieces), "expected virama conjuncts as single units"
     result = _train(hindi_corpus, tok, tmp_path / "hi.ckpt")
-    lm = load_lm(result.best)
+    lm = load(result.best)
     samples = generate(lm, prompt="भारत", config=GenerateConfig(length=400, num_samples=3, seed=7))
     text = "".join(s.text for s in samples)
     assert any("\u0900" <= ch <= "\u097f" for ch in text)
@@ -64,12 +64,12 @@ def test_codepoint_model_can_emit_orphans_where_grapheme_cannot(hindi_corpus):
 def test_bpe_language_model_trains_samples_and_reports_bits_per_char(hindi_corpus, tmp_path):
     tok = train_tokenizer("bpe", iter_text_chunks(hindi_corpus), vocab_size=400)
     result = _train(hindi_corpus, tok, tmp_path / "bpe.ckpt", steps=30)
-    lm = load_lm(result.best)
+    lm = load(result.best)
     assert lm.tokenizer.kind == "bpe"
     [sample] = generate(lm, prompt="भारत", config=GenerateConfig(length=50, seed=1))
     assert sample.text and "\ufffd" not in sample.text
     held_out = hindi_corpus.read_text(encoding="utf-8")[:3000]
-    metrics = evaluate_text(lm, held_out)
+    metrics = lm.evaluate_text(held_out)
     # Bits per character are normalised by characters, not subword tokens.
     chars_per_token = metrics["chars"] / metrics["tokens"]
     assert chars_per_token > 1.1

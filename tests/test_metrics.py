@@ -1,15 +1,17 @@
-"""Metrics (textrnn.metrics): accuracy, per-tag P/R/F1, conlleval spans, BIO rules; edit distance, CER."""
+"""Metrics (textrnn.metrics): accuracy, per-tag P/R/F1, conlleval spans, BIO rules; edit distance, CER.
+
+Span scores are proved against conlleval.pl's own outputs and against seqeval (a dev dependency)."""
 
 from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from seqeval.metrics.sequence_labeling import get_entities, precision_recall_fscore_support
 
 from textrnn.engine.metrics import (
     accuracy,
     allowed_transition,
-    cer,
     char_errors,
     detect_scheme,
     edit_distance,
@@ -79,6 +81,94 @@ def test_span_boundaries_need_exact_start_and_end():
 def test_chunks_do_not_cross_sentences():
     s = span_scores([["B-PER"], ["I-PER"]], [["B-PER"], ["I-PER"]])
     assert s.overall.gold == 2 and s.overall.tp == 2
+
+
+# ---- the same chunks and scores as conlleval.pl and seqeval -----------------------------------
+
+# What conlleval.pl (version 2004-01-26) prints for these files ("w GOLD PRED" lines, a blank
+# line between sentences), checked by hand: overall "correct", "found" and "phrases" as
+# (tp, predicted, gold), and per type (correct, found, phrases) from its per-type lines.
+CONLLEVAL = [
+    pytest.param(
+        [["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-MISC", "I-MISC"]],
+        [["B-PER", "I-PER", "O", "B-ORG"], ["O", "I-MISC", "I-MISC"]],
+        (2, 3, 3),
+        {"LOC": (0, 0, 1), "MISC": (1, 1, 1), "ORG": (0, 1, 0), "PER": (1, 1, 1)},
+        id="IOB2, I-X after O starts a chunk",
+    ),
+    pytest.param(
+        [["I-PER", "I-PER", "O", "I-LOC", "B-LOC"]],
+        [["I-PER", "O", "O", "I-LOC", "I-LOC"]],
+        (0, 2, 3),
+        {"LOC": (0, 1, 2), "PER": (0, 1, 1)},
+        id="IOB1, B-X only between two chunks of one type",
+    ),
+    pytest.param(
+        [["O", "I-PER", "I-PER", "B-LOC", "I-ORG"]],
+        [["B-PER", "I-PER", "I-PER", "B-LOC", "I-LOC"]],
+        (0, 2, 3),
+        {"LOC": (0, 1, 1), "ORG": (0, 0, 1), "PER": (0, 1, 1)},
+        id="ill-formed: a type change inside a chunk starts a new one",
+    ),
+    pytest.param(
+        [["O", "B-PER"], ["I-PER", "O"]],
+        [["O", "B-PER"], ["I-PER", "I-PER"]],
+        (1, 2, 2),
+        {"PER": (1, 2, 2)},
+        id="a sentence boundary ends a chunk",
+    ),
+]
+
+
+@pytest.mark.parametrize(("gold", "pred", "overall", "by_type"), CONLLEVAL)
+def test_span_scores_equal_conlleval_outputs(gold, pred, overall, by_type):
+    s = span_scores(gold, pred)
+    assert (s.overall.tp, s.overall.predicted, s.overall.gold) == overall
+    assert {t: (v.tp, v.predicted, v.gold) for t, v in s.by_type.items()} == by_type
+
+
+def test_bioes_chunks_follow_seqeval_where_conlleval_does_not_know_s():
+    """conlleval.pl reads S-PER S-PER as one two-word chunk and so scores B-PER E-PER against
+    it as correct ("1 phrases; found: 1 phrases; correct: 1"). Two one-word names are not one
+    two-word name: like seqeval, we count 2 gold chunks and 0 correct."""
+    gold, pred = [["S-PER", "S-PER"]], [["B-PER", "E-PER"]]
+    s = span_scores(gold, pred)
+    assert (s.overall.tp, s.overall.predicted, s.overall.gold) == (0, 1, 2)
+    assert [(t, a, b + 1) for t, a, b in get_entities(gold[0])] == spans(gold[0])
+
+
+# Tags of every scheme seqeval's default (conlleval-compatible) mode reads: IOB1, IOB2, BIOES,
+# well-formed or not; a type may hold a hyphen (conlleval splits at the first one only).
+TAG = st.sampled_from(["O"] + [f"{p}-{t}" for p in "BIES" for t in ("PER", "LOC", "B-X")])
+
+
+@st.composite
+def gold_and_pred(draw) -> tuple[list[list[str]], list[list[str]]]:
+    lengths = draw(st.lists(st.integers(0, 8), min_size=1, max_size=5))
+    gold = [draw(st.lists(TAG, min_size=n, max_size=n)) for n in lengths]
+    pred = [draw(st.lists(TAG, min_size=n, max_size=n)) for n in lengths]
+    return gold, pred
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(TAG, max_size=12))
+def test_spans_equal_seqeval_chunks(tags):
+    assert spans(tags) == [(t, start, end + 1) for t, start, end in get_entities(tags)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(gold_and_pred())
+def test_span_scores_equal_seqeval(case):
+    gold, pred = case
+    s = span_scores(gold, pred)
+    p, r, f, _ = precision_recall_fscore_support(gold, pred, average="micro", zero_division=0)
+    assert (s.overall.precision, s.overall.recall, s.overall.f1) == pytest.approx((p, r, f))
+    p, r, f, support = precision_recall_fscore_support(gold, pred, average=None, zero_division=0)
+    ours = list(s.by_type.values())  # sorted by type, as seqeval's arrays are
+    assert [v.precision for v in ours] == pytest.approx(list(p))
+    assert [v.recall for v in ours] == pytest.approx(list(r))
+    assert [v.f1 for v in ours] == pytest.approx(list(f))
+    assert [v.gold for v in ours] == list(support)
 
 
 def test_split_and_detect_scheme():
@@ -161,11 +251,10 @@ def test_cer_pools_errors_over_reference_characters(pairs):
     refs, hyps = [r for r, _ in pairs], [h for _, h in pairs]
     errors, chars = char_errors(refs, hyps)
     assert errors == sum(edit_distance(r, h) for r, h in pairs) and chars == sum(map(len, refs))
-    assert cer(refs, hyps) == (errors / chars if chars else 0.0)
-    assert cer(refs, refs) == 0.0
+    assert char_errors(refs, refs) == (0, chars)
 
 
-def test_cer_known_value_and_misaligned_input():
-    assert cer(["abcd", "ef"], ["abed", ""]) == pytest.approx(3 / 6)
+def test_char_errors_known_value_and_misaligned_input():
+    assert char_errors(["abcd", "ef"], ["abed", ""]) == (3, 6)
     with pytest.raises(ValueError, match="2 references but 1"):
-        cer(["a", "b"], ["a"])
+        char_errors(["a", "b"], ["a"])

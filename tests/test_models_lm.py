@@ -9,7 +9,7 @@ import torch
 from textrnn.config import config_from_dict, config_to_dict
 from textrnn.errors import UsageError
 from textrnn.models import lm as lm_module
-from textrnn.models.lm import LanguageModel, LMConfig, LMStepper, Matmul, prime, reorder_state
+from textrnn.models.lm import LanguageModel, LMConfig, LMStepper, Matmul, reorder_state
 
 # (cell, tie_weights, embed, hidden): tied with embed != hidden adds the projection.
 SHAPES = [
@@ -112,13 +112,15 @@ def test_stepper_without_input_table_matches(cell, monkeypatch):
 
 @pytest.mark.parametrize("cell", ["lstm", "rnn"])
 def test_prompt_primed_by_fused_forward_continues_in_stepper(cell):
-    """A prompt consumed by `prime` (fused) and continued by the stepper equals one fused pass,
+    """A prompt consumed by the fused forward and continued by the stepper equals one fused pass,
     also after the state is repeated for several rows (batched sampling)."""
     model = make_model(cell, tie=False, embed=12, hidden=20, layers=3)
     ids = torch.randint(0, 23, (1, 10), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         fused, _ = model(ids)
-    _, state = prime(model, ids[:, :6])
+    with torch.inference_mode():  # the prompt, consumed by the fused forward
+        _, state = model(ids[:, :6])
+    state = tuple(s.float() for s in state)
     state = reorder_state(state, torch.zeros(2, dtype=torch.long))  # two identical rows
     stepper = LMStepper(model)
     for t in range(6, 10):

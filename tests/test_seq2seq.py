@@ -1,4 +1,4 @@
-"""The attentional encoder-decoder (textrnn.models.seq2seq) and decoding through textrnn.decoding."""
+"""The attentional encoder-decoder (textrnn.models.seq2seq) and decoding through textrnn.engine.decoding."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from textrnn.config import config_from_dict
-from textrnn.engine import decoding
+from textrnn.engine.decoding.beam import BeamConfig, beam_search_batch
 from textrnn.errors import UsageError
 from textrnn.models.seq2seq import (
     ATTENTIONS,
@@ -18,7 +18,7 @@ from textrnn.models.seq2seq import (
     Seq2SeqConfig,
     build_model,
 )
-from textrnn.tasks.translit import Transliterator
+from textrnn.tasks.translit import LoadedTransliterator
 from textrnn.tasks.translit.batch import make_batch, pad_sources, sequence_loss
 from textrnn.tasks.translit.decode import BANNED, decode_ids, max_length
 
@@ -70,7 +70,7 @@ def test_padding_never_changes_a_prediction(attention):
         a = m.teacher_forced(alone.src, alone.lengths, alone.tgt_in)
         b = m.teacher_forced(batch.src, batch.lengths, batch.tgt_in)
     torch.testing.assert_close(b[0, : a.shape[1]], a[0], atol=1e-5, rtol=1e-5)
-    tr = Transliterator(m, vocabs=None)  # decode_ids needs no vocabulary
+    tr = LoadedTransliterator(m, vocabs=None)  # decode_ids needs no vocabulary
     for beam in (1, 4):
         single = decode_ids(tr, SOURCES[:1], beam=beam, nbest=beam)[0]
         together = decode_ids(tr, SOURCES, beam=beam, nbest=beam)[0]
@@ -86,7 +86,7 @@ def test_beam_one_is_greedy_and_wider_beams_score_at_least_as_well(attention):
     the same on a trained model, where the beam does find better words.)"""
     m = model(attention, seed=2)
     sources = [[2 + (i * 7 + j * 3) % 7 for j in range(1 + i % 6)] for i in range(40)]
-    tr = Transliterator(m, vocabs=None, length_penalty=0.0)
+    tr = LoadedTransliterator(m, vocabs=None, length_penalty=0.0)
     greedy = decode_ids(tr, sources, beam=1)
     beam1 = _beam_only(m, sources, beam=1, nbest=1)
     wide = decode_ids(tr, sources, beam=6, nbest=6)
@@ -100,14 +100,14 @@ def test_beam_one_is_greedy_and_wider_beams_score_at_least_as_well(attention):
 
 
 def _beam_only(m: Seq2Seq, sources, *, beam: int, nbest: int):
-    """decoding.beam_search_batch called directly, bypassing decode_ids' greedy shortcut."""
+    """beam_search_batch called directly, bypassing decode_ids' greedy shortcut."""
     src, lengths = pad_sources(sources)
     limits = [max_length(n) for n in lengths.tolist()]
     with torch.inference_mode():
         state = m.encode(src, lengths)
         start = torch.full((len(sources),), BOS, dtype=torch.long)
-        config = decoding.BeamConfig(beam=beam, nbest=nbest, length_penalty=0.0, max_length=max(limits))
-        hyps = decoding.beam_search_batch(m.step_logits, lambda s, i: s.reorder(i), state, start, config=config,
+        config = BeamConfig(beam=beam, nbest=nbest, length_penalty=0.0, max_length=max(limits))
+        hyps = beam_search_batch(m.step_logits, lambda s, i: s.reorder(i), state, start, config=config,
                                           eos_id=EOS, banned_ids=BANNED, is_done=lambda r, t: len(t) >= limits[r])  # fmt: skip
     return [[(h.tokens, h.score, h.logprob) for h in row] for row in hyps]
 
@@ -166,8 +166,8 @@ def test_an_ensemble_of_identical_members_decodes_like_one_member():
     ens.members[1].load_state_dict(ens.members[0].state_dict())
     single = ens.members[0]
     for beam in (1, 3):
-        a = decode_ids(Transliterator(ens, vocabs=None), SOURCES, beam=beam, nbest=beam)
-        b = decode_ids(Transliterator(single, vocabs=None), SOURCES, beam=beam, nbest=beam)
+        a = decode_ids(LoadedTransliterator(ens, vocabs=None), SOURCES, beam=beam, nbest=beam)
+        b = decode_ids(LoadedTransliterator(single, vocabs=None), SOURCES, beam=beam, nbest=beam)
         assert [[c[0] for c in x] for x in a] == [[c[0] for c in x] for x in b]
         assert [c[2] for x in a for c in x] == pytest.approx([c[2] for x in b for c in x], abs=1e-4)
 
@@ -194,7 +194,7 @@ def test_ensemble_members_differ_train_on_the_mean_loss_and_decode_the_mean_prob
 
 def test_padding_never_changes_an_ensembles_prediction():
     ens = ensemble(seed=5)
-    tr = Transliterator(ens, vocabs=None)
+    tr = LoadedTransliterator(ens, vocabs=None)
     for beam in (1, 4):
         single = decode_ids(tr, SOURCES[1:2], beam=beam, nbest=beam)[0]
         together = decode_ids(tr, SOURCES, beam=beam, nbest=beam)[1]

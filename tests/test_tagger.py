@@ -19,15 +19,8 @@ from textrnn.errors import CheckpointError
 from textrnn.formats.conllu import load_sentences, write_sentences
 from textrnn.models.blocks import BiLSTM, reverse_index
 from textrnn.models.tagger import CRF, Tagger, TaggerConfig, viterbi
-from textrnn.tasks.tag import (
-    Vocab,
-    build_vocab,
-    default_train_config,
-    evaluate,
-    load_tagger,
-    predict,
-    train_tagger,
-)
+from textrnn.tasks import tag
+from textrnn.tasks.tag import TagOptions, Vocab, build_vocab, default_train_config
 from textrnn.tasks.tag.batch import Encoder
 from textrnn.tasks.tag.vocab import transition_masks
 
@@ -209,16 +202,10 @@ def test_length_batches_limit_padded_tokens():
 
 
 @pytest.fixture(scope="module")
-def ewt_sample(tmp_path_factory, request):
-    from textrnn.paths import data_file
-
-    try:
-        train = load_sentences(data_file("ud_english_ewt/en_ewt-ud-train.conllu"), keep_rows=True)[
-            :300
-        ]
-        dev = load_sentences(data_file("ud_english_ewt/en_ewt-ud-dev.conllu"), keep_rows=True)[:100]
-    except Exception as err:  # noqa: BLE001
-        pytest.skip(str(err))
+def ewt_sample(tmp_path_factory, shared_data):
+    train = load_sentences(shared_data("ud_english_ewt/en_ewt-ud-train.conllu"), keep_rows=True)
+    dev = load_sentences(shared_data("ud_english_ewt/en_ewt-ud-dev.conllu"), keep_rows=True)
+    train, dev = train[:300], dev[:100]
     folder = tmp_path_factory.mktemp("ewt")
     write_sentences(folder / "train.conllu", train)
     write_sentences(folder / "dev.conllu", dev)
@@ -230,7 +217,7 @@ def test_train_save_load_predict(ewt_sample: Path):
     cfg = default_train_config(
         max_steps=120, lr=1e-2, warmup_steps=10, eval_every=60, precision="fp32", log_every=10
     )
-    result = train_tagger(
+    result = tag.train(
         ewt_sample / "train.conllu",
         ewt_sample / "dev.conllu",
         out=out,
@@ -248,26 +235,26 @@ def test_train_save_load_predict(ewt_sample: Path):
     ckpt = load_checkpoint(out)
     assert ckpt.task == "tagger"
     vocab = ckpt.meta["tokenizers"]
-    assert vocab["tag"]["vocab"][:3] == ["ADJ", "ADP", "ADV"] and vocab["word"]["vocab"][:2] == [
-        "<pad>",
-        "<unk>",
-    ]
+    assert vocab["tag"]["vocab"][:3] == ["ADJ", "ADP", "ADV"]
+    assert vocab["word"]["vocab"][:2] == vocab["char"]["vocab"][:2] == ["<unk>", "<pad>"]
 
-    tagger = load_tagger(out)
+    tagger = tag.load(out)
     dev = load_sentences(ewt_sample / "dev.conllu")
-    tags = list(predict(tagger, [s.words for s in dev]))
+    tags = list(tagger.predict([s.words for s in dev]))
     assert [len(t) for t in tags] == [len(s) for s in dev]
-    report = evaluate(tagger, dev)
+    report = tagger.evaluate_sentences(dev)
     assert report["accuracy"] == pytest.approx(max(accs))  # the same figure as training reported
     assert (
         set(report) >= {"accuracy", "oov_accuracy", "per_tag", "tokens"} and "span_f1" not in report
     )
-    assert list(predict(tagger, [[], ["Hello", "world"], []]))[0] == []
+    assert list(tagger.predict([[], ["Hello", "world"], []]))[0] == []
+
+    assert tagger.evaluate(ewt_sample / "dev.conllu") == {"file": str(ewt_sample / "dev.conllu"), **report}
 
     with pytest.raises(CheckpointError, match="is a tagger checkpoint"):
-        from textrnn.tasks.lm import load_lm
+        from textrnn.tasks import lm
 
-        load_lm(out)
+        lm.load(out)
 
 
 def test_resume_after_interrupt_is_exact(ewt_sample: Path, tmp_path: Path):
@@ -283,7 +270,7 @@ def test_resume_after_interrupt_is_exact(ewt_sample: Path, tmp_path: Path):
         precision="fp32",
         seed=3,
     )
-    straight = train_tagger(
+    straight = tag.train(
         train, dev, out=tmp_path / "a.ckpt", model_overrides=TINY, train_cfg=cfg
     )
     assert straight.state.epoch >= 1
@@ -292,7 +279,7 @@ def test_resume_after_interrupt_is_exact(ewt_sample: Path, tmp_path: Path):
         if p.event == "step" and p.step == 13:
             os.kill(os.getpid(), signal.SIGINT)
 
-    first = train_tagger(
+    first = tag.train(
         train,
         dev,
         out=tmp_path / "b.ckpt",
@@ -301,7 +288,7 @@ def test_resume_after_interrupt_is_exact(ewt_sample: Path, tmp_path: Path):
         on_progress=interrupt,
     )
     assert first.state.stopped == "interrupted" and first.state.step == 13
-    resumed = train_tagger(
+    resumed = tag.train(
         train, dev, out=tmp_path / "b.ckpt", train_cfg=cfg, resume=load_checkpoint(first.last)
     )
     assert resumed.state.step == straight.state.step == 30
@@ -315,9 +302,9 @@ def test_pretrained_vectors_extend_the_vocabulary(ewt_sample: Path, tmp_path: Pa
     vectors = tmp_path / "vec.txt"
     vectors.write_text("3 4\nthe 1 0 0 0\nZebra 0 1 0 0\nquokka 0 0 1 0.5\n", encoding="utf-8")
     cfg = default_train_config(max_steps=2, eval_every=100, precision="fp32")
-    result = train_tagger(ewt_sample / "train.conllu", ewt_sample / "dev.conllu", out=tmp_path / "v.ckpt",
-                          model_overrides={**TINY, "word_dim": 4}, train_cfg=cfg, embeddings=vectors)  # fmt: skip
-    tagger = load_tagger(result.best)
+    result = tag.train(ewt_sample / "train.conllu", ewt_sample / "dev.conllu", out=tmp_path / "v.ckpt",
+                          model_overrides={**TINY, "word_dim": 4}, train_cfg=cfg, options=TagOptions(embeddings=vectors))  # fmt: skip
+    tagger = tag.load(result.best)
     v = tagger.vocab
     assert "quokka" in v.word_index and "zebra" in v.word_index  # keys are lowercased
     assert not v.is_known("quokka") and v.is_known("the")

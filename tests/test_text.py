@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from textrnn import text as T
 from textrnn.errors import UsageError
-from textrnn.text import count_chars, graphemes, is_combining_start, normalize
+from textrnn.text import graphemes, is_combining_start, normalize
 
 CORPORA = Path(__file__).resolve().parent.parent / "corpora"
 NUKTA, VIRAMA, ZWJ, ZWNJ = "\u093c", "\u094d", "\u200d", "\u200c"
@@ -53,12 +53,6 @@ def test_normalize_forms() -> None:
     assert normalize("e\u0301", "none") == "e\u0301"
     with pytest.raises(UsageError, match="nfc, nfkc, none"):
         normalize("x", "nfd")
-
-
-def test_count_chars_counts_normalised_code_points() -> None:
-    assert count_chars("e\u0301") == 1
-    assert count_chars("e\u0301", "none") == 2
-    assert count_chars("क्ष") == 3
 
 
 @pytest.mark.parametrize(

@@ -340,8 +340,14 @@ def test_bad_tokenizer_files(tmp_path) -> None:
     foreign.write_text('{"format": 1, "kind": "bytes"}', encoding="utf-8")
     with pytest.raises(DataError, match="foreign.json: unknown tokenizer kind"):
         load_tokenizer(foreign)
-    with pytest.raises(TextrnnError, match="cannot write"):
-        save_tokenizer(train_tokenizer("char", ["a"]), tmp_path / "no" / "dir" / "t.json")
+    tok = train_tokenizer("char", ["a"])
+    (tmp_path / "a_file").write_text("", encoding="utf-8")
+    with pytest.raises(TextrnnError, match="a_file/t.json: cannot write"):
+        save_tokenizer(tok, tmp_path / "a_file" / "t.json")
+    # the one atomic write (textrnn.files) makes missing folders, as checkpoint saves do
+    saved = save_tokenizer(tok, tmp_path / "new" / "dir" / "t.json")
+    assert load_tokenizer(saved).to_dict() == tok.to_dict()
+    assert [p.name for p in saved.parent.iterdir()] == ["t.json"]  # no temporary file left
 
 
 def test_train_rejects_bad_options() -> None:

@@ -17,12 +17,12 @@ from textrnn.data.corpus import encode_corpus
 from textrnn.engine.checkpoint import load_checkpoint
 from textrnn.engine.config import TrainConfig
 from textrnn.engine.outputs import last_path, metrics_path
-from textrnn.engine.trainer import Trainer
+from textrnn.engine.trainer import Trainer, make_optimizer
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
 from textrnn.files import fingerprint_file
 from textrnn.formats.plain import iter_text_chunks
 from textrnn.models.lm import LanguageModel, LMConfig
-from textrnn.tasks.lm import LMTask, train_lm
+from textrnn.tasks.lm import LMTask, train
 from textrnn.tokenizers import train_tokenizer
 
 CPU = torch.device("cpu")
@@ -52,7 +52,7 @@ def char_tokenizer(path: Path):
 
 
 def make_task(path: Path, cfg: TrainConfig, model: dict = TINY) -> LMTask:
-    """An LMTask built the way train_lm builds it, for tests that wrap the task."""
+    """An LMTask built the way train builds it, for tests that wrap the task."""
     tok = char_tokenizer(path)
     encoded = encode_corpus(path, tok, corpus_sha256=fingerprint_file(path)["sha256"])
     torch.manual_seed(cfg.seed)
@@ -97,8 +97,8 @@ def test_training_lowers_validation_loss_and_writes_checkpoints_and_metrics(shak
     out = tmp_path / "ck" / "model.ckpt"
     out.parent.mkdir()
     events = []
-    result = train_lm(
-        corpus, tok, out=out, model_overrides=TINY, train_cfg=cfg, on_progress=events.append
+    result = train(
+        corpus, tokenizer=tok, out=out, model_overrides=TINY, train_cfg=cfg, on_progress=events.append
     )
     st = result.state
 
@@ -161,12 +161,12 @@ def test_resume_after_interrupt_is_bitwise_exact(shakespeare, tmp_path, precisio
         precision=precision,
         seed=7,
     )
-    straight = train_lm(corpus, tok, out=tmp_path / "a.ckpt", model_overrides=model, train_cfg=cfg)
+    straight = train(corpus, tokenizer=tok, out=tmp_path / "a.ckpt", model_overrides=model, train_cfg=cfg)
     assert straight.state.epoch >= 2  # the run did cross epoch boundaries
 
-    first = train_lm(
+    first = train(
         corpus,
-        tok,
+        tokenizer=tok,
         out=tmp_path / "b.ckpt",
         model_overrides=model,
         train_cfg=cfg,
@@ -175,9 +175,9 @@ def test_resume_after_interrupt_is_bitwise_exact(shakespeare, tmp_path, precisio
     assert first.state.stopped == "interrupted" and first.state.step == 15
     ckpt = load_checkpoint(first.last, task="lm")
     assert ckpt.meta["training"]["step"] == 15
-    resumed = train_lm(
+    resumed = train(
         corpus,
-        tok,
+        tokenizer=tok,
         out=tmp_path / "b.ckpt",
         train_cfg=config_from_dict(TrainConfig, ckpt.meta["train_config"]),
         resume=ckpt,
@@ -193,11 +193,12 @@ def test_resume_after_interrupt_is_bitwise_exact(shakespeare, tmp_path, precisio
     assert [h["val_loss"] for h in resumed.state.history] == [
         h["val_loss"] for h in straight.state.history
     ]
-    # The metric log of the interrupted run continues in the same file.
-    steps = [
-        json.loads(line)["step"]
-        for line in metrics_path(tmp_path / "b.ckpt").read_text().splitlines()
+    # The metric log of the interrupted run continues in the same file, from a start record.
+    records = [
+        json.loads(line) for line in metrics_path(tmp_path / "b.ckpt").read_text().splitlines()
     ]
+    assert [r["step"] for r in records if r["event"] == "start"] == [0, 15]
+    steps = [r["step"] for r in records if r["event"] != "start"]
     assert steps[0] == 1 and steps[-1] == 30 and steps.count(15) == 1
 
 
@@ -205,12 +206,54 @@ def test_resume_from_best_checkpoint_is_refused(shakespeare, tmp_path):
     corpus = shakespeare(3_000)
     tok = char_tokenizer(corpus)
     cfg = TrainConfig(batch_size=4, seq_len=32, max_steps=4, precision="fp32")
-    result = train_lm(corpus, tok, out=tmp_path / "m.ckpt", model_overrides=TINY, train_cfg=cfg)
+    result = train(corpus, tokenizer=tok, out=tmp_path / "m.ckpt", model_overrides=TINY, train_cfg=cfg)
     with pytest.raises(CheckpointError, match="no training state") as err:
-        train_lm(
-            corpus, tok, out=tmp_path / "m.ckpt", train_cfg=cfg, resume=load_checkpoint(result.best)
+        train(
+            corpus, tokenizer=tok, out=tmp_path / "m.ckpt", train_cfg=cfg, resume=load_checkpoint(result.best)
         )
     assert str(result.last) in str(err.value)
+
+
+def test_learning_rate_warms_up_linearly_then_decays_by_cosine_to_the_floor(shakespeare, tmp_path):
+    cfg = TrainConfig(batch_size=4, seq_len=16, max_steps=40, warmup_steps=4, lr=1e-2, min_lr_ratio=0.1,
+                      log_every=1, val_fraction=0.0, precision="fp32")  # fmt: skip
+    lrs = []
+    Trainer(make_task(shakespeare(3_000), cfg), cfg, out=tmp_path / "m.ckpt", device=CPU,
+            on_progress=lambda p: lrs.append(p.lr) if p.event == "step" else None).fit()  # fmt: skip
+    assert len(lrs) == 40
+    assert lrs[:4] == pytest.approx([2.5e-3, 5e-3, 7.5e-3, 1e-2])  # (step + 1) / 4 of the peak
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False)) and lrs[4] > lrs[-1]
+    assert lrs[-1] == pytest.approx(1e-3, rel=0.02)  # the floor: min_lr_ratio x lr
+    assert lrs[22] == pytest.approx(1e-3 + 9e-3 * 0.5 * (1 + math.cos(math.pi * 22 / 40)), rel=0.05)
+
+
+def test_weight_decay_shrinks_matrices_only(shakespeare):
+    """AdamW's decoupled decay: with zero gradients one step scales each matrix by (1 - lr x wd)
+    and leaves biases and embeddings alone."""
+    cfg = TrainConfig(lr=0.1, weight_decay=0.5)
+    model = LanguageModel(LMConfig(vocab_size=20, **TINY))
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    optimizer = make_optimizer(model, cfg)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    for name, p in model.named_parameters():
+        decayed = p.dim() >= 2 and "embedding" not in name
+        assert torch.allclose(p, before[name] * (0.95 if decayed else 1.0)), name
+
+
+def test_gradient_clipping_bounds_the_update(shakespeare, tmp_path):
+    """A vanishing --clip shrinks the gradient below AdamW's epsilon: the first step barely
+    moves the weights, where the unclipped step moves each by about the learning rate."""
+    moved = {}
+    for clip in (0.0, 1e-12):
+        cfg = TrainConfig(batch_size=4, seq_len=16, max_steps=1, clip=clip, weight_decay=0.0, warmup_steps=1,
+                          val_fraction=0.0, precision="fp32")  # fmt: skip
+        task = make_task(shakespeare(3_000), cfg)
+        before = {k: v.detach().clone() for k, v in task.model.named_parameters()}
+        Trainer(task, cfg, out=tmp_path / f"clip{clip}.ckpt", device=CPU).fit()
+        moved[clip] = max((p.detach() - before[k]).abs().max().item() for k, p in task.model.named_parameters())
+    assert moved[0.0] > 0.5 * cfg.lr and moved[1e-12] < 0.01 * moved[0.0]
 
 
 def test_max_steps_stops_exactly(shakespeare, tmp_path):
@@ -349,9 +392,9 @@ def test_huge_learning_rate_diverges_with_error_and_finite_checkpoints(
         precision=precision,
     )
     with pytest.raises(TextrnnError, match="diverged"):
-        train_lm(
+        train(
             corpus,
-            char_tokenizer(corpus),
+            tokenizer=char_tokenizer(corpus),
             out=tmp_path / "m.ckpt",
             model_overrides=TINY,
             train_cfg=cfg,

@@ -12,21 +12,18 @@ import torch
 
 from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from textrnn.errors import CheckpointError, DataError, UsageError
+from textrnn.tasks import translit
 from textrnn.tasks.translit import (
     Layout,
     TranslitOptions,
     default_train_config,
     detect_layout,
-    evaluate,
-    load_translit,
-    predict_words,
     read_lexicon,
-    train_translit,
-    transliterate,
-    transliterate_text,
 )
+from textrnn.tasks.translit.batch import make_batch, sequence_loss
 from textrnn.tasks.translit.decode import decode_ids
 from textrnn.tasks.translit.lexicon import merge_duplicates
+from textrnn.tasks.translit.task import TranslitTask
 
 TINY = {"embed": 24, "hidden": 32, "layers": 1, "dec_hidden": 48, "dropout": 0.1}
 LATIN = regex.compile(r"^[a-z]+$")
@@ -34,15 +31,10 @@ DEVANAGARI = regex.compile(r"^[\u0900-\u097f]+$")
 
 
 @pytest.fixture(scope="module")
-def lexicons(tmp_path_factory) -> Path:
+def lexicons(tmp_path_factory, shared_data) -> Path:
     """Every 100th Dakshina Hindi training row (442, all initial letters) and every 40th dev row."""
-    from textrnn.paths import data_file
-
-    try:
-        train = data_file("dakshina_hi/hi.translit.sampled.train.tsv").read_text(encoding="utf-8").splitlines()
-        dev = data_file("dakshina_hi/hi.translit.sampled.dev.tsv").read_text(encoding="utf-8").splitlines()
-    except DataError as err:
-        pytest.skip(str(err))
+    train = shared_data("dakshina_hi/hi.translit.sampled.train.tsv").read_text(encoding="utf-8").splitlines()
+    dev = shared_data("dakshina_hi/hi.translit.sampled.dev.tsv").read_text(encoding="utf-8").splitlines()
     folder = tmp_path_factory.mktemp("translit")
     (folder / "train.tsv").write_text("\n".join(train[::100]) + "\n", encoding="utf-8")
     (folder / "dev.tsv").write_text("\n".join(dev[::40]) + "\n", encoding="utf-8")
@@ -59,7 +51,7 @@ def tiny_config(**kw):
 @pytest.fixture(scope="module")
 def trained(lexicons: Path):
     out = lexicons / "m.ckpt"
-    result = train_translit(lexicons / "train.tsv", lexicons / "dev.tsv", out=out, model_overrides=TINY,
+    result = translit.train(lexicons / "train.tsv", lexicons / "dev.tsv", out=out, model_overrides=TINY,
                             train_cfg=tiny_config(max_steps=300, eval_every=150))  # fmt: skip
     return result
 
@@ -129,19 +121,19 @@ def test_train_save_load_predict_evaluate(trained, lexicons):
     assert tok["source"]["vocab"][:2] == ["<unk>", "<pad>"] and "a" in tok["source"]["vocab"]
     assert tok["target"]["vocab"][:4] == ["<unk>", "<pad>", "<s>", "</s>"] and "\u094d" in tok["target"]["vocab"]
 
-    tr = load_translit(trained.best)
-    greedy = evaluate(tr, lexicons / "dev.tsv", beam=1, nbest=1)
+    tr = translit.load(trained.best)
+    greedy = tr.evaluate(lexicons / "dev.tsv", beam=1, nbest=1)
     assert greedy["top1"] == pytest.approx(max(accs))  # the figure training reported
-    beam = evaluate(tr, lexicons / "dev.tsv", beam=5, nbest=5)
+    beam = tr.evaluate(lexicons / "dev.tsv", beam=5, nbest=5)
     assert {"top1", "topk", "cer", "any_reference_top1", "rows", "loss"} <= set(beam)
     assert beam["top1"] <= beam["any_reference_top1"] and beam["top1"] <= beam["topk"]
     words = ["namaste", "", "Bharat"]
-    cands = transliterate(tr, words, beam=5, nbest=3)
+    cands = list(tr.predict(words, beam=5, nbest=3))
     assert cands[1] == [] and all(len(c) == 3 for c in (cands[0], cands[2]))
     assert all(DEVANAGARI.match(c.text) for c in cands[0])
-    alone = transliterate(tr, ["bharat"], beam=5, nbest=3)[0]  # sources were all lowercase
+    alone = list(tr.predict(["bharat"], beam=5, nbest=3))[0]  # sources were all lowercase
     assert [c.text for c in cands[2]] == [c.text for c in alone]
-    streamed = list(predict_words(tr, iter(words * 3), beam=5, nbest=3, read_ahead=2))
+    streamed = list(tr.predict(iter(words * 3), beam=5, nbest=3, read_ahead=2))
     texts = lambda found: [[c.text for c in cs] for cs in found]  # noqa: E731 (scores differ in the last bits)
     assert texts(streamed) == texts(cands) * 3
 
@@ -152,7 +144,7 @@ def test_beam_finds_more_probable_words_than_greedy(trained, lexicons):
 
     Not for every word: when k other prefixes outscore the greedy prefix it falls out of
     the beam, and the beam may then end lower (a search error, seen on a few dev words)."""
-    tr = load_translit(trained.best, length_penalty=0.0)
+    tr = translit.load(trained.best, length_penalty=0.0)
     pairs = read_lexicon(lexicons / "dev.tsv", detect_layout(lexicons / "dev.tsv")).pairs
     src = [tr.vocabs.source_ids(s) for s, _ in pairs]
     greedy, wide = decode_ids(tr, src, beam=1), decode_ids(tr, src, beam=5, nbest=5)
@@ -165,9 +157,9 @@ def test_beam_finds_more_probable_words_than_greedy(trained, lexicons):
 
 
 def test_running_text_keeps_everything_but_the_words(trained):
-    tr = load_translit(trained.best)
+    tr = translit.load(trained.best)
     lines = ["Hello,  rahul! 42 ghar-ghar; नमस्ते (dost)\t.", "", "  123 ...  "]
-    out = transliterate_text(tr, lines, beam=1)
+    out = tr.predict_text(lines, beam=1)
     word = regex.compile(r"[\p{L}\p{M}]+")
     assert [word.sub("W", o) for o in out] == [word.sub("W", line) for line in lines]
     assert "नमस्ते" in out[0] and out[1:] == lines[1:]  # a word in an unknown script stays
@@ -180,17 +172,17 @@ def test_resume_after_interrupt_is_exact(lexicons, tmp_path):
     train, dev = lexicons / "train.tsv", lexicons / "dev.tsv"
     cfg = tiny_config(batch_size=64, max_steps=12, eval_every=100, log_every=1, seed=3)
     options = TranslitOptions(teacher_forcing=0.5, sampling_decay=8)
-    straight = train_translit(train, dev, out=tmp_path / "a.ckpt", model_overrides=TINY, options=options, train_cfg=cfg)
+    straight = translit.train(train, dev, out=tmp_path / "a.ckpt", model_overrides=TINY, options=options, train_cfg=cfg)
     assert straight.state.epoch >= 1
 
     def interrupt(p):
         if p.event == "step" and p.step == 5:
             os.kill(os.getpid(), signal.SIGINT)
 
-    first = train_translit(train, dev, out=tmp_path / "b.ckpt", model_overrides=TINY, options=options,
+    first = translit.train(train, dev, out=tmp_path / "b.ckpt", model_overrides=TINY, options=options,
                            train_cfg=cfg, on_progress=interrupt)  # fmt: skip
     assert first.state.stopped == "interrupted" and first.state.step == 5
-    resumed = train_translit(train, dev, out=tmp_path / "b.ckpt", options=options, train_cfg=cfg,
+    resumed = translit.train(train, dev, out=tmp_path / "b.ckpt", options=options, train_cfg=cfg,
                              resume=load_checkpoint(first.last))  # fmt: skip
     assert resumed.state.step == straight.state.step == 12
     a, b = load_checkpoint(straight.last).tensors, load_checkpoint(resumed.last).tensors
@@ -200,13 +192,13 @@ def test_resume_after_interrupt_is_exact(lexicons, tmp_path):
 
 
 def test_reverse_direction_writes_latin(lexicons, tmp_path):
-    result = train_translit(lexicons / "train.tsv", lexicons / "dev.tsv", out=tmp_path / "r.ckpt", direction="to-latin",
+    result = translit.train(lexicons / "train.tsv", lexicons / "dev.tsv", out=tmp_path / "r.ckpt", direction="to-latin",
                             model_overrides=TINY, train_cfg=tiny_config(max_steps=60, eval_every=60))  # fmt: skip
-    tr = load_translit(result.best)
+    tr = translit.load(result.best)
     assert tr.vocabs.source.encode("क") != [0] and tr.vocabs.target.encode("k") != [0]
-    out = transliterate(tr, ["भारत", "नमस्ते"], beam=3)
+    out = list(tr.predict(["भारत", "नमस्ते"], beam=3))
     assert all(LATIN.match(c[0].text) for c in out)
-    report = evaluate(tr, lexicons / "dev.tsv", beam=3, nbest=3)  # the dev file is read to-latin too
+    report = tr.evaluate(lexicons / "dev.tsv", beam=3, nbest=3)  # the dev file is read to-latin too
     assert report["layout"].startswith("source column 2, target column 1")
 
 
@@ -214,24 +206,70 @@ def test_wrong_task_checkpoint_is_refused(tmp_path):
     path = tmp_path / "tagger.ckpt"
     save_checkpoint(path, Checkpoint(task="tagger", meta={}, tensors={"model.w": torch.zeros(1)}))
     with pytest.raises(CheckpointError, match="needs a transliteration"):
-        load_translit(path)
+        translit.load(path)
+
+
+def test_label_smoothing_mixes_the_uniform_target_into_the_loss():
+    """--label-smoothing e: each unit's loss is (1 - e) x its negative log-likelihood plus e x the
+    mean negative log-probability over the vocabulary; padding positions count for nothing."""
+    torch.manual_seed(0)
+    batch = make_batch([[4, 5], [6]], [[7, 8, 9], [10]], [1.0, 1.0])
+    logits = torch.randn(2, batch.tgt_out.shape[1], 12)  # (B, T, V)
+    logp = logits.log_softmax(-1)
+    real = batch.tgt_out >= 0
+    nll = -logp.gather(-1, batch.tgt_out.clamp_min(0)[..., None])[..., 0][real].sum()
+    uniform = -logp.mean(-1)[real].sum()
+    plain, units = sequence_loss(logits, batch, label_smoothing=0.0)
+    smoothed, _ = sequence_loss(logits, batch, label_smoothing=0.2)
+    assert units == real.sum() == 6  # 3 + 1 units and their </s>
+    assert plain == pytest.approx(float(nll), rel=1e-5)
+    assert smoothed == pytest.approx(float(0.8 * nll + 0.2 * uniform), rel=1e-5)
 
 
 def test_count_weighting(lexicons, tmp_path):
     cfg = tiny_config(max_steps=2, eval_every=100)
-    result = train_translit(lexicons / "train.tsv", lexicons / "dev.tsv", out=tmp_path / "w.ckpt", model_overrides=TINY,
+    result = translit.train(lexicons / "train.tsv", lexicons / "dev.tsv", out=tmp_path / "w.ckpt", model_overrides=TINY,
                             options=TranslitOptions(counts="weight"), train_cfg=cfg)  # fmt: skip
     assert load_checkpoint(result.best).meta["translit"]["counts"] == "weight"
 
 
+def test_count_weighting_weights_each_pair_loss_by_its_count(lexicons, trained):
+    """--counts weight: a batch's loss is sum(w_i * loss_i) / sum(w_i * units_i) with w_i the
+    pair's attestation count over the mean count; --counts once weighs every pair 1."""
+    tr = translit.load(trained.best)
+    tr.model.eval()  # no dropout: the same pair gives the same loss in every batch
+    path = lexicons / "train.tsv"
+    pairs, counts = merge_duplicates(read_lexicon(path, detect_layout(path)))
+    pairs, counts = pairs[:48], counts[:48]
+    assert len(set(counts)) > 1  # real Dakshina rows: counts from 1 to several
+
+    def loss(chosen: list[int], counts_option: str) -> float:
+        task = TranslitTask(tr.model, tr.vocabs, [pairs[i] for i in chosen], [counts[i] for i in chosen], [],
+                            tiny_config(batch_size=len(pairs)), TranslitOptions(counts=counts_option),
+                            meta={}, device=torch.device("cpu"))  # fmt: skip
+        (share,) = list(task.batches(0, 0))  # one batch holds them all
+        with torch.no_grad():
+            return float(task.loss(share)[0])
+
+    units = [len(tr.vocabs.target_ids(t)) + 1 for _, t in pairs]  # (+1: </s>)
+    summed = [loss([i], "once") * units[i] for i in range(len(pairs))]  # each pair's summed token loss
+    w = [c * len(counts) / sum(counts) for c in counts]
+    everyone = list(range(len(pairs)))
+    unweighted, weighted = loss(everyone, "once"), loss(everyone, "weight")
+    assert unweighted == pytest.approx(sum(summed) / sum(units), rel=1e-5)
+    expected = sum(wi * si for wi, si in zip(w, summed, strict=True)) / sum(wi * ui for wi, ui in zip(w, units, strict=True))
+    assert weighted == pytest.approx(expected, rel=1e-5)
+    assert abs(weighted - unweighted) > 1e-3  # the counts move the loss, the way they weigh the pairs
+
+
 def test_an_ensemble_trains_saves_and_loads(lexicons, tmp_path):
     cfg = tiny_config(max_steps=20, eval_every=20)
-    result = train_translit(lexicons / "train.tsv", lexicons / "dev.tsv", out=tmp_path / "e.ckpt",
+    result = translit.train(lexicons / "train.tsv", lexicons / "dev.tsv", out=tmp_path / "e.ckpt",
                             model_overrides={**TINY, "members": 2}, train_cfg=cfg)  # fmt: skip
     ckpt = load_checkpoint(result.best)
     assert ckpt.meta["model_config"]["members"] == 2
     assert any(k.startswith("model.members.1.") for k in ckpt.tensors)
-    tr = load_translit(result.best)
-    report = evaluate(tr, lexicons / "dev.tsv", beam=3, nbest=3)
-    assert report["top1"] == pytest.approx(evaluate(tr, lexicons / "dev.tsv", beam=3, nbest=3)["top1"])
-    assert report["loss"] > 0 and len(transliterate(tr, ["ghar"], beam=3, nbest=3)[0]) == 3
+    tr = translit.load(result.best)
+    report = tr.evaluate(lexicons / "dev.tsv", beam=3, nbest=3)
+    assert report["top1"] == pytest.approx(tr.evaluate(lexicons / "dev.tsv", beam=3, nbest=3)["top1"])
+    assert report["loss"] > 0 and len(list(tr.predict(["ghar"], beam=3, nbest=3))[0]) == 3

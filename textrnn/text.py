@@ -48,11 +48,6 @@ def normalize(text: str, form: str = "nfc") -> str:
     return unicodedata.normalize(name, text)
 
 
-def count_chars(text: str, form: str = "nfc") -> int:
-    """The number of characters of `text` for bits/char: code points of the normalised text."""
-    return len(normalize(text, form))
-
-
 def graphemes(text: str) -> list[str]:
     """Split `text` into extended grapheme clusters, conjuncts (GB9c) kept whole.
 

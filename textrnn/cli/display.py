@@ -13,7 +13,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
-from textrnn.engine.trainer import Progress as TrainProgress
+from textrnn.engine.progress import Progress as TrainProgress
 
 
 def stderr_console(quiet: bool) -> Console | None:

@@ -28,6 +28,8 @@ def stdin_lines() -> Iterator[str]:
             ) from None
         if number == 1:
             line = line.removeprefix("\ufeff")  # a byte-order mark is no text
+            if not line:  # stdin held a byte-order mark and nothing else: no line at all
+                return
         yield line.removesuffix("\n")
 
 

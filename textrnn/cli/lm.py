@@ -10,28 +10,31 @@ from typing import Annotated
 
 import typer
 
+from textrnn.cli import training
 from textrnn.cli.display import TrainDisplay, log, stderr_console
-from textrnn.cli.options import Device, JsonOut, MaxSteps, Quiet, Resume, TimeBudget
-from textrnn.cli.outcome import exit_if_interrupted, summary
-from textrnn.engine import decoding, distributed
-from textrnn.engine.checkpoint import load_checkpoint
-from textrnn.engine.config import TrainConfig, config_with_overrides, saved_train_config
-from textrnn.engine.devices import default_device
-from textrnn.engine.outputs import last_path, out_path_for
+from textrnn.cli.io import stdin_lines
+from textrnn.cli.options import (
+    Dev,
+    Device,
+    JsonOut,
+    MaxSteps,
+    Out,
+    Quiet,
+    Resume,
+    Seed,
+    Threads,
+    TimeBudget,
+    old_form,
+)
+from textrnn.engine import distributed
+from textrnn.engine.checkpoint import read_meta
+from textrnn.engine.config import TrainConfig
+from textrnn.engine.decoding.beam import BeamConfig
+from textrnn.engine.decoding.sampling import SamplingConfig
+from textrnn.engine.devices import default_device, set_threads
 from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
 from textrnn.formats.plain import check_text_file, iter_text_chunks
-from textrnn.tasks.lm import (
-    GenerateConfig,
-    beam_generate,
-    default_train_config,
-    encode_prompt,
-    evaluate_file,
-    evaluate_text,
-    generate,
-    lm_config,
-    load_lm,
-    train_lm,
-)
+from textrnn.tasks import lm
 from textrnn.tokenizers import (
     Tokenizer,
     load_sentencepiece_model,
@@ -55,8 +58,9 @@ class Kind(str, Enum):
 
 @app.command()
 def train(
-    corpus: Annotated[Path | None, typer.Argument(help="UTF-8 text file to train on (optional with --resume).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Best checkpoint path; the last one goes beside it as <name>.last.ckpt.", show_default="checkpoints/<corpus>.ckpt")] = None,
+    train: Annotated[Path | None, typer.Argument(help="UTF-8 text file to train on (optional with --resume).")] = None,
+    dev: Dev = None,
+    out: Out = None,
     resume: Resume = None,
     tokenizer: Annotated[Kind, typer.Option(help="Token unit.")] = Kind.char,
     vocab_size: Annotated[int | None, typer.Option(help="Vocabulary size (subwords: required size; char/word: a cap).")] = None,
@@ -80,111 +84,95 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Passes over the data.", show_default="20")] = None,
     max_steps: MaxSteps = None,
     time_budget: TimeBudget = None,
-    val_fraction: Annotated[float | None, typer.Option(help="Fraction of the corpus held out for validation, in blocks spread over it.", show_default="0.05")] = None,
+    val_fraction: Annotated[float | None, typer.Option(help="Without --dev: fraction of TRAIN held out for validation, in blocks spread over it.", show_default="0.05")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Validate every N steps.", show_default="each epoch, at most 1000")] = None,
     patience: Annotated[int | None, typer.Option(help="Early stopping: validations without improvement.", show_default="5; 0 = off; off with --time-budget")] = None,
     precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 | fp16 (CUDA, with a gradient scaler).", show_default="auto: bf16 where supported, else fp16 on CUDA, else fp32")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.", show_default="1234")] = None,
+    seed: Seed = None,
     device: Device = "auto",
+    threads: Threads = 0,
     quiet: Quiet = False,
     json_out: JsonOut = False,
 ) -> None:
     """Train a char/word/subword LSTM (GRU, RNN) language model on a text file.
 
-    Several processes (GPUs, machines): torchrun --nproc-per-node 2 -m textrnn train CORPUS;
+    Several processes (GPUs, machines): torchrun --nproc-per-node 2 -m textrnn train TRAIN;
     --batch-size is then the batch of all processes together.
 
     Example: textrnn train corpora/english.txt --time-budget 60
     """
-    group, dev = distributed.join(default_device(device))
-    console = stderr_console(quiet or not group.main)
-    overrides = dict(
+    session = training.start(device, quiet=quiet, threads=threads)
+    options = training.given(
         batch_size=batch_size, seq_len=seq_len, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs,
         max_steps=max_steps, time_budget=time_budget, val_fraction=val_fraction, eval_every=eval_every,
         patience=patience, precision=precision, seed=seed,
     )  # fmt: skip
-    model_overrides = {
-        k: v
-        for k, v in dict(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout, tie_weights=tie_weights, variational=variational_dropout).items()
-        if v is not None
-    }
-    ckpt = None
+    model_changes = training.given(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout,
+                                   tie_weights=tie_weights, variational=variational_dropout)  # fmt: skip
+    resumed = None
     if resume is not None:
-        ckpt = load_checkpoint(resume, task="lm")
-        if model_overrides:
-            raise UsageError("model options (--layers, --hidden, ...) cannot change when resuming")
-        tok, saved_cfg, saved_corpus, saved_out = _resume_settings(resume, ckpt.meta)
-        for name in ("batch_size", "seq_len"):  # the saved batch position and carried state depend on them
-            if overrides[name] is not None and overrides[name] != getattr(saved_cfg, name):
-                raise UsageError(
-                    f"--{name.replace('_', '-')} cannot change when resuming "
-                    f"(the checkpoint was trained with {getattr(saved_cfg, name)})"
-                )
-        cfg = config_with_overrides(saved_cfg, **overrides)
-        if corpus is None and saved_corpus is None:
-            raise UsageError("the checkpoint does not say which corpus it was trained on; give CORPUS")
-        corpus = corpus or Path(saved_corpus)
-        out = out or (Path(saved_out) if saved_out else out_path_for(corpus))
-        check_text_file(corpus)
-    else:
-        if corpus is None:
-            raise UsageError("missing CORPUS: the text file to train on (or --resume CHECKPOINT)")
-        check_text_file(corpus)
-        tok = _build_tokenizer(corpus, tokenizer.value, vocab_size, min_count, unit, normalize, tokenizer_file, tokenizer_model) if group.main else None
-        if group.active:  # rank 0 built the tokenizer and sends it: every rank must number tokens alike
-            tok = tokenizer_from_dict(distributed.broadcast_object(tok.to_dict() if group.main else None))
-        defaults = default_train_config(tok.kind)
-        cfg = config_with_overrides(defaults, **overrides)
-        out = out or out_path_for(corpus)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DataError(f"cannot create the folder for --out {out}: {err.strerror or err}") from None
-    processes = f", {group.world} processes" if group.active else ""
-    log(console, f"training on {corpus} ({tok.kind} tokenizer, {tok.vocab_size} ids{processes}) -> {out}")
-    with TrainDisplay(console) as display:
-        result = train_lm(
-            corpus, tok, out=out, model_overrides=model_overrides, train_cfg=cfg, device=dev,
-            on_progress=display, on_log=lambda m: log(console, m), resume=ckpt,
+        resumed = training.resume_from(resume, "lm", model_changes=model_changes, examples="--layers, --hidden")
+        tok = _saved_tokenizer(resume, resumed.ckpt.meta)
+        _check_batch_shape(options, resumed.train_cfg)
+    train, dev, out = training.files_to_train(train, dev, out, resumed)
+    for path in (train, dev):
+        if path is not None:
+            check_text_file(path)
+    if resumed is None:
+        tok = _new_tokenizer(train, session.group, kind=tokenizer.value, vocab_size=vocab_size, min_count=min_count,
+                             unit=unit, normalize=normalize, file=tokenizer_file, sentencepiece=tokenizer_model)  # fmt: skip
+    cfg = training.train_config(lm.default_train_config(tok.kind), resumed, **options)
+    training.make_folder(out)
+    processes = f", {session.group.world} processes" if session.group.active else ""
+    log(session.console, f"training on {train} ({tok.kind} tokenizer, {tok.vocab_size} ids{processes}) -> {out}")
+    with TrainDisplay(session.console) as display:
+        result = lm.train(
+            train, dev, out=out, tokenizer=tok, model_overrides=model_changes, train_cfg=cfg, device=session.device,
+            on_progress=display, on_log=lambda m: log(session.console, m), resume=resumed.ckpt if resumed else None,
             fit_small_corpus=batch_size is None and seq_len is None,  # an explicit shape is kept
         )  # fmt: skip
     st = result.state
-    best_file, last_file = out, last_path(out)  # as the user named them (train_lm's are absolute)
-    exit_if_interrupted(st, last_file, group, "textrnn train")
-    log(console, f"done ({st.stopped}) after {st.step} steps; best val loss {st.best_val_loss:.4f} at step {st.best_step}: {best_file}")
-    if json_out and group.main:
-        print(json.dumps(summary(st, best_file, last_file, ("val_loss", "val_bpc"))))
+    training.report(session, st, out, command="textrnn train", best=f"best val loss {st.best_val_loss:.4f}",
+                    metrics=("val_loss", "val_bpc"), json_out=json_out)  # fmt: skip
 
 
-def _resume_settings(path: Path, meta: dict) -> tuple[Tokenizer, TrainConfig, str | None, str | None]:
-    """The tokenizer, training config, corpus path and best-checkpoint path that a last
-    checkpoint saved; CheckpointError when they are missing or malformed."""
-    lm_config(meta, source=str(path))  # a bad model config is named with the file here
+def _saved_tokenizer(path: Path, meta: dict) -> Tokenizer:
+    """The tokenizer a checkpoint trained with; CheckpointError when it is missing or malformed."""
+    lm.lm_config(meta, source=str(path))  # a bad model config is named with the file here
     try:
-        tok = tokenizer_from_dict(meta["tokenizer"])
-        cfg = saved_train_config(meta, source=str(path))
-        corpus = meta.get("corpus", {}).get("path")
-        out = meta.get("training", {}).get("best_checkpoint")
+        return tokenizer_from_dict(meta["tokenizers"]["text"])
     except KeyError as err:
         raise CheckpointError(f"{path}: checkpoint metadata is incomplete (no {err})") from None
     except (TypeError, AttributeError, TextrnnError) as err:
         raise CheckpointError(f"{path}: checkpoint metadata is invalid ({err})") from None
-    for name, value in (("corpus path", corpus), ("best checkpoint path", out)):
-        if not (value is None or (isinstance(value, str) and value)):
-            raise CheckpointError(f"{path}: checkpoint metadata is invalid ({name} {value!r})")
-    return tok, cfg, corpus, out
 
 
-def _build_tokenizer(corpus, kind, vocab_size, min_count, unit, normalize, tokenizer_file, tokenizer_model):
-    if tokenizer_file is not None:
-        return load_tokenizer(tokenizer_file)
-    if tokenizer_model is not None:
-        return load_sentencepiece_model(tokenizer_model, normalize=normalize)
-    if kind in ("bpe", "unigram") and vocab_size is None:
-        vocab_size = 4000
-    return train_tokenizer(
-        kind, iter_text_chunks(corpus), vocab_size=vocab_size, min_count=min_count, unit=unit, normalize=normalize
-    )
+def _check_batch_shape(options: dict, saved: TrainConfig) -> None:
+    for name in ("batch_size", "seq_len"):  # the saved batch position and carried state depend on them
+        if name in options and options[name] != getattr(saved, name):
+            raise UsageError(
+                f"--{name.replace('_', '-')} cannot change when resuming "
+                f"(the checkpoint was trained with {getattr(saved, name)})"
+            )
+
+
+def _new_tokenizer(corpus: Path, group, *, kind, vocab_size, min_count, unit, normalize, file, sentencepiece) -> Tokenizer:
+    """The tokenizer the options describe; rank 0 builds it and sends it to the others, so
+    that every process numbers tokens alike."""
+    tok = None
+    if group.main:
+        if file is not None:
+            tok = load_tokenizer(file)
+        elif sentencepiece is not None:
+            tok = load_sentencepiece_model(sentencepiece, normalize=normalize)
+        else:
+            if kind in ("bpe", "unigram") and vocab_size is None:
+                vocab_size = 4000
+            tok = train_tokenizer(kind, iter_text_chunks(corpus), vocab_size=vocab_size, min_count=min_count,
+                                  unit=unit, normalize=normalize)  # fmt: skip
+    if group.active:
+        tok = tokenizer_from_dict(distributed.broadcast_object(tok.to_dict() if group.main else None))
+    return tok
 
 
 # ---- sample -----------------------------------------------------------------------------------
@@ -211,8 +199,9 @@ def _read_stdin_prompt() -> str:
 
 @app.command()
 def sample(
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", "-c", help="Checkpoint.", show_default="newest in ./checkpoints/")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", "-c", help="The trained model's checkpoint.", show_default="newest in ./checkpoints/")] = None,
     prompt: Annotated[str | None, typer.Option(help="Text to continue.", show_default="stdin when it is not a terminal")] = None,
+    next_k: Annotated[int | None, typer.Option("--next", help="Print the K most probable next words (char models: grapheme clusters; subword models: whole words) with their probabilities, token<TAB>probability; stdin prompts: one block per line.")] = None,
     length: Annotated[int, typer.Option(help="Tokens to generate per sample.")] = 500,
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = 1.0,
     top_k: Annotated[int, typer.Option(help="Sample from the k most probable tokens (0 = off).")] = 0,
@@ -227,62 +216,77 @@ def sample(
     num_samples: Annotated[int, typer.Option(help="Samples to draw (one batch).")] = 1,
     separator: Annotated[str, typer.Option(help="Printed between samples (default: a blank line).")] = "\n",
     stop: Annotated[str, typer.Option(help="End a sample where this string appears (it is not printed).")] = "",
-    seed: Annotated[int | None, typer.Option(help="Random seed: same seed, same text.")] = None,
+    seed: Seed = None,
     continuation_only: Annotated[bool, typer.Option("--continuation-only", help="Do not echo the prompt.")] = False,
     precision: Annotated[str, typer.Option(help="auto | fp32 | bf16 | int8: the generation step's weights (auto: int8 on x86 CPUs, else bf16 where native, else fp32).")] = "auto",
     device: Device = "cpu",
+    threads: Threads = 0,
     quiet: Quiet = False,
     json_out: JsonOut = False,
 ) -> None:
-    """Generate text from a language model, streaming it to stdout.
+    """Generate text from a language model, streaming it to stdout; or, with --next K, list
+    the K most probable next words.
 
     Example: textrnn sample --prompt "ROMEO:" --temperature 0.7 --length 300
+    Example: textrnn sample --prompt "the old man" --next 5
     """
     console = stderr_console(quiet)
-    sampling = decoding.SamplingConfig(
+    sampling = SamplingConfig(
         temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, greedy=greedy
     )
-    gen = GenerateConfig(length=length, num_samples=num_samples, stop=stop, seed=seed)
+    gen = lm.GenerateConfig(length=length, num_samples=num_samples, stop=stop, seed=seed)
     if beam < 1:
         raise UsageError(f"--beam must be >= 1, got {beam}")
-    if beam > 1 and (top_k or top_p != 1.0 or temperature != 1.0 or greedy or repetition_penalty != 1.0 or num_samples != 1):
+    sampled = top_k or top_p != 1.0 or temperature != 1.0 or greedy or repetition_penalty != 1.0 or num_samples != 1
+    if beam > 1 and sampled:
         raise UsageError(
             "--beam searches for the most probable text; it cannot be combined with "
             "--temperature, --top-k, --top-p, --greedy, --repetition-penalty or --num-samples"
         )
-    beam_cfg = decoding.BeamConfig(beam=beam, nbest=nbest, length_penalty=length_penalty, min_length=min_length, max_length=length) if beam > 1 else None
+    if next_k is not None and (sampled or beam > 1 or stop or continuation_only):
+        raise UsageError("--next lists next words; it cannot be combined with sampling, --beam, --stop or --continuation-only")
+    beam_cfg = BeamConfig(beam=beam, nbest=nbest, length_penalty=length_penalty, min_length=min_length, max_length=length) if beam > 1 else None
     if beam_cfg is None and (nbest != 1 or scores):
         raise UsageError("--nbest and --scores need beam search (--beam N with N > 1)")
+    set_threads(threads)
     if checkpoint is None:
         checkpoint = newest_checkpoint()
         log(console, f"using checkpoint {checkpoint}")
-    lm = load_lm(checkpoint, device=default_device(device), precision=precision)
+    model = lm.load(checkpoint, device=default_device(device), precision=precision)
+    if next_k is not None:
+        _print_next(model, prompt, next_k, json_out=json_out)
+        return
     if prompt is None:
         prompt = _read_stdin_prompt()
-    encode_prompt(lm.tokenizer, prompt)  # unknown characters fail here, before anything is printed
-    out = sys.stdout
+    lm.encode_prompt(model.tokenizer, prompt)  # unknown characters fail here, before anything is printed
     echo = "" if continuation_only else prompt
-
     if beam_cfg is not None:
-        results = beam_generate(lm, prompt=prompt, beam=beam_cfg, stop=stop)
-        if json_out:
-            print(json.dumps([{"text": t, "score": h.score, "logprob": h.logprob, "tokens": len(h.tokens)} for t, h in results], ensure_ascii=False))
-            return
-        for i, (text, h) in enumerate(results):
-            if i:
-                out.write(separator)
-            if scores:
-                out.write(f"[score {h.score:.4f} logprob {h.logprob:.4f}] ")
-            _write_sample(out, echo + text)
-        out.flush()
-        return
-
-    if json_out:
-        results = generate(lm, prompt=prompt, config=gen, sampling=sampling)
+        _print_beams(lm.beam_generate(model, prompt=prompt, beam=beam_cfg, stop=stop), echo, separator, scores, json_out)
+    elif json_out:
+        results = lm.generate(model, prompt=prompt, config=gen, sampling=sampling)
         print(json.dumps([{"text": r.text, "logprob": r.logprob, "tokens": r.tokens} for r in results], ensure_ascii=False))
-        return
+    else:
+        _stream_samples(model, prompt, echo, separator, gen, sampling)
 
-    # Row 0 streams as it is produced; the other rows of the batch follow when done.
+
+def _print_beams(results, echo: str, separator: str, scores: bool, json_out: bool) -> None:
+    if json_out:
+        print(json.dumps([{"text": t, "score": h.score, "logprob": h.logprob, "tokens": len(h.tokens)} for t, h in results], ensure_ascii=False))
+        return
+    out = sys.stdout
+    for i, (text, h) in enumerate(results):
+        if i:
+            out.write(separator)
+        if scores:
+            out.write(f"[score {h.score:.4f} logprob {h.logprob:.4f}] ")
+        _write_sample(out, echo + text)
+    out.flush()
+
+
+def _stream_samples(model: lm.LoadedLM, prompt: str, echo: str, separator: str, gen, sampling) -> None:
+    """Row 0 streams as it is produced; the other rows of the batch follow when done."""
+    out = sys.stdout
+
     def on_text(row: int, text: str) -> None:
         if row == 0:
             out.write(text)
@@ -291,7 +295,7 @@ def sample(
     if echo:
         out.write(echo)
         out.flush()
-    results = generate(lm, prompt=prompt, config=gen, sampling=sampling, on_text=on_text)
+    results = lm.generate(model, prompt=prompt, config=gen, sampling=sampling, on_text=on_text)
     _end_line(out, echo + results[0].text)
     for r in results[1:]:
         out.write(separator)
@@ -310,31 +314,80 @@ def _end_line(out, text: str) -> None:
     out.flush()
 
 
-# ---- eval and info ------------------------------------------------------------------------------
+def _print_next(model: lm.LoadedLM, prompt: str | None, k: int, *, json_out: bool) -> None:
+    """--next: a block of `token<TAB>probability` lines (or a JSON object) per prompt; the
+    prompts are --prompt, else the lines of stdin, each answered as soon as it is read."""
+    prompts = [prompt] if prompt is not None else (line.rstrip("\r") for line in stdin_lines())
+    out = sys.stdout
+    for i, text in enumerate(prompts):
+        found = next(model.predict([text], k=k))
+        if json_out:
+            candidates = [{"token": c.token, "text": c.text, "probability": c.probability} for c in found]
+            out.write(json.dumps({"prompt": text, "next": candidates}, ensure_ascii=False) + "\n")
+        else:
+            out.write(("\n" if i else "") + "".join(f"{_escape(c.token)}\t{c.probability:.6g}\n" for c in found))
+        out.flush()
+
+
+def _escape(token: str) -> str:
+    """A token on one line of a TSV: backslash, tab, line feed and carriage return escaped."""
+    return token.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+# ---- eval ---------------------------------------------------------------------------------------
 
 
 @app.command("eval")
 def eval_(
-    checkpoint: Annotated[Path, typer.Argument(help="Language-model checkpoint.")],
     file: Annotated[Path | None, typer.Argument(help="Text to score.", show_default="stdin")] = None,
+    old_file: Annotated[Path | None, typer.Argument(hidden=True, help="The old form's FILE (textrnn eval CKPT FILE).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", "-c", help="The trained model's checkpoint.")] = None,
     device: Device = "cpu",
+    threads: Threads = 0,
+    quiet: Quiet = False,
     json_out: JsonOut = False,
 ) -> None:
     """Score a text: cross-entropy per token (nats), perplexity and bits per character.
 
-    Example: textrnn eval checkpoints/input.ckpt heldout.txt --json
+    Example: textrnn eval heldout.txt -c checkpoints/input.ckpt --json
     """
-    lm = load_lm(checkpoint, device=default_device(device))
+    file, checkpoint = _eval_inputs(file, old_file, checkpoint)
+    set_threads(threads)
+    model = lm.load(checkpoint, device=default_device(device))
     if file is None:
-        metrics = evaluate_text(lm, _read_stdin_text(), name="<stdin>")
+        metrics = model.evaluate_text(_read_stdin_text(), name="<stdin>")
     else:
-        metrics = evaluate_file(lm, file)
+        metrics = model.evaluate(file)
     if json_out:
         print(json.dumps(metrics))
         return
     for key in ("loss_nats", "perplexity", "bits_per_char", "nats_per_char", "tokens", "chars", "unknown"):
         value = metrics[key]
         print(f"{key:14} {value:.4f}" if isinstance(value, float) else f"{key:14} {value}")
+
+
+def _eval_inputs(file: Path | None, second: Path | None, checkpoint: Path | None) -> tuple[Path | None, Path]:
+    """(FILE, CHECKPOINT) of `eval FILE -c CKPT`, or of the old form `eval CKPT [FILE]`
+    (told apart by its first argument being a checkpoint), which prints a notice."""
+    if checkpoint is not None:
+        if second is not None:
+            raise UsageError(f"got an extra argument {second}: textrnn eval FILE -c CHECKPOINT")
+        return file, checkpoint
+    if file is not None and (second is not None or _is_checkpoint(file)):
+        old_form("`textrnn eval CHECKPOINT FILE`", "`textrnn eval FILE -c CHECKPOINT`")
+        return second, file
+    raise UsageError("missing the checkpoint: textrnn eval FILE -c CHECKPOINT")
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """Named like one (.ckpt) or starting like one."""
+    if path.suffix == ".ckpt":
+        return True
+    try:
+        read_meta(path)
+    except CheckpointError:
+        return False
+    return True
 
 
 def _read_stdin_text() -> str:

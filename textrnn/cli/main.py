@@ -4,6 +4,9 @@ Conventions for every command:
 - stdout carries only the product (text, ids, tags, JSON); logs and progress go to stderr.
 - Errors are `TextrnnError`s: one line on stderr, exit 1 (runtime) or 2 (usage).
 - A closed stdout pipe (`textrnn sample | head`) ends quietly with exit 0.
+- Ctrl-C exits 130. A training stopped by SIGINT, SIGTERM or SIGHUP saves a resumable
+  checkpoint and exits 128 + the signal (see `cli.outcome.exit_if_interrupted`); a second
+  signal stops it at once (`StopNow`) and exits 130 here, with one line that says so.
 """
 
 from __future__ import annotations
@@ -21,14 +24,15 @@ except ImportError:  # pragma: no cover
     from click.exceptions import ClickException
     from click.exceptions import UsageError as ClickUsageError
 
-from textrnn.cli import classify, info, lm, tag, tokenize, translit
+from textrnn.cli import classify, info, lm, plot, tag, tokenize, translit
+from textrnn.engine.signals import StopNow
 from textrnn.errors import TextrnnError
 
 app = typer.Typer(
     name="textrnn",
     help="Recurrent-network text generation and NLP: train, sample, evaluate, tokenize.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (Typer's own)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -41,6 +45,7 @@ app.add_typer(translit.app, name="translit")
 app.add_typer(classify.app, name="classify")
 app.add_typer(tokenize.app, name="tokenize")
 app.command()(info.info)
+app.command()(plot.plot)
 
 # What str.splitlines() breaks at: a message quoting a file's content stays one line.
 _LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -108,7 +113,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail(err.format_message(), err.exit_code)
     except (_StdoutClosed, BrokenPipeError):
         _quiet_broken_pipe()
-    except KeyboardInterrupt:
+    except StopNow as err:  # a second stop signal during training
+        _fail(str(err), 130)
+    except KeyboardInterrupt:  # Typer turns one inside a command into exit 130 itself
         _fail("interrupted", 130)
     finally:
         sys.stdout = real_stdout

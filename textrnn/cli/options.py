@@ -1,17 +1,43 @@
-"""Options shared by several commands, declared once so that they read the same everywhere."""
+"""Options shared by several commands, declared once so that they read the same everywhere,
+and the notice that an old command form prints.
+
+The grammar of every task (lm, tag, translit, ...):
+    textrnn <task> train TRAIN [--dev DEV] [--out CKPT] [--resume LAST]
+    textrnn <task> predict [FILE] -c CKPT        (stdin when no FILE)
+    textrnn <task> eval FILE -c CKPT
+An option name has one meaning in every command: --format is always the format of the
+data read, --output-format the format of what is written.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Show no progress or log lines on stderr.")]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (streamed input: one object per line).")]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda | mps (auto: CUDA, then MPS, then CPU).")]
+Threads = Annotated[int, typer.Option(help="CPU threads (0 = PyTorch's default, one per core).")]
+Seed = Annotated[int | None, typer.Option(help="Random seed: the same seed gives the same result (default: 1234 when training, a new one each run when sampling).")]
 
-# Training options that every `train` command words alike.
+# What every `train` command takes alike.
+Dev = Annotated[Path | None, typer.Option("--dev", help="Development data in TRAIN's format, for validation and early stopping (default: hold out part of TRAIN).")]
+Out = Annotated[Path | None, typer.Option(help="Best checkpoint; the last one goes beside it as <name>.last.ckpt.", show_default="checkpoints/<TRAIN>.ckpt")]
 Resume = Annotated[Path | None, typer.Option(help="Continue exactly where this (last) checkpoint stopped.")]
 MaxSteps = Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")]
 TimeBudget = Annotated[float | None, typer.Option(help="Stop after this many seconds; the schedule fits the budget.")]
+OldTrain = Annotated[Path | None, typer.Option("--train", hidden=True, help="The old form of TRAIN.")]
+
+# What every `predict` and `eval` command takes alike.
+Checkpoint = Annotated[Path, typer.Option("--checkpoint", "-c", help="The trained model's checkpoint.")]
+
+
+def old_form(old: str, new: str) -> None:
+    """One line on stderr (from the first process only): an old command form still works,
+    and this is the new one."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"textrnn: note: {old} is now {new}", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -9,23 +11,36 @@ from pathlib import Path
 import typer
 
 from textrnn.engine.distributed import Dist
-from textrnn.engine.trainer import TrainState
+from textrnn.engine.state import TrainState
 
 
 def exit_if_interrupted(state: TrainState, last: Path, group: Dist, command: str) -> None:
-    """After Ctrl-C or SIGTERM: tell how to resume (the main process only) and exit 130.
+    """After a stop signal saved the last checkpoint: tell how to resume (the main process
+    only) and exit 128 + the signal, as shells and schedulers expect: 130 for SIGINT
+    (Ctrl-C), 143 for SIGTERM, 129 for SIGHUP.
 
     `command` is what resumes, e.g. "textrnn tag train".
     """
     if state.stopped != "interrupted":
         return
+    signum = int(state.signal or signal.SIGINT)
     launcher = " (launched with torchrun, as this run was)" if group.active else ""
     if group.main:
-        print(
-            f"textrnn: interrupted at step {state.step}; resume with: {command} --resume {last}{launcher}",
-            file=sys.stderr,
-        )
-    raise typer.Exit(130)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            print(
+                f"textrnn: interrupted by {signal_name(signum)} at step {state.step}; "
+                f"resume with: {command} --resume {last}{launcher}",
+                file=sys.stderr,
+            )
+    raise typer.Exit(128 + signum)
+
+
+def signal_name(signum: int) -> str:
+    """The name of a signal number (15: "SIGTERM"), or "signal N" where it has none here."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def best_validation(state: TrainState) -> dict:

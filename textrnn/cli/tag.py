@@ -14,15 +14,26 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from textrnn.cli.display import TrainDisplay, log, pct, stderr_console
+from textrnn.cli import training
+from textrnn.cli.display import TrainDisplay, log, pct
 from textrnn.cli.io import chunks, interactive, stdin_lines
-from textrnn.cli.options import Device, JsonOut, MaxSteps, Quiet, Resume, TimeBudget
-from textrnn.cli.outcome import best_validation, exit_if_interrupted, summary
-from textrnn.engine import distributed
-from textrnn.engine.checkpoint import load_checkpoint
-from textrnn.engine.config import TrainConfig, config_with_overrides, saved_train_config
+from textrnn.cli.options import (
+    Checkpoint,
+    Dev,
+    Device,
+    JsonOut,
+    MaxSteps,
+    OldTrain,
+    Out,
+    Quiet,
+    Resume,
+    Seed,
+    Threads,
+    TimeBudget,
+    old_form,
+)
+from textrnn.cli.outcome import best_validation
 from textrnn.engine.devices import default_device, set_threads
-from textrnn.engine.outputs import out_path_for
 from textrnn.errors import UsageError
 from textrnn.formats.conllu import (
     Sentence,
@@ -30,34 +41,21 @@ from textrnn.formats.conllu import (
     conllu_skeleton,
     format_conllu,
     format_tsv,
-    load_sentences,
     parse_conllu,
     set_tags,
     split_file,
 )
 from textrnn.formats.plain import check_text_file, iter_lines
-from textrnn.tasks.tag import (
-    DEFAULT_MODEL,
-    DEFAULT_TRAIN,
-    READ_AHEAD,
-    LoadedTagger,
-    evaluate,
-    load_tagger,
-    predict,
-    train_tagger,
+from textrnn.tasks import tag
+from textrnn.tasks.tag import DEFAULT_MODEL, DEFAULT_TRAIN, READ_AHEAD, TagOptions
+
+app = typer.Typer(
+    help="Sequence taggers (POS, NER): train, predict, eval. A tagger runs on one CPU thread "
+    "unless --threads says otherwise: its small matrix products gain little from more threads "
+    "and lose much when other programs share the cores (on 2 cores: 1.3x faster idle, 5-19x "
+    "slower busy).",
+    no_args_is_help=True,
 )
-
-app = typer.Typer(help="Sequence taggers (POS, NER): train, predict, eval.", no_args_is_help=True)
-
-CheckpointOpt = Annotated[Path, typer.Option("--checkpoint", "-c", help="Tagger checkpoint.")]
-Threads = Annotated[
-    int,
-    typer.Option(
-        help="CPU threads (0 = PyTorch's default, one per core). A tagger's small matrix "
-        "products gain little from more threads and lose much when other programs share the "
-        "cores (on 2 cores: 1.3x faster idle, 5-19x slower busy), hence 1."
-    ),
-]
 
 
 class DataFormat(str, Enum):
@@ -66,9 +64,8 @@ class DataFormat(str, Enum):
     tsv = "tsv"
 
 
-class InputFormat(str, Enum):
-    text = "text"
-    conllu = "conllu"
+FORMAT_HELP = "auto (.conllu or 10 columns: conllu) | conllu | tsv (token<TAB>tag lines)."
+INPUT_FORMATS = ("text", "conllu")
 
 
 class OutputFormat(str, Enum):
@@ -88,117 +85,39 @@ def _dev_accuracy(val: dict) -> str:
 
 @app.command()
 def train(
-    train: Annotated[
-        Path | None,
-        typer.Option(
-            "--train",
-            help="Training data: CoNLL-U or token<TAB>tag lines (optional with --resume).",
-        ),
-    ] = None,
-    dev: Annotated[
-        Path | None,
-        typer.Option(
-            "--dev",
-            help="Development data for validation each epoch (default: hold out the last 5% of --train).",
-        ),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            help="Best checkpoint (default: checkpoints/<train>.ckpt); the last one goes beside it as <name>.last.ckpt."
-        ),
-    ] = None,
+    train: Annotated[Path | None, typer.Argument(help="Training data: CoNLL-U or token<TAB>tag lines (optional with --resume).")] = None,
+    dev: Dev = None,
+    out: Out = None,
     resume: Resume = None,
-    data_format: Annotated[
-        DataFormat,
-        typer.Option("--format", help="Data format (auto: .conllu or 10 columns -> conllu)."),
-    ] = DataFormat.auto,
-    column: Annotated[
-        str, typer.Option(help="CoNLL-U tag column: upos | xpos | deprel | misc:KEY.")
-    ] = "upos",
-    crf: Annotated[
-        bool,
-        typer.Option("--crf/--no-crf", help="Add a CRF layer (Viterbi decoding); useful for NER."),
-    ] = False,
-    embeddings: Annotated[
-        Path | None, typer.Option(help="Pretrained word vectors, word2vec/fastText text format.")
-    ] = None,
-    embeddings_limit: Annotated[
-        int, typer.Option(help="Read at most this many vectors (0 = all).")
-    ] = 200_000,
-    lowercase: Annotated[
-        bool,
-        typer.Option(
-            "--lowercase/--no-lowercase",
-            help="Look words up lowercased (the character model still sees case).",
-        ),
-    ] = True,
-    min_count: Annotated[
-        int, typer.Option(help="Words seen fewer times get no embedding of their own.")
-    ] = 1,
-    word_dim: Annotated[
-        int | None,
-        typer.Option(help=f"Word embedding size (default: {DEFAULT_MODEL['word_dim']})."),
-    ] = None,
-    char_dim: Annotated[
-        int | None,
-        typer.Option(help=f"Character embedding size (default: {DEFAULT_MODEL['char_dim']})."),
-    ] = None,
-    char_hidden: Annotated[
-        int | None,
-        typer.Option(
-            help=f"Character BiLSTM units per direction, 0 = none (default: {DEFAULT_MODEL['char_hidden']})."
-        ),
-    ] = None,
-    hidden: Annotated[
-        int | None,
-        typer.Option(
-            help=f"Sentence BiLSTM units per direction (default: {DEFAULT_MODEL['hidden']})."
-        ),
-    ] = None,
-    layers: Annotated[
-        int | None,
-        typer.Option(help=f"Sentence BiLSTM layers (default: {DEFAULT_MODEL['layers']})."),
-    ] = None,
-    dropout: Annotated[
-        float | None, typer.Option(help=f"Dropout (default: {DEFAULT_MODEL['dropout']}).")
-    ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(help=f"Sentences per step, all processes together (default: {DEFAULT_TRAIN['batch_size']})."),
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option(help=f"Peak learning rate (default: {DEFAULT_TRAIN['lr']}).")
-    ] = None,
-    weight_decay: Annotated[
-        float | None, typer.Option(help="AdamW weight decay (default: 0.01).")
-    ] = None,
-    clip: Annotated[
-        float | None,
-        typer.Option(help=f"Gradient-norm clipping, 0 = off (default: {DEFAULT_TRAIN['clip']})."),
-    ] = None,
-    epochs: Annotated[
-        int | None, typer.Option(help=f"Passes over the data (default: {DEFAULT_TRAIN['epochs']}).")
-    ] = None,
+    data_format: Annotated[DataFormat, typer.Option("--format", help=FORMAT_HELP)] = DataFormat.auto,
+    column: Annotated[str, typer.Option(help="CoNLL-U tag column: upos | xpos | deprel | misc:KEY.")] = "upos",
+    crf: Annotated[bool, typer.Option("--crf/--no-crf", help="Add a CRF layer (Viterbi decoding); useful for NER.")] = False,
+    embeddings: Annotated[Path | None, typer.Option(help="Pretrained word vectors, word2vec/fastText text format.")] = None,
+    embeddings_limit: Annotated[int, typer.Option(help="Read at most this many vectors (0 = all).")] = 200_000,
+    lowercase: Annotated[bool, typer.Option("--lowercase/--no-lowercase", help="Look words up lowercased (the character model still sees case).")] = True,
+    min_count: Annotated[int, typer.Option(help="Words seen fewer times get no embedding of their own.")] = 1,
+    word_dim: Annotated[int | None, typer.Option(help=f"Word embedding size (default: {DEFAULT_MODEL['word_dim']}).")] = None,
+    char_dim: Annotated[int | None, typer.Option(help=f"Character embedding size (default: {DEFAULT_MODEL['char_dim']}).")] = None,
+    char_hidden: Annotated[int | None, typer.Option(help=f"Character BiLSTM units per direction, 0 = none (default: {DEFAULT_MODEL['char_hidden']}).")] = None,
+    hidden: Annotated[int | None, typer.Option(help=f"Sentence BiLSTM units per direction (default: {DEFAULT_MODEL['hidden']}).")] = None,
+    layers: Annotated[int | None, typer.Option(help=f"Sentence BiLSTM layers (default: {DEFAULT_MODEL['layers']}).")] = None,
+    dropout: Annotated[float | None, typer.Option(help=f"Dropout (default: {DEFAULT_MODEL['dropout']}).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help=f"Sentences per step, all processes together (default: {DEFAULT_TRAIN['batch_size']}).")] = None,
+    lr: Annotated[float | None, typer.Option(help=f"Peak learning rate (default: {DEFAULT_TRAIN['lr']}).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (default: 0.01).")] = None,
+    clip: Annotated[float | None, typer.Option(help=f"Gradient-norm clipping, 0 = off (default: {DEFAULT_TRAIN['clip']}).")] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"Passes over the data (default: {DEFAULT_TRAIN['epochs']}).")] = None,
     max_steps: MaxSteps = None,
     time_budget: TimeBudget = None,
-    eval_every: Annotated[
-        int | None, typer.Option(help="Validate every N steps (default: each epoch).")
-    ] = None,
-    patience: Annotated[
-        int | None,
-        typer.Option(
-            help=f"Early stopping: validations without a better dev accuracy (default: {DEFAULT_TRAIN['patience']}; 0 = off; off with --time-budget)."
-        ),
-    ] = None,
-    precision: Annotated[
-        str | None, typer.Option(help="auto | fp32 | bf16 | fp16 (CUDA; with a gradient scaler) (default: auto: bf16 where supported, else fp16 on CUDA, else fp32).")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (default: 1234).")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Validate every N steps (default: each epoch).")] = None,
+    patience: Annotated[int | None, typer.Option(help=f"Early stopping: validations without a better dev accuracy (default: {DEFAULT_TRAIN['patience']}; 0 = off; off with --time-budget).")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 | fp16 (CUDA; with a gradient scaler) (default: auto: bf16 where supported, else fp16 on CUDA, else fp32).")] = None,
+    seed: Seed = None,
     device: Device = "auto",
     threads: Threads = 1,
     quiet: Quiet = False,
     json_out: JsonOut = False,
+    train_option: OldTrain = None,
 ) -> None:
     """Train a BiLSTM tagger (word + character BiLSTM, optional CRF) on CoNLL-U or token<TAB>tag data.
 
@@ -206,67 +125,48 @@ def train(
     torchrun --nproc-per-node 2 -m textrnn tag train ...; --batch-size is then the batch
     of all processes together.
 
-    Example: textrnn tag train --train en_ewt-ud-train.conllu --dev en_ewt-ud-dev.conllu --time-budget 900
-    """
-    group, dev_ = distributed.join(default_device(device))
-    console = stderr_console(quiet or not group.main)
-    set_threads(threads)
-    overrides = dict(
+    Example: textrnn tag train en_ewt-ud-train.conllu --dev en_ewt-ud-dev.conllu --time-budget 900
+    """  # fmt: skip
+    train = training.train_file(train, train_option, "textrnn tag train")
+    session = training.start(device, quiet=quiet, threads=threads)
+    options = training.given(
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs, max_steps=max_steps,
         time_budget=time_budget, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
     )  # fmt: skip
-    model_overrides = {
-        k: v
-        for k, v in dict(word_dim=word_dim, char_dim=char_dim, char_hidden=char_hidden, hidden=hidden,
-                         layers=layers, dropout=dropout).items()
-        if v is not None
-    }  # fmt: skip
-    if crf:
-        model_overrides["crf"] = True
-    ckpt = None
+    model_changes = training.given(word_dim=word_dim, char_dim=char_dim, char_hidden=char_hidden, hidden=hidden,
+                                   layers=layers, dropout=dropout, crf=crf or None)  # fmt: skip
+    resumed = None
     if resume is not None:
-        ckpt = load_checkpoint(resume, task="tagger")
-        if model_overrides or embeddings is not None:
-            raise UsageError(
-                "model options (--hidden, --crf, --embeddings, ...) cannot change when resuming"
-            )
-        corpus = ckpt.meta.get("corpus", {})
-        train = train or Path((corpus.get("train") or {}).get("path", ""))
-        if dev is None and corpus.get("dev"):
-            dev = Path(corpus["dev"]["path"])
-        column = (ckpt.meta.get("tokenizers", {}).get("tag", {}) or {}).get("column", column)
-        cfg = config_with_overrides(saved_train_config(ckpt.meta, source=str(resume)), **overrides)
-        out = out or Path(ckpt.meta["training"].get("best_checkpoint") or out_path_for(train))
-    else:
-        if train is None:
-            raise UsageError("missing --train FILE (or --resume CHECKPOINT)")
-        cfg = config_with_overrides(TrainConfig(**DEFAULT_TRAIN), **overrides)
-        out = out or out_path_for(train)
-    check_column(column)
+        changes = {**model_changes, **training.given(embeddings=embeddings)}
+        resumed = training.resume_from(resume, "tagger", model_changes=changes, examples="--hidden, --crf, --embeddings")
+        column = _saved_column(resume, resumed.ckpt.meta, column)
+    train, dev, out = training.files_to_train(train, dev, out, resumed)
+    tag_options = TagOptions(column=column, fmt=data_format.value, lowercase=lowercase, min_count=min_count,
+                             embeddings=embeddings, embeddings_limit=embeddings_limit)  # fmt: skip
     for path in (train, dev, embeddings):
         if path is not None:
             check_text_file(path)
-    if min_count < 1:
-        raise UsageError(f"--min-count must be at least 1, got {min_count}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    log(console, f"training a tagger on {train} (column {column}) -> {out}")
-    with TrainDisplay(console, _dev_accuracy) as display:
-        result = train_tagger(
-            train, dev, out=out, column=column, fmt=data_format.value, model_overrides=model_overrides,
-            train_cfg=cfg, lowercase=lowercase, min_count=min_count, embeddings=embeddings,
-            embeddings_limit=embeddings_limit, device=dev_, on_progress=display,
-            on_log=lambda m: log(console, m), resume=ckpt,
+    cfg = training.train_config(tag.default_train_config(), resumed, **options)
+    training.make_folder(out)
+    log(session.console, f"training a tagger on {train} (column {column}) -> {out}")
+    with TrainDisplay(session.console, _dev_accuracy) as display:
+        result = tag.train(
+            train, dev, out=out, options=tag_options, model_overrides=model_changes, train_cfg=cfg,
+            device=session.device, on_progress=display, on_log=lambda m: log(session.console, m),
+            resume=resumed.ckpt if resumed else None,
         )  # fmt: skip
-    st = result.state
-    exit_if_interrupted(st, result.last, group, "textrnn tag train")
-    best = best_validation(st)
-    log(
-        console,
-        f"done ({st.stopped}) after {st.step} steps; best dev accuracy {pct(best.get('val_accuracy'))} at step {st.best_step}: {result.best}",
-    )
-    if json_out and group.main:
-        metrics = ("val_accuracy", "val_oov_accuracy", "val_loss")
-        print(json.dumps(summary(st, result.best, result.last, metrics)))
+    best = best_validation(result.state)
+    training.report(session, result.state, out, command="textrnn tag train", json_out=json_out,
+                    best=f"best dev accuracy {pct(best.get('val_accuracy'))}",
+                    metrics=("val_accuracy", "val_oov_accuracy", "val_loss"))  # fmt: skip
+
+
+def _saved_column(path: Path, meta: dict, column: str) -> str:
+    """The tag column a tagger was trained on (`column` when its checkpoint does not say)."""
+    try:
+        return (meta.get("tokenizers", {}).get("tag", {}) or {}).get("column", column)
+    except AttributeError as err:
+        raise training.metadata_error(path, err) from None
 
 
 # ---- predict ------------------------------------------------------------------------------------
@@ -288,74 +188,60 @@ def _render(sentence: Sentence, fmt: str, column: str) -> str:
 
 @app.command("predict")
 def predict_(
-    file: Annotated[
-        Path | None,
-        typer.Argument(
-            help="Input (default: stdin): one whitespace-tokenized sentence per line, or CoNLL-U."
-        ),
-    ] = None,
-    checkpoint: CheckpointOpt = ...,  # type: ignore[assignment]
-    input_format: Annotated[
-        InputFormat,
-        typer.Option(help="text: a sentence per line; conllu: fill the tag column, keep the rest."),
-    ] = InputFormat.text,
-    out_format: Annotated[
-        OutputFormat | None,
-        typer.Option(
-            "--format",
-            help="slash (word/TAG) | tsv | conllu | json (a JSON object per sentence) (default: slash; conllu for CoNLL-U input).",
-        ),
-    ] = None,
-    column: Annotated[
-        str | None,
-        typer.Option(help="CoNLL-U column to fill (default: the one the tagger was trained on)."),
-    ] = None,
-    read_ahead: Annotated[
-        int,
-        typer.Option(
-            help="Sentences read, then tagged together in batches of similar length (1 when stdin is a terminal)."
-        ),
-    ] = READ_AHEAD,
-    precision: Annotated[
-        str,
-        typer.Option(
-            help="auto (bf16 where the CPU/GPU has it: about twice as fast, a few tags in 10,000 may differ; else fp16 on CUDA) | fp32 | bf16 | fp16 (CUDA)."
-        ),
-    ] = "auto",
+    file: Annotated[Path | None, typer.Argument(help="Input (default: stdin): one whitespace-tokenized sentence per line, or CoNLL-U.")] = None,
+    checkpoint: Checkpoint = ...,  # type: ignore[assignment]
+    data_format: Annotated[str | None, typer.Option("--format", help="text: a sentence per line; conllu: fill the tag column, keep the rest.", show_default="text")] = None,
+    output_format: Annotated[OutputFormat | None, typer.Option(help="slash (word/TAG) | tsv | conllu | json (a JSON object per sentence).", show_default="slash; conllu for CoNLL-U input")] = None,
+    column: Annotated[str | None, typer.Option(help="CoNLL-U column to fill (default: the one the tagger was trained on).")] = None,
+    read_ahead: Annotated[int, typer.Option(help="Sentences read, then tagged together in batches of similar length (1 when stdin is a terminal).")] = READ_AHEAD,
+    precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU/GPU has it: about twice as fast, a few tags in 10,000 may differ; else fp16 on CUDA) | fp32 | bf16 | fp16 (CUDA).")] = "auto",
     device: Device = "cpu",
     threads: Threads = 1,
+    json_out: Annotated[bool, typer.Option("--json", help="The same as --output-format json.")] = False,
+    input_format: Annotated[str | None, typer.Option("--input-format", hidden=True, help="The old name of --format.")] = None,
 ) -> None:
     """Tag sentences, streaming: output follows input batch by batch.
 
     Example: echo "I saw her duck ." | textrnn tag predict -c checkpoints/en_ewt-ud-train.ckpt
-    """
+    """  # fmt: skip
     if read_ahead < 1:
         raise UsageError(f"--read-ahead must be at least 1, got {read_ahead}")
+    data_format, output_format = _predict_formats(data_format, input_format, output_format, json_out)
     set_threads(threads)
-    tagger = load_tagger(checkpoint, device=default_device(device), precision=precision)
+    tagger = tag.load(checkpoint, device=default_device(device), precision=precision)
     column = check_column(column or tagger.vocab.column)
-    fmt = (
-        out_format.value
-        if out_format
-        else ("conllu" if input_format == InputFormat.conllu else "slash")
-    )
     if file is None and interactive():
         read_ahead = 1
     name = "<stdin>" if file is None else str(file)
     lines = stdin_lines() if file is None else iter_lines(check_text_file(file))
-    if input_format == InputFormat.conllu:
+    if data_format == "conllu":
         sentences: Iterable[Sentence] = parse_conllu(lines, name=name, column=column)
     else:
         sentences = (Sentence(line.split()) for line in lines)
     out = sys.stdout
     for chunk in chunks(sentences, read_ahead):
-        tags = predict(tagger, [s.words for s in chunk], read_ahead=read_ahead)
-        out.write(
-            "".join(
-                _render(replace(s, tags=t), fmt, column) for s, t in zip(chunk, tags, strict=True)
-            )
-        )
+        tags = tagger.predict([s.words for s in chunk], read_ahead=read_ahead)
+        out.write("".join(_render(replace(s, tags=t), output_format, column) for s, t in zip(chunk, tags, strict=True)))
         out.flush()
+
+
+def _predict_formats(data_format: str | None, old_input: str | None, output: OutputFormat | None, json_out: bool) -> tuple[str, str]:
+    """The input and output formats of `tag predict`, from --format, --output-format and
+    --json, and from the old forms (--input-format; --format naming the output)."""
+    if old_input is not None:
+        old_form("`textrnn tag predict --input-format`", "`--format`")
+        data_format = data_format or old_input
+    if data_format in ("slash", "tsv", "json"):  # --format named the output before
+        old_form(f"`textrnn tag predict --format {data_format}`", f"`--output-format {data_format}`")
+        output, data_format = output or OutputFormat(data_format), None
+    data_format = data_format or "text"
+    if data_format not in INPUT_FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(INPUT_FORMATS)}, got {data_format!r}")
+    if json_out:
+        if output not in (None, OutputFormat.json):
+            raise UsageError(f"--json and --output-format {output.value} contradict each other")
+        output = OutputFormat.json
+    return data_format, output.value if output else ("conllu" if data_format == "conllu" else "slash")
 
 
 # ---- eval ---------------------------------------------------------------------------------------------
@@ -364,18 +250,10 @@ def predict_(
 @app.command("eval")
 def eval_(
     file: Annotated[Path, typer.Argument(help="Tagged data: CoNLL-U or token<TAB>tag lines.")],
-    checkpoint: CheckpointOpt = ...,  # type: ignore[assignment]
-    data_format: Annotated[
-        DataFormat,
-        typer.Option("--format", help="Data format (auto: .conllu or 10 columns -> conllu)."),
-    ] = DataFormat.auto,
-    column: Annotated[
-        str | None,
-        typer.Option(help="CoNLL-U gold column (default: the one the tagger was trained on)."),
-    ] = None,
-    precision: Annotated[
-        str, typer.Option(help="fp32 (the figure training reported) | bf16 | fp16 (CUDA) | auto.")
-    ] = "fp32",
+    checkpoint: Checkpoint = ...,  # type: ignore[assignment]
+    data_format: Annotated[DataFormat, typer.Option("--format", help=FORMAT_HELP)] = DataFormat.auto,
+    column: Annotated[str | None, typer.Option(help="CoNLL-U gold column (default: the one the tagger was trained on).")] = None,
+    precision: Annotated[str, typer.Option(help="fp32 (the figure training reported) | bf16 | fp16 (CUDA) | auto.")] = "fp32",
     device: Device = "cpu",
     threads: Threads = 1,
     json_out: JsonOut = False,
@@ -386,20 +264,18 @@ def eval_(
     precision/recall/F1 and, for BIO/BIOES tags, span precision/recall/F1 with
     conlleval semantics.
 
-    Example: textrnn tag eval -c checkpoints/en_ewt-ud-train.ckpt en_ewt-ud-dev.conllu --json
+    Example: textrnn tag eval en_ewt-ud-dev.conllu -c checkpoints/en_ewt-ud-train.ckpt --json
     """
     set_threads(threads)
-    tagger = load_tagger(checkpoint, device=default_device(device), precision=precision)
-    column = check_column(column or tagger.vocab.column)
-    sentences = load_sentences(file, fmt=data_format.value, column=column)
-    result = {"file": str(file), **evaluate(tagger, sentences)}
+    tagger = tag.load(checkpoint, device=default_device(device), precision=precision)
+    result = tagger.evaluate(file, fmt=data_format.value, column=column)
     if json_out:
         print(json.dumps(result, ensure_ascii=False))
         return
-    _print_eval(result, tagger)
+    _print_eval(result)
 
 
-def _print_eval(result: dict, tagger: LoadedTagger) -> None:
+def _print_eval(result: dict) -> None:
     console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
     summary = Table(
         title=f"{result['file']}: {result['sentences']} sentences, {result['tokens']} tokens",
@@ -428,9 +304,9 @@ def _print_eval(result: dict, tagger: LoadedTagger) -> None:
             ("support", "right"),
         ):
             table.add_column(name, justify=justify)
-        for tag, r in rows.items():
+        for label, r in rows.items():
             table.add_row(
-                tag, pct(r["precision"]), pct(r["recall"]), pct(r["f1"]), str(r["support"])
+                label, pct(r["precision"]), pct(r["recall"]), pct(r["f1"]), str(r["support"])
             )
         console.print(table)
 

@@ -1,20 +1,19 @@
 """`textrnn tokenize train|encode|decode|stats`: build tokenizers and tokenize text.
 
 encode and decode are filters: one output line per input line, from FILE arguments or
-stdin, so they pipe. Pieces are shown with spaces as "▁" (as sentencepiece does) and
-other whitespace and control characters escaped ("\\t", "<U+0085>"), so a line of
-pieces splits unambiguously on " ".
+stdin, so they pipe, and decode reads what encode writes in either mode (pieces by
+default, ids with --ids on both sides). The piece format is defined, and parsed, in
+`textrnn.tokenizers.pieces`.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
-import regex
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -22,13 +21,17 @@ from rich.text import Text
 
 from textrnn.cli.io import stdin_lines
 from textrnn.errors import CheckpointError, DataError, UsageError
-from textrnn.formats.plain import iter_text_chunks
+from textrnn.formats.plain import iter_lines, iter_text_chunks
 from textrnn.tokenizers import (
     Tokenizer,
     corpus_stats,
+    format_pieces,
     load_sentencepiece_model,
     load_tokenizer,
+    marks_spaces,
+    parse_pieces,
     save_tokenizer,
+    show_piece,
     tokenizer_from_dict,
     train_tokenizer,
 )
@@ -111,41 +114,64 @@ def train(
 # --- encode / decode ------------------------------------------------------------------------
 
 
-@app.command()
+PIECES_HELP = """
+Pieces (the default): one line per input line, the vocabulary's piece for each token
+separated by single spaces (a unit outside the vocabulary is <unk>); a line with no
+tokens is empty. Inside a piece a space is written ▁, as sentencepiece writes it
+(sentencepiece pieces such as ▁the and <0xE0> appear as they are), and \\\\ \\n \\t \\r
+and \\uXXXX escape a backslash, newline, tab, carriage return and any other whitespace
+or control character, and a literal ▁ in a char or word piece (\\u2581). With --ids:
+the token ids, separated by spaces.
+"""
+
+IdsOption = Annotated[
+    bool, typer.Option("--ids", help="Token ids instead of pieces (both encode and decode).")
+]
+
+
+@app.command(epilog=PIECES_HELP)
 def encode(
     files: Files = None,
     tokenizer: TokenizerFile = None,
     checkpoint: CheckpointFile = None,
-    ids: Annotated[bool, typer.Option("--ids", help="Write token ids, not pieces.")] = False,
+    ids: IdsOption = False,
 ) -> None:
     """Tokenize text: one line of space-separated pieces (or ids) per input line."""
     tok = resolve_tokenizer(tokenizer, checkpoint)
     out = _utf8_stdout()
     for _, line in _input_lines(files):
-        if ids:
-            out.write(" ".join(map(str, tok.encode(line))) + "\n")
-        else:
-            out.write(" ".join(map(show_piece, tok.tokenize(line))) + "\n")
+        line_ids = tok.encode(line)
+        out.write((" ".join(map(str, line_ids)) if ids else format_pieces(tok, line_ids)) + "\n")
 
 
-@app.command()
+@app.command(epilog=PIECES_HELP)
 def decode(
     files: Files = None,
     tokenizer: TokenizerFile = None,
     checkpoint: CheckpointFile = None,
+    ids: IdsOption = False,
 ) -> None:
-    """Turn lines of space-separated token ids back into text, one line per input line."""
+    """Turn what `encode` writes (pieces, or ids with --ids) back into text, line by line.
+
+    `encode -t T FILE | decode -t T` gives back FILE in the tokenizer's normal form: the
+    text normalised (NFC unless the tokenizer says otherwise), lines ended by "\\n",
+    units outside the vocabulary as U+FFFD (word: <unk>), and, for word tokenizers,
+    words re-spaced the way decoding spaces them.
+    """
     tok = resolve_tokenizer(tokenizer, checkpoint)
     out = _utf8_stdout()
     for where, line in _input_lines(files):
         try:
-            line_ids = [int(x) for x in line.split()]
-        except ValueError:
-            raise DataError(f"{where}: expected space-separated token ids") from None
-        try:
-            out.write(tok.decode(line_ids) + "\n")
+            out.write(tok.decode(_read_ids(line) if ids else parse_pieces(tok, line)) + "\n")
         except DataError as err:
             raise DataError(f"{where}: {err}") from None
+
+
+def _read_ids(line: str) -> list[int]:
+    try:
+        return [int(x) for x in line.split()]
+    except ValueError:
+        raise DataError("expected space-separated token ids") from None
 
 
 def resolve_tokenizer(tokenizer: Path | None, checkpoint: Path | None) -> Tokenizer:
@@ -157,18 +183,10 @@ def resolve_tokenizer(tokenizer: Path | None, checkpoint: Path | None) -> Tokeni
     from textrnn.engine.checkpoint import load_checkpoint
 
     meta = load_checkpoint(checkpoint, load_tensors=False).meta
-    if not isinstance(meta.get("tokenizer"), dict):
+    tokenizers = meta.get("tokenizers")
+    if not (isinstance(tokenizers, dict) and isinstance(tokenizers.get("text"), dict)):
         raise CheckpointError(f"{checkpoint}: this checkpoint has no single text tokenizer")
-    return tokenizer_from_dict(meta["tokenizer"])
-
-
-_ESCAPES = {" ": "▁", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
-_NEEDS_ESCAPE = regex.compile(r"[\s\p{Cc}]")
-
-
-def show_piece(piece: str) -> str:
-    """A piece as one space-free word: spaces as "▁", other whitespace and controls escaped."""
-    return _NEEDS_ESCAPE.sub(lambda m: _ESCAPES.get(m[0], f"<U+{ord(m[0]):04X}>"), piece)
+    return tokenizer_from_dict(tokenizers["text"])
 
 
 def _input_lines(files: list[Path] | None) -> Iterator[tuple[str, str]]:
@@ -176,19 +194,9 @@ def _input_lines(files: list[Path] | None) -> Iterator[tuple[str, str]]:
     for path in files or [Path("-")]:
         stdin = str(path) == "-"
         name = "<stdin>" if stdin else str(path)
-        source = stdin_lines() if stdin else _split_lines(iter_text_chunks(path))
+        source = stdin_lines() if stdin else iter_lines(path)
         for number, line in enumerate(source, start=1):
             yield f"{name}:{number}", line.removesuffix("\r")
-
-
-def _split_lines(chunks: Iterable[str]) -> Iterator[str]:
-    # Only a newline ends a line here (str.splitlines would also cut at U+2028, U+0085...).
-    pending = ""
-    for chunk in chunks:
-        *lines, pending = (pending + chunk).split("\n")
-        yield from lines
-    if pending:
-        yield pending
 
 
 def _utf8_stdout() -> TextIO:
@@ -236,10 +244,10 @@ def stats(
         out = _utf8_stdout()
         out.write(json.dumps(report, ensure_ascii=False) + "\n")
     else:
-        _print_stats(report)
+        _print_stats(report, tok)
 
 
-def _print_stats(report: dict[str, Any]) -> None:
+def _print_stats(report: dict[str, Any], tok: Tokenizer) -> None:
     console = Console(file=_utf8_stdout(), highlight=False, soft_wrap=False)
     summary = Table(title=f"{report['kind']} tokenizer", show_header=False)
     summary.add_column("measure")
@@ -256,10 +264,11 @@ def _print_stats(report: dict[str, Any]) -> None:
         value = report[key]
         summary.add_row(label, f"{value:.4%}" if key == "unknown_rate" else f"{value:,}")
     if report["unknown_units"]:
-        shown = " ".join(map(show_piece, report["unknown_units"][:20]))
+        shown = " ".join(map(show_piece, report["unknown_units"][:20]))  # text, not pieces
         summary.add_row("unknown units", Text(shown))
     console.print(summary)
     if report["top"]:
+        marked = marks_spaces(tok)
         table = Table(title="most frequent tokens")
         for name, justify in [("rank", "right"), ("id", "right"), ("piece", "left")]:
             table.add_column(name, justify=justify)
@@ -270,7 +279,7 @@ def _print_stats(report: dict[str, Any]) -> None:
             table.add_row(
                 str(rank),
                 str(row["id"]),
-                Text(show_piece(row["piece"])),
+                Text(show_piece(row["piece"], marked=marked)),
                 f"{row['count']:,}",
                 f"{share:.2%}",
             )

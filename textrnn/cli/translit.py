@@ -15,39 +15,34 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from textrnn.cli import training
 from textrnn.cli.display import TrainDisplay, log, pct, stderr_console
 from textrnn.cli.io import chunks, interactive, stdin_lines
-from textrnn.cli.options import Device, JsonOut, MaxSteps, Quiet, Resume, TimeBudget
-from textrnn.cli.outcome import best_validation, exit_if_interrupted, summary
-from textrnn.config import config_from_dict
-from textrnn.engine import distributed
-from textrnn.engine.checkpoint import load_checkpoint
-from textrnn.engine.config import TrainConfig, config_with_overrides, saved_train_config
-from textrnn.engine.devices import default_device, set_threads
-from textrnn.engine.outputs import out_path_for
-from textrnn.errors import CheckpointError, TextrnnError, UsageError
-from textrnn.formats.plain import check_text_file, iter_lines
-from textrnn.tasks.translit import (
-    DEFAULT_MODEL,
-    DEFAULT_TRAIN,
-    READ_AHEAD,
-    Transliterator,
-    TranslitOptions,
-    attention_map,
-    evaluate,
-    load_translit,
-    predict_words,
-    train_translit,
-    transliterate_text,
+from textrnn.cli.options import (
+    Checkpoint,
+    Dev,
+    Device,
+    JsonOut,
+    MaxSteps,
+    OldTrain,
+    Out,
+    Quiet,
+    Resume,
+    Seed,
+    Threads,
+    TimeBudget,
 )
+from textrnn.cli.outcome import best_validation
+from textrnn.config import config_from_dict
+from textrnn.engine.devices import default_device, set_threads
+from textrnn.errors import TextrnnError, UsageError
+from textrnn.formats.plain import check_text_file, iter_lines
+from textrnn.tasks import translit
+from textrnn.tasks.translit import DEFAULT_MODEL, DEFAULT_TRAIN, READ_AHEAD, TranslitOptions
 from textrnn.text import is_combining_start
 
 app = typer.Typer(help="Transliteration (romanised <-> native script): train, predict, eval.", no_args_is_help=True)
 
-CheckpointOpt = Annotated[Path, typer.Option("--checkpoint", "-c", help="Transliteration checkpoint.")]
-Threads = Annotated[
-    int, typer.Option(help="CPU threads (0 = PyTorch's default, one per core).")
-]
 Beam = Annotated[int, typer.Option(help="Beam width; 1 = greedy decoding.")]
 LengthPenalty = Annotated[
     float, typer.Option(help="Rank beam candidates by logprob / length ** this (0 = raw sum).")
@@ -85,9 +80,9 @@ def _dev_accuracy(val: dict) -> str:
 
 @app.command()
 def train(
-    train: Annotated[Path | None, typer.Option("--train", help="Training lexicon: TSV, source and target per line (optional with --resume).")] = None,
-    dev: Annotated[Path | None, typer.Option("--dev", help="Dev lexicon for early stopping (default: hold out 5% of --train).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Best checkpoint (default: checkpoints/<train>.ckpt); the last one goes beside it as <name>.last.ckpt.")] = None,
+    train: Annotated[Path | None, typer.Argument(help="Training lexicon: TSV, source and target per line (optional with --resume).")] = None,
+    dev: Dev = None,
+    out: Out = None,
     resume: Resume = None,
     direction: Annotated[Direction, typer.Option(help="to-native: the Latin-script column is the source; to-latin: it is the target.")] = Direction.to_native,
     source_column: Annotated[int | None, typer.Option(help="Source column, 1-based (with --target-column; overrides --direction).")] = None,
@@ -105,7 +100,7 @@ def train(
     teacher_forcing: Annotated[float | None, typer.Option(help="Probability of feeding the gold previous unit (1 = always; lower = scheduled sampling) (default: 1).")] = None,
     sampling_decay: Annotated[int | None, typer.Option(help="Steps over which that probability falls linearly from 1 to --teacher-forcing (default: 0).")] = None,
     label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing (default: 0.1).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help=f"Words per batch (default: {DEFAULT_TRAIN['batch_size']}).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help=f"Words per step, all processes together (default: {DEFAULT_TRAIN['batch_size']}).")] = None,
     lr: Annotated[float | None, typer.Option(help=f"Peak learning rate (default: {DEFAULT_TRAIN['lr']}).")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (default: 0.01).")] = None,
     clip: Annotated[float | None, typer.Option(help=f"Gradient-norm clipping, 0 = off (default: {DEFAULT_TRAIN['clip']}).")] = None,
@@ -115,87 +110,69 @@ def train(
     eval_every: Annotated[int | None, typer.Option(help="Validate every N steps (default: each epoch).")] = None,
     patience: Annotated[int | None, typer.Option(help=f"Early stopping: validations without a better dev accuracy (default: {DEFAULT_TRAIN['patience']}; 0 = off; off with --time-budget).")] = None,
     precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 (default: auto; bf16 is 2.5x faster on a CPU with AVX512-BF16).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (default: 1234).")] = None,
+    seed: Seed = None,
     device: Device = "auto",
     threads: Threads = 1,
     quiet: Quiet = False,
     json_out: JsonOut = False,
+    train_option: OldTrain = None,
 ) -> None:
     """Train an attentional BiLSTM encoder-decoder on a transliteration lexicon.
 
     The best checkpoint is the one with the highest dev word accuracy (greedy decoding).
 
-    Example: textrnn translit train --train hi.translit.sampled.train.tsv --dev hi.translit.sampled.dev.tsv --time-budget 1800
+    Example: textrnn translit train hi.translit.sampled.train.tsv --dev hi.translit.sampled.dev.tsv --time-budget 1800
     """  # fmt: skip
-    group, dev_ = distributed.join(default_device(device))
-    console = stderr_console(quiet or not group.main)
-    set_threads(threads)
-    overrides = dict(
+    train = training.train_file(train, train_option, "textrnn translit train")
+    session = training.start(device, quiet=quiet, threads=threads)
+    options = training.given(
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs, max_steps=max_steps,
         time_budget=time_budget, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
     )  # fmt: skip
-    model_overrides = {
-        k: v
-        for k, v in dict(embed=embed, hidden=hidden, layers=layers, dec_hidden=dec_hidden, dropout=dropout,
-                         members=members, attention=attention.value if attention else None).items()
-        if v is not None
-    }  # fmt: skip
-    option_overrides = {
-        k: v
-        for k, v in dict(teacher_forcing=teacher_forcing, sampling_decay=sampling_decay, label_smoothing=label_smoothing).items()
-        if v is not None
-    }  # fmt: skip
-    columns = None
+    model_changes = training.given(embed=embed, hidden=hidden, layers=layers, dec_hidden=dec_hidden, dropout=dropout,
+                                   members=members, attention=attention.value if attention else None)  # fmt: skip
+    option_changes = training.given(teacher_forcing=teacher_forcing, sampling_decay=sampling_decay, label_smoothing=label_smoothing)
     if (source_column is None) != (target_column is None):
         raise UsageError("--source-column and --target-column go together")
-    if source_column is not None:
-        columns = (source_column, target_column)
-    ckpt = None
+    columns = (source_column, target_column) if source_column is not None else None
+    resumed = None
     if resume is not None:
-        ckpt = load_checkpoint(resume, task="translit")
-        if model_overrides:
-            raise UsageError("model options (--hidden, --attention, ...) cannot change when resuming")
-        try:  # the metadata comes from a file: anything unusable is a corrupt checkpoint
-            data = ckpt.meta.get("data") or {}
-            train = train or Path((data.get("train") or {})["path"])
-            if dev is None and data.get("dev"):
-                dev = Path(data["dev"]["path"])
-            direction = Direction(data.get("direction", direction.value))
-            if columns is None and data.get("columns"):
-                columns = tuple(int(c) for c in data["columns"])
-            saved_cfg = saved_train_config(ckpt.meta, source=str(resume))
-            options = config_from_dict(TranslitOptions, ckpt.meta.get("translit") or {}, what="translit options")
-            best = ckpt.meta["training"].get("best_checkpoint")
-        except (KeyError, TypeError, ValueError, AttributeError, TextrnnError) as err:
-            raise CheckpointError(f"{resume}: checkpoint metadata is incomplete or invalid ({err})") from None
-        cfg = config_with_overrides(saved_cfg, **overrides)
-        options = replace(options, **option_overrides)
-        out = out or Path(best or out_path_for(train))
+        resumed = training.resume_from(resume, "translit", model_changes=model_changes, examples="--hidden, --attention")
+        direction, columns, task_options = _saved_settings(resume, resumed.ckpt.meta, direction, columns)
+        task_options = replace(task_options, **option_changes)
     else:
-        if train is None:
-            raise UsageError("missing --train FILE (or --resume CHECKPOINT)")
-        cfg = config_with_overrides(TrainConfig(**DEFAULT_TRAIN), **overrides)
-        options = TranslitOptions(counts=counts.value, source_unit=source_unit.value,
-                                  target_unit=target_unit.value, **option_overrides)  # fmt: skip
-        out = out or out_path_for(train)
+        task_options = TranslitOptions(counts=counts.value, source_unit=source_unit.value,
+                                       target_unit=target_unit.value, **option_changes)  # fmt: skip
+    train, dev, out = training.files_to_train(train, dev, out, resumed)
     for path in (train, dev):
         if path is not None:
             check_text_file(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    log(console, f"training a transliterator on {train} ({direction.value}) -> {out}")
-    with TrainDisplay(console, _dev_accuracy) as display:
-        result = train_translit(
-            train, dev, out=out, direction=direction.value, columns=columns, model_overrides=model_overrides,
-            options=options, train_cfg=cfg, device=dev_, on_progress=display,
-            on_log=lambda m: log(console, m), resume=ckpt,
+    cfg = training.train_config(translit.default_train_config(), resumed, **options)
+    training.make_folder(out)
+    log(session.console, f"training a transliterator on {train} ({direction.value}) -> {out}")
+    with TrainDisplay(session.console, _dev_accuracy) as display:
+        result = translit.train(
+            train, dev, out=out, direction=direction.value, columns=columns, model_overrides=model_changes,
+            options=task_options, train_cfg=cfg, device=session.device, on_progress=display,
+            on_log=lambda m: log(session.console, m), resume=resumed.ckpt if resumed else None,
         )  # fmt: skip
-    st = result.state
-    exit_if_interrupted(st, result.last, group, "textrnn translit train")
-    best = best_validation(st)
-    log(console, f"done ({st.stopped}) after {st.step} steps; best dev accuracy (greedy) "
-                 f"{pct(best.get('val_accuracy'))} at step {st.best_step}: {result.best}")  # fmt: skip
-    if json_out and group.main:
-        print(json.dumps(summary(st, result.best, result.last, ("val_accuracy", "val_cer", "val_loss"))))
+    best = best_validation(result.state)
+    training.report(session, result.state, out, command="textrnn translit train", json_out=json_out,
+                    best=f"best dev accuracy (greedy) {pct(best.get('val_accuracy'))}",
+                    metrics=("val_accuracy", "val_cer", "val_loss"))  # fmt: skip
+
+
+def _saved_settings(path: Path, meta: dict, direction: Direction, columns: tuple[int, int] | None):
+    """The direction, columns and options a checkpoint was trained with (columns given now win)."""
+    try:  # the metadata comes from a file: anything unusable is a corrupt checkpoint
+        data = meta.get("data") or {}
+        direction = Direction(data.get("direction", direction.value))
+        if columns is None and data.get("columns"):
+            columns = tuple(int(c) for c in data["columns"])
+        options = config_from_dict(TranslitOptions, meta.get("translit") or {}, what="translit options")
+    except (KeyError, TypeError, ValueError, AttributeError, TextrnnError) as err:
+        raise training.metadata_error(path, err) from None
+    return direction, columns, options
 
 
 # ---- predict ------------------------------------------------------------------------------------------
@@ -204,7 +181,7 @@ def train(
 @app.command("predict")
 def predict_(
     file: Annotated[Path | None, typer.Argument(help="Input (default: stdin): one word per line, or running text with --text.")] = None,
-    checkpoint: CheckpointOpt = ...,  # type: ignore[assignment]
+    checkpoint: Checkpoint = ...,  # type: ignore[assignment]
     text: Annotated[bool, typer.Option("--text", help="Running text: transliterate every word, keep spacing, punctuation and digits.")] = False,
     beam: Beam = 5,
     nbest: Annotated[int, typer.Option(help="Candidates per word, tab-separated, best first (at most --beam).")] = 1,
@@ -216,8 +193,13 @@ def predict_(
     precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU/GPU has it) | fp32 | bf16.")] = "auto",
     device: Device = "cpu",
     threads: Threads = 1,
+    quiet: Quiet = False,
+    json_out: JsonOut = False,
 ) -> None:
     """Transliterate words (one per line) or running text, streaming: output follows input chunk by chunk.
+
+    With --json, a JSON object per input line: {"input", "candidates": [{"text", "score",
+    "logprob"}]} for words, {"input", "output"} for --text.
 
     Example: echo rahul | textrnn translit predict -c checkpoints/hi.ckpt
     """  # fmt: skip
@@ -232,9 +214,9 @@ def predict_(
     if not 1 <= nbest <= beam:
         raise UsageError(f"--nbest must be between 1 and --beam ({beam}), got {nbest}")
     set_threads(threads)
-    tr = load_translit(checkpoint, device=default_device(device), precision=precision, length_penalty=length_penalty)
+    tr = translit.load(checkpoint, device=default_device(device), precision=precision, length_penalty=length_penalty)
     if show_attention is not None:
-        _show_attention(tr, show_attention, attention_png)
+        _show_attention(tr, show_attention, attention_png, stderr_console(quiet))
         return
     if file is None and interactive():
         read_ahead = 1
@@ -242,22 +224,30 @@ def predict_(
     out = sys.stdout
     for chunk in chunks((line.rstrip("\r") for line in lines), read_ahead):
         if text:
-            out.write("".join(line + "\n" for line in transliterate_text(tr, chunk, beam=beam)))
+            outputs = tr.predict_text(chunk, beam=beam)
+            out.write("".join(_render_text(line, o, json_out) + "\n" for line, o in zip(chunk, outputs, strict=True)))
         else:
             words = [line.strip() for line in chunk]
-            found = predict_words(tr, words, beam=beam, nbest=nbest, read_ahead=read_ahead)
-            out.write("".join(_render(cands, scores) + "\n" for cands in found))
+            found = tr.predict(words, beam=beam, nbest=nbest, read_ahead=read_ahead)
+            out.write("".join(_render(w, cands, scores, json_out) + "\n" for w, cands in zip(words, found, strict=True)))
         out.flush()
 
 
-def _render(cands, scores: bool) -> str:
+def _render_text(line: str, output: str, json_out: bool) -> str:
+    return json.dumps({"input": line, "output": output}, ensure_ascii=False) if json_out else output
+
+
+def _render(word: str, cands, scores: bool, json_out: bool) -> str:
+    if json_out:
+        found = [{"text": c.text, "score": c.score, "logprob": c.logprob} for c in cands]
+        return json.dumps({"input": word, "candidates": found}, ensure_ascii=False)
     if scores:
         return "\t".join(f"{c.text}\t{c.score:.4f}" for c in cands)
     return "\t".join(c.text for c in cands)
 
 
-def _show_attention(tr: Transliterator, word: str, png: Path | None) -> None:
-    src, out, weights = attention_map(tr, word)
+def _show_attention(tr: translit.LoadedTransliterator, word: str, png: Path | None, console) -> None:
+    src, out, weights = tr.attention(word)
     if png is not None:
         plt = _pyplot()
     console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
@@ -272,7 +262,7 @@ def _show_attention(tr: Transliterator, word: str, png: Path | None) -> None:
     console.print(table)
     if png is not None:
         _save_png(plt, src, out, weights, png, title=word)
-        print(f"saved {png}", file=sys.stderr)
+        log(console, f"saved {png}")
 
 
 def _visible(unit: str) -> str:
@@ -348,7 +338,7 @@ def _codepoints(text: str) -> str:
 @app.command("eval")
 def eval_(
     file: Annotated[Path, typer.Argument(help="Gold lexicon, in the layout the model was trained on.")],
-    checkpoint: CheckpointOpt = ...,  # type: ignore[assignment]
+    checkpoint: Checkpoint = ...,  # type: ignore[assignment]
     beam: Beam = 5,
     nbest: Annotated[int, typer.Option(help="k of top-k accuracy: candidates kept per word (at most --beam) (default: the beam width).")] = 0,
     length_penalty: LengthPenalty = 1.0,
@@ -364,7 +354,7 @@ def eval_(
     candidate over the reference code points; any-reference accuracy accepts every
     target the file gives for the same source.
 
-    Example: textrnn translit eval -c checkpoints/hi.ckpt hi.translit.sampled.dev.tsv --json
+    Example: textrnn translit eval hi.translit.sampled.dev.tsv -c checkpoints/hi.ckpt --json
     """
     if beam < 1:
         raise UsageError(f"--beam must be >= 1, got {beam}")
@@ -372,11 +362,15 @@ def eval_(
     if not 1 <= nbest <= beam:
         raise UsageError(f"--nbest must be between 1 and --beam ({beam}), got {nbest}")
     set_threads(threads)
-    tr = load_translit(checkpoint, device=default_device(device), precision=precision, length_penalty=length_penalty)
-    result = evaluate(tr, file, beam=beam, nbest=nbest)
+    tr = translit.load(checkpoint, device=default_device(device), precision=precision, length_penalty=length_penalty)
+    result = tr.evaluate(file, beam=beam, nbest=nbest)
     if json_out:
         print(json.dumps(result, ensure_ascii=False))
         return
+    _print_eval(result, beam)
+
+
+def _print_eval(result: dict, beam: int) -> None:
     console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
     table = Table(title=f"{Path(result['file']).name}: {result['rows']} rows", show_header=False)
     table.add_column("measure")

@@ -170,6 +170,8 @@ def split_validation(
     if n_val <= 0:
         return [(0, n_tokens)], []
     blocks = max(1, min(VAL_BLOCKS, n_val // max(1, min_block)))
+    while blocks > 1 and -(-n_val // blocks) > n_tokens // blocks:  # a block cannot hold
+        blocks -= 1  # out more than its part (a validation fraction above a half)
     part = n_tokens // blocks
     train, val = [], []
     for i in range(blocks):

@@ -48,7 +48,11 @@ from textrnn.errors import CheckpointError
 from textrnn.files import write_atomically
 
 FORMAT_NAME = "textrnn-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 2 gave every task the same metadata keys: "tokenizers" ({name: tokenizer}; a
+# language model's one tokenizer is "text") and "data" ({"train": ..., "dev": ...}).
+# Version 1 files are read as version 2 (see `_upgrade`); a tagger of version 1 also
+# numbered <pad> 0 and <unk> 1, which its loader swaps.
 # A task names itself ("lm", "tagger", "translit", ...): the format does not enumerate
 # the tasks, so a new task needs no change here. A name is a short lowercase identifier.
 TASK_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -160,7 +164,7 @@ def read_meta(path: str | os.PathLike) -> tuple[str, dict]:
     header, header_bytes, size = _read_header(path)
     document = _document(path, header)
     entries = _tensor_entries(path, header, header_bytes, size)
-    meta = dict(document["meta"])
+    meta = _upgrade(dict(document["meta"]), document["format_version"])
     meta[HEADER_KEY] = {
         "format": document["format"],
         "format_version": document["format_version"],
@@ -170,6 +174,19 @@ def read_meta(path: str | os.PathLike) -> tuple[str, dict]:
         "tensors": entries,
     }
     return document["task"], meta
+
+
+def _upgrade(meta: dict, version: int) -> dict:
+    """Metadata of an older format version under the current version's keys."""
+    if version < 2:
+        if "tokenizer" in meta and "tokenizers" not in meta:
+            meta["tokenizers"] = {"text": meta.pop("tokenizer")}
+        if "corpus" in meta and "data" not in meta:
+            corpus = meta.pop("corpus")
+            # A language model named its one training file; a tagger its train and dev files.
+            is_files = isinstance(corpus, dict) and "train" in corpus
+            meta["data"] = corpus if is_files else {"train": corpus, "dev": None}
+    return meta
 
 
 def _read_header(path: Path) -> tuple[dict, int, int]:
@@ -396,6 +413,21 @@ def _unflatten(node: Any, tensors: dict[str, Tensor], source: str) -> Any:
     return {k: _unflatten(v, tensors, source) for k, v in node.items()}
 
 
+def trained_on(meta: dict, *, source: str) -> tuple[str | None, str | None]:
+    """The paths of the training and dev files a checkpoint's `data` names (None where it
+    names none); CheckpointError when they are malformed (`source` names the file)."""
+    data = meta.get("data")
+    data = data if data is not None else {}
+    paths = []
+    for key in ("train", "dev"):
+        entry = data.get(key) if isinstance(data, dict) else data
+        path = entry.get("path") if isinstance(entry, dict) else entry
+        if not (path is None or (isinstance(path, str) and path)):
+            raise CheckpointError(f"{source}: checkpoint metadata is invalid (data.{key} {entry!r})")
+        paths.append(path)
+    return paths[0], paths[1]
+
+
 # --- summaries ------------------------------------------------------------------------
 
 
@@ -404,8 +436,8 @@ def describe(path: str | os.PathLike) -> dict:
 
     Keys (those the checkpoint has): path, file_bytes, format_version, textrnn_version,
     created, task, parameters (elements of "model." tensors), tensors (count),
-    model_config, tokenizer or tokenizers ({kind, unit, vocab_size}), step, epoch,
-    metrics, corpus or data (the training data).
+    model_config, tokenizers ({name: {kind, unit, vocab_size}}), step, epoch, metrics,
+    data (the training files).
     """
     task, meta = read_meta(path)
     header = meta[HEADER_KEY]
@@ -422,8 +454,6 @@ def describe(path: str | os.PathLike) -> dict:
     }
     if "model_config" in meta:
         summary["model_config"] = meta["model_config"]
-    if isinstance(meta.get("tokenizer"), dict):
-        summary["tokenizer"] = _tokenizer_summary(meta["tokenizer"])
     if isinstance(meta.get("tokenizers"), dict):
         summary["tokenizers"] = {
             name: _tokenizer_summary(t)
@@ -433,7 +463,7 @@ def describe(path: str | os.PathLike) -> dict:
     training = meta.get("training")
     if isinstance(training, dict):
         summary.update({k: training[k] for k in ("step", "epoch") if k in training})
-    for key in ("metrics", "corpus", "data"):
+    for key in ("metrics", "data"):
         if key in meta:
             summary[key] = meta[key]
     return summary

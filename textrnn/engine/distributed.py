@@ -16,7 +16,8 @@ interrupt, early stopping) is agreed through the collectives below, so that no r
 waits in a collective that another rank will never enter.
 
 From Python, under torchrun: call `join(device)` first (it initialises the group and
-picks this rank's GPU), then `train_lm` / `train_tagger` as in a single process.
+picks this rank's GPU), then a task's `train` (`textrnn.tasks.lm.training`, ...) as in a
+single process.
 """
 
 from __future__ import annotations

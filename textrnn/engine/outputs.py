@@ -1,6 +1,7 @@
 """The files a training run writes beside its best checkpoint, and the lock that keeps two
 runs from writing the same ones: `x.ckpt` (best), `x.last.ckpt` (resumable),
-`x.metrics.jsonl` (one JSON record per progress report and validation), `x.ckpt.lock`."""
+`x.metrics.jsonl` (one JSON record per run start, progress report and validation: read
+by `engine/metrics_log.py`), `x.ckpt.lock`."""
 
 from __future__ import annotations
 

@@ -12,13 +12,11 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from textrnn.errors import UsageError
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 # A state is a tuple of (layers, B, H) tensors: (h, c) for an LSTM, (h,) for GRU/RNN.
 State = tuple[Tensor, ...]
@@ -306,20 +304,3 @@ def _int8_works() -> bool:
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
     return bool(torch.allclose(y, torch.ones(1, 4), atol=0.05))
-
-
-@torch.inference_mode()
-def prime(model: LanguageModel, prompt_ids: Tensor) -> tuple[Tensor, State]:
-    """Consume a prompt (1, T) with the fused forward; return the last logits (1, V) and state."""
-    was_training = model.training
-    model.eval()
-    logits, state = model(prompt_ids)
-    model.train(was_training)
-    return logits[:, -1].float(), tuple(s.float() for s in state)
-
-
-def sequence_nll(logits: Tensor, targets: Tensor) -> Tensor:
-    """Summed cross-entropy in nats of `targets` (B, T) under `logits` (B, T, V)."""
-    return F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
-    )

@@ -35,8 +35,10 @@ from torch import Tensor, nn
 
 from textrnn.errors import UsageError
 from textrnn.models.blocks import BiLSTM, Dropout
+from textrnn.tokenizers import PAD_ID, UNK_ID
 
-UNK, PAD, BOS, EOS = 0, 1, 2, 3
+UNK, PAD = UNK_ID, PAD_ID  # the one convention; the target vocabulary adds:
+BOS, EOS = 2, 3  # the first decoder input and the end of a word
 ATTENTIONS = ("luong", "bahdanau", "none")
 
 

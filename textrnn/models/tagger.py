@@ -17,8 +17,10 @@ from torch import Tensor, nn
 
 from textrnn.errors import UsageError
 from textrnn.models.blocks import BiLSTM, Dropout
+from textrnn.tokenizers import PAD_ID, UNK_ID
 
-PAD, UNK = 0, 1  # fixed ids in the word and character vocabularies (tags have neither)
+# The word and character vocabularies follow the one convention (tags have neither).
+UNK, PAD = UNK_ID, PAD_ID
 NEG = -1e4  # score of a forbidden transition: finite, so that sums stay free of inf - inf
 CHAR_GROUPS = 3  # the character BiLSTM reads a batch's words in this many length groups
 

@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
 from textrnn.errors import DataError
-from textrnn.formats.plain import read_text
-from textrnn.tasks.lm.load import LoadedLM
+from textrnn.models.lm import LanguageModel
 from textrnn.tasks.lm.task import stream_nll
+from textrnn.tokenizers import Tokenizer
 
 
-def evaluate_file(lm: LoadedLM, path: str | Path) -> dict:
-    """Cross-entropy of a text file under the model: per token, perplexity, bits per character."""
-    return evaluate_text(lm, read_text(path), name=str(path))
-
-
-def evaluate_text(lm: LoadedLM, text: str, *, name: str = "<text>") -> dict:
-    """Cross-entropy of `text` under the model (see `evaluate_file`)."""
-    tok = lm.tokenizer
-    device = next(lm.model.parameters()).device
+def score_text(model: LanguageModel, tokenizer: Tokenizer, text: str, *, name: str) -> dict:
+    """Cross-entropy of `text` under the model: per token (nats), perplexity, bits and nats
+    per character, token and character counts, unknown tokens; `name` says where it came from."""
+    tok = tokenizer
+    device = next(model.parameters()).device
     ids = np.asarray(tok.encode(text), dtype=np.int64)
     if len(ids) < 2:
         raise DataError(f"{name}: too short to evaluate ({len(ids)} tokens)")
     unknown = int(np.sum(ids == tok.unk_id)) if getattr(tok, "unk_id", None) is not None else 0
-    nats, count = stream_nll(lm.model, ids, device=device)
+    nats, count = stream_nll(model, ids, device=device)
     chars = tok.count_chars(text)
     # bits/char counts every predicted character; the first token has no prediction.
     first_chars = tok.count_chars(tok.decode(ids[:1].tolist()))

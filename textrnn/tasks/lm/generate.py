@@ -8,15 +8,19 @@ import os
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from textrnn.engine import decoding
+from textrnn.engine.decoding.beam import BeamConfig, Hypothesis, beam_search
+from textrnn.engine.decoding.sampling import SamplingConfig, sample
 from textrnn.errors import UsageError
 from textrnn.models.lm import LMStepper, State, reorder_state
-from textrnn.tasks.lm.load import LoadedLM
 from textrnn.tokenizers import Tokenizer
+
+if TYPE_CHECKING:  # load.py imports this module (through next.py): the type only
+    from textrnn.tasks.lm.load import LoadedLM
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,7 @@ def generate(
     *,
     prompt: str = "",
     config: GenerateConfig = GenerateConfig(),
-    sampling: decoding.SamplingConfig = decoding.SamplingConfig(),
+    sampling: SamplingConfig = SamplingConfig(),
     on_text: Callable[[int, str], None] | None = None,
 ) -> list[Generated]:
     """Sample `num_samples` continuations of `prompt` as one batch.
@@ -170,7 +174,7 @@ def generate(
         for r in range(config.num_samples)
     ]
     with generation_threads(config.num_samples, last.device):
-        samples = decoding.sample(
+        samples = sample(
             stepper.step,
             state,
             last,
@@ -231,9 +235,9 @@ def beam_generate(
     lm: LoadedLM,
     *,
     prompt: str = "",
-    beam: decoding.BeamConfig,
+    beam: BeamConfig,
     stop: str = "",
-) -> list[tuple[str, decoding.Hypothesis]]:
+) -> list[tuple[str, Hypothesis]]:
     """The most probable continuations of `prompt` by beam search, best first."""
     tok = lm.tokenizer
     ids = encode_prompt(tok, prompt)
@@ -241,10 +245,10 @@ def beam_generate(
     state, last = _prime(lm, stepper, ids, 1)
 
     def is_done(row: int, tokens) -> bool:
-        return bool(stop) and stop in _continuation(tok, ids, list(tokens))
+        return bool(stop) and stop in continuation(tok, ids, list(tokens))
 
     with generation_threads(beam.beam, last.device):
-        hyps = decoding.beam_search(
+        hyps = beam_search(
             stepper.step,
             reorder_state,
             state,
@@ -255,14 +259,15 @@ def beam_generate(
         )
     out = []
     for h in hyps:
-        text = _continuation(tok, ids, list(h.tokens))
+        text = continuation(tok, ids, list(h.tokens))
         if stop and stop in text:
             text = text[: text.index(stop)]
         out.append((text, h))
     return out
 
 
-def _continuation(tok: Tokenizer, prompt_ids: list[int], ids: list[int]) -> str:
+def continuation(tok: Tokenizer, prompt_ids: list[int], ids: list[int]) -> str:
+    """The text that `ids` add after the prompt (decoded with a few prompt ids for spacing)."""
     context = prompt_ids[-4:]
     base = tok.decode(context)
     full = tok.decode(context + ids)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,10 @@ from textrnn.config import config_from_dict
 from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, read_meta
 from textrnn.engine.weights import check_weight_shapes, checkpoint_weights, load_weights
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
+from textrnn.formats.plain import read_text
 from textrnn.models.lm import LanguageModel, LMConfig, LMStepper, Matmul
+from textrnn.tasks.lm.evaluate import score_text
+from textrnn.tasks.lm.next import NextToken, next_tokens
 from textrnn.tokenizers import Tokenizer, tokenizer_from_dict
 
 
@@ -110,6 +114,9 @@ GENERATION_PRECISIONS = ("auto", *Matmul.MODES)
 
 @dataclass
 class LoadedLM:
+    """A language model ready for inference: `predict` (next-token candidates), `evaluate`
+    (a file's cross-entropy); `generate` and `beam_generate` (textrnn.tasks.lm) sample text."""
+
     model: LanguageModel
     tokenizer: Tokenizer
     checkpoint: Checkpoint
@@ -117,6 +124,25 @@ class LoadedLM:
         "fp32"  # fp32 | bf16 | int8: the weights' arithmetic when generating (see Matmul)
     )
     _stepper: LMStepper | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def predict(self, prompts: Iterable[str], *, k: int = 5) -> Iterator[list[NextToken]]:
+        """For each prompt, in order, the `k` most probable next units (words for a word
+        model, grapheme clusters for a char model, whole words for subwords) with their
+        probabilities, most probable first (see textrnn.tasks.lm.next)."""
+        for prompt in prompts:
+            yield next_tokens(self.model, self.tokenizer, prompt, k=k)
+
+    def evaluate(self, path: str | Path) -> dict:
+        """Cross-entropy of a text file: per token (nats), perplexity, bits per character."""
+        return score_text(self.model, self.tokenizer, read_text(path), name=str(path))
+
+    def evaluate_text(self, text: str, *, name: str = "<text>") -> dict:
+        """`evaluate` of a text in memory; `name` says where it came from in messages."""
+        return score_text(self.model, self.tokenizer, text, name=name)
 
     def stepper(self) -> LMStepper:
         """The model's one-token-at-a-time stepper, built on first use and kept: it copies and
@@ -127,7 +153,7 @@ class LoadedLM:
         return self._stepper
 
 
-def load_lm(
+def load(
     path: str | Path, *, device: torch.device = torch.device("cpu"), precision: str = "fp32"
 ) -> LoadedLM:
     """Load a language-model checkpoint (refusing other tasks) ready for inference.
@@ -136,7 +162,7 @@ def load_lm(
     "auto" is int8 on x86 CPUs (a step at batch 1 reads every weight once, so fewer bytes
     is faster; the loss moves by under 0.001 nats/char), else bf16 where the CPU computes it
     natively, else fp32; a mode this machine lacks falls back to fp32. Scoring
-    (`evaluate_*`) is always fp32.
+    (`evaluate`) and next-token candidates (`predict`) are always fp32.
     """
     if precision not in GENERATION_PRECISIONS:
         raise UsageError(
@@ -145,8 +171,8 @@ def load_lm(
     ckpt = load_checkpoint(path, task="lm")
     cfg = lm_config(ckpt.meta, source=str(path))
     try:
-        tokenizer = tokenizer_from_dict(ckpt.meta["tokenizer"])
-    except KeyError as err:
+        tokenizer = tokenizer_from_dict(ckpt.meta["tokenizers"]["text"])
+    except (KeyError, TypeError) as err:
         raise CheckpointError(f"{path}: checkpoint metadata is incomplete ({err})") from None
     except TextrnnError as err:
         raise CheckpointError(f"{path}: {err}") from None

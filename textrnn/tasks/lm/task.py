@@ -43,16 +43,24 @@ class LMTask:
         *,
         corpus_info: dict,
         device: torch.device,
+        dev: EncodedCorpus | None = None,
+        dev_info: dict | None = None,
     ) -> None:
+        """Validation scores `dev` when given, else `val_fraction` of `corpus` held out."""
         self.model, self.tokenizer, self.device = model, tokenizer, device
-        self.corpus_info = corpus_info
-        n_val = min(int(corpus.tokens * cfg.val_fraction), MAX_VAL_TOKENS)
-        if n_val <= cfg.seq_len:
-            n_val = 0
-        train, val = split_validation(corpus.tokens, n_val, min_block=4 * cfg.seq_len)
+        self.corpus_info, self.dev_info = corpus_info, dev_info
+        if dev is not None:
+            train = [(0, corpus.tokens)]
+            self.val_ids = np.array(dev.ids[:MAX_VAL_TOKENS])  # read into memory, as held-out spans are
+            self.chars_per_token = dev.chars / max(1, dev.tokens)
+        else:
+            n_val = min(int(corpus.tokens * cfg.val_fraction), MAX_VAL_TOKENS)
+            if n_val <= cfg.seq_len:
+                n_val = 0
+            train, val = split_validation(corpus.tokens, n_val, min_block=4 * cfg.seq_len)
+            self.val_ids = Spans(corpus.ids, val).array() if n_val else None
+            self.chars_per_token = corpus.chars / max(1, corpus.tokens)
         self.train_ids = Spans(corpus.ids, train)
-        self.val_ids = Spans(corpus.ids, val).array() if n_val else None
-        self.chars_per_token = corpus.chars / max(1, corpus.tokens)
         self.streams = TokenStreams(
             self.train_ids, batch_size=cfg.batch_size, seq_len=cfg.seq_len, seed=cfg.seed
         )
@@ -145,8 +153,8 @@ class LMTask:
     def checkpoint_meta(self) -> dict:
         return {
             "model_config": config_to_dict(self.model.config),
-            "tokenizer": self.tokenizer.to_dict(),
-            "corpus": self.corpus_info,
+            "tokenizers": {"text": self.tokenizer.to_dict()},
+            "data": {"train": self.corpus_info, "dev": self.dev_info},
         }
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from textrnn.models.tagger import PAD
 from textrnn.tasks.tag.vocab import Vocab
 
 
@@ -67,7 +68,7 @@ class Encoder:
         hits = [cache.get(w) or self.lookup(w) for w in flat]
         distinct: dict[str, int] = {}
         type_flat = [distinct.setdefault(w, len(distinct)) for w in flat]
-        words = np.zeros((B, T), dtype=np.int64)
+        words = np.full((B, T), PAD, dtype=np.int64)
         words[mask] = [h[0] for h in hits]
         known = np.zeros((B, T), dtype=bool)
         known[mask] = [h[2] for h in hits]
@@ -75,7 +76,7 @@ class Encoder:
         types[mask] = type_flat
         rows = [(cache.get(w) or self.lookup(w))[1] for w in distinct]
         char_lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        chars = np.zeros((len(rows), int(char_lengths.max())), dtype=np.int64)
+        chars = np.full((len(rows), int(char_lengths.max())), PAD, dtype=np.int64)
         chars[np.arange(chars.shape[1]) < char_lengths[:, None]] = [c for r in rows for c in r]
         tag_ids = None
         if tags is not None:

@@ -136,7 +136,7 @@ class TaggerTask:
         return {
             "model_config": config_to_dict(self.model.config),
             "tokenizers": self.vocab.to_dict(),
-            "corpus": self.data_info,
+            "data": self.data_info,
         }
 
 

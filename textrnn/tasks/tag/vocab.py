@@ -20,7 +20,7 @@ from textrnn.formats.conllu import Sentence
 from textrnn.models.tagger import UNK, Tagger
 from textrnn.text import graphemes, normalize
 
-SPECIALS = ("<pad>", "<unk>")  # ids PAD and UNK of the word and character vocabularies
+SPECIALS = ("<unk>", "<pad>")  # ids UNK and PAD of the word and character vocabularies
 
 
 MAX_UNITS = 24  # a longer word is read by its first and last MAX_UNITS // 2 graphemes

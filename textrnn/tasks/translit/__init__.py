@@ -1,7 +1,23 @@
 """Transliteration (romanised <-> native script, one word at a time): data, training,
-prediction and evaluation. The Python API behind `textrnn translit train | predict | eval`:
+prediction and evaluation. The Python API behind `textrnn translit train | predict | eval`,
+shaped like every task's (textrnn.tasks.lm, textrnn.tasks.tag):
 
-    from textrnn.tasks.translit import train_translit, load_translit, transliterate, evaluate
+    from textrnn.tasks import translit
+
+    result = translit.train("hi.train.tsv", "hi.dev.tsv", out="hi.ckpt")  # dev optional
+    tr = translit.load("hi.ckpt")
+    list(tr.predict(["rahul"], beam=5, nbest=3))  # -> one [Candidate(text, score, logprob)] per word
+    tr.predict_text(["Mera naam Rahul hai"])      # -> running text, word by word
+    tr.evaluate("hi.dev.tsv")                     # -> {"top1", "topk", "cer", ...}
+
+- `train(train, dev=None, *, out, options, direction, columns, model_overrides, train_cfg,
+  device, on_progress, on_log, resume)`: TSV lexicons; `options` (TranslitOptions, kept in
+  the checkpoint) holds the task's own settings; `direction` / `columns` pick source and
+  target; `model_overrides` changes DEFAULT_MODEL's shape; `train_cfg` defaults to
+  `default_train_config()`.
+- `load(path, *, device, precision, length_penalty)` -> `LoadedTransliterator` with
+  `predict(words, *, beam, nbest, read_ahead)` and `evaluate(path, *, beam, nbest)` (and
+  `evaluate_pairs(pairs)` for pairs in memory, `predict_text(lines)`, `attention(word)`).
 
 Data: TSV lexicons, one pair per line. The Dakshina layout (`latin<TAB>native<TAB>count`
 in the released files, whatever the order of the first two columns) and plain
@@ -24,19 +40,10 @@ in training, so a grapheme decoder would get those words wrong for certain.
 """
 
 from textrnn.tasks.translit.config import DEFAULT_MODEL, DEFAULT_TRAIN, DIRECTIONS, TranslitOptions
-from textrnn.tasks.translit.decode import (
-    READ_AHEAD,
-    Candidate,
-    Transliterator,
-    attention_map,
-    predict_words,
-    transliterate,
-    transliterate_text,
-)
-from textrnn.tasks.translit.evaluate import evaluate, score_pairs
+from textrnn.tasks.translit.decode import READ_AHEAD, Candidate
 from textrnn.tasks.translit.lexicon import Layout, detect_layout, read_lexicon
-from textrnn.tasks.translit.load import load_translit
-from textrnn.tasks.translit.train import TrainResult, default_train_config, train_translit
+from textrnn.tasks.translit.load import LoadedTransliterator, load
+from textrnn.tasks.translit.training import TrainResult, default_train_config, train
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -45,18 +52,12 @@ __all__ = [
     "READ_AHEAD",
     "Candidate",
     "Layout",
+    "LoadedTransliterator",
     "TrainResult",
     "TranslitOptions",
-    "Transliterator",
-    "attention_map",
     "default_train_config",
     "detect_layout",
-    "evaluate",
-    "load_translit",
-    "predict_words",
+    "load",
     "read_lexicon",
-    "score_pairs",
-    "train_translit",
-    "transliterate",
-    "transliterate_text",
+    "train",
 ]

@@ -4,21 +4,23 @@
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import regex
 import torch
 from torch import Tensor
 
-from textrnn.engine import decoding
-from textrnn.engine.checkpoint import Checkpoint
+from textrnn.engine.decoding.beam import BeamConfig, beam_search_batch
+from textrnn.engine.decoding.sampling import greedy
 from textrnn.engine.devices import autocast
 from textrnn.errors import UsageError
 from textrnn.models.seq2seq import BOS, EOS, PAD, UNK, Ensemble, Seq2Seq
 from textrnn.tasks.translit.batch import pad_sources
-from textrnn.tasks.translit.vocab import Vocabs
+
+if TYPE_CHECKING:  # load.py imports this module: the type only
+    from textrnn.tasks.translit.load import LoadedTransliterator
 
 BANNED = (UNK, PAD, BOS)  # never generated
 
@@ -42,22 +44,6 @@ class Candidate:
     logprob: float  # total log-probability, end of word included
 
 
-@dataclass
-class Transliterator:
-    """A model with its vocabularies, ready for inference."""
-
-    model: Seq2Seq | Ensemble
-    vocabs: Vocabs
-    precision: str = "fp32"  # fp32 | bf16: the arithmetic of decoding
-    checkpoint: Checkpoint | None = None
-    length_penalty: float = 1.0  # alpha in logprob / length ** alpha when ranking beams
-    cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-
 def max_length(src_length: int) -> int:
     """Units a word of `src_length` source units may become: twice as many, plus four.
 
@@ -68,7 +54,7 @@ def max_length(src_length: int) -> int:
 
 
 def decode_ids(
-    tr: Transliterator, src_ids: Sequence[Sequence[int]], *, beam: int = 5, nbest: int = 1
+    tr: LoadedTransliterator, src_ids: Sequence[Sequence[int]], *, beam: int = 5, nbest: int = 1
 ) -> list[list[tuple[tuple[int, ...], float, float]]]:
     """The `nbest` best (target ids, score, logprob) of each source (unit ids), best first, by
     greedy search (beam 1) or beam search through `textrnn.engine.decoding`; words are decoded
@@ -104,8 +90,8 @@ def decode_ids(
     return out
 
 
-def beam_config(beam: int, nbest: int, length_penalty: float, steps: int) -> decoding.BeamConfig:
-    return decoding.BeamConfig(
+def beam_config(beam: int, nbest: int, length_penalty: float, steps: int) -> BeamConfig:
+    return BeamConfig(
         beam=beam, nbest=nbest, length_penalty=length_penalty, max_length=steps
     )
 
@@ -113,7 +99,7 @@ def beam_config(beam: int, nbest: int, length_penalty: float, steps: int) -> dec
 def _greedy(
     model: Seq2Seq | Ensemble, state, first: Tensor, limits: list[int], alpha: float
 ) -> list[list[tuple]]:
-    samples = decoding.greedy(
+    samples = greedy(
         model.step_logits, state, first, max_new_tokens=max(limits), banned_ids=BANNED, eos_id=EOS,
         is_done=lambda row, tokens: len(tokens) >= limits[row], reorder_fn=lambda s, i: s.reorder(i),
     )  # fmt: skip
@@ -125,9 +111,9 @@ def _greedy(
 
 
 def _beam(
-    model: Seq2Seq | Ensemble, state, first: Tensor, limits: list[int], config: decoding.BeamConfig
+    model: Seq2Seq | Ensemble, state, first: Tensor, limits: list[int], config: BeamConfig
 ) -> list[list[tuple]]:
-    hyps = decoding.beam_search_batch(
+    hyps = beam_search_batch(
         model.step_logits, lambda s, i: s.reorder(i), state, first, config=config, eos_id=EOS,
         is_done=lambda row, tokens: len(tokens) >= limits[row], banned_ids=BANNED,
     )  # fmt: skip
@@ -135,7 +121,7 @@ def _beam(
 
 
 def transliterate(
-    tr: Transliterator, words: Sequence[str], *, beam: int = 5, nbest: int = 1
+    tr: LoadedTransliterator, words: Sequence[str], *, beam: int = 5, nbest: int = 1
 ) -> list[list[Candidate]]:
     """The `nbest` best transliterations of each word, best first; an empty word gives []."""
     todo = [i for i, w in enumerate(words) if w]
@@ -147,7 +133,7 @@ def transliterate(
 
 
 def predict_words(
-    tr: Transliterator,
+    tr: LoadedTransliterator,
     words: Iterable[str],
     *,
     beam: int = 5,
@@ -166,7 +152,7 @@ def predict_words(
         yield from transliterate(tr, pending, beam=beam, nbest=nbest)
 
 
-def transliterate_text(tr: Transliterator, lines: Sequence[str], *, beam: int = 5) -> list[str]:
+def transliterate_text(tr: LoadedTransliterator, lines: Sequence[str], *, beam: int = 5) -> list[str]:
     """Running text: every word (a run of letters and marks) whose units the model knows is
     transliterated; spacing, punctuation, digits and unknown-script words stay as they are.
     Results of words are cached (running text repeats them)."""
@@ -180,7 +166,7 @@ def transliterate_text(tr: Transliterator, lines: Sequence[str], *, beam: int = 
     return [_WORD.sub(lambda m: cache.get(m.group(), m.group()), line) for line in lines]
 
 
-def attention_map(tr: Transliterator, word: str) -> tuple[list[str], list[str], list[list[float]]]:
+def attention_map(tr: LoadedTransliterator, word: str) -> tuple[list[str], list[str], list[list[float]]]:
     """Greedy transliteration of `word` with the attention weights of every output unit:
     (source units, output units (+ </s>), weights[output][source])."""
     ids = tr.vocabs.source_ids(word)

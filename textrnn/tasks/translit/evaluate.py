@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -13,12 +14,15 @@ from textrnn.engine import metrics
 from textrnn.errors import CheckpointError, DataError
 from textrnn.tasks.translit.batch import make_batch, sequence_loss
 from textrnn.tasks.translit.config import DIRECTIONS
-from textrnn.tasks.translit.decode import INFER_WORDS, Transliterator, transliterate
+from textrnn.tasks.translit.decode import INFER_WORDS, transliterate
 from textrnn.tasks.translit.lexicon import Layout, detect_layout, read_lexicon
+
+if TYPE_CHECKING:  # load.py imports this module: the type only
+    from textrnn.tasks.translit.load import LoadedTransliterator
 
 
 def score_pairs(
-    tr: Transliterator, pairs: Sequence[tuple[str, str]], *, beam: int = 5, nbest: int = 5
+    tr: LoadedTransliterator, pairs: Sequence[tuple[str, str]], *, beam: int = 5, nbest: int = 5
 ) -> dict:
     """Top-1 and top-k word accuracy, CER of the best candidate, accuracy where any reference
     of the same source counts, and the teacher-forced loss per target unit. Every row counts once."""
@@ -49,7 +53,7 @@ def score_pairs(
     }
 
 
-def teacher_forced_loss(tr: Transliterator, pairs: Sequence[tuple[str, str]]) -> float:
+def teacher_forced_loss(tr: LoadedTransliterator, pairs: Sequence[tuple[str, str]]) -> float:
     """Cross-entropy per target unit (</s> included), without label smoothing or dropout."""
     model, vocabs = tr.model, tr.vocabs
     was_training = model.training
@@ -77,7 +81,7 @@ def teacher_forced_loss(tr: Transliterator, pairs: Sequence[tuple[str, str]]) ->
     return total / max(count, 1.0)
 
 
-def evaluate(tr: Transliterator, path: str | Path, *, beam: int = 5, nbest: int = 5) -> dict:
+def evaluate_file(tr: LoadedTransliterator, path: str | Path, *, beam: int = 5, nbest: int = 5) -> dict:
     """`score_pairs` on a lexicon file read with the layout the model was trained with."""
     layout = layout_for(tr, path)
     lexicon = read_lexicon(path, layout, lowercase=tr.vocabs.lowercase)
@@ -86,7 +90,7 @@ def evaluate(tr: Transliterator, path: str | Path, *, beam: int = 5, nbest: int 
     return {"file": str(path), "layout": layout.describe(), **result}
 
 
-def layout_for(tr: Transliterator, path: str | Path) -> Layout:
+def layout_for(tr: LoadedTransliterator, path: str | Path) -> Layout:
     """The layout of `path` for this model: its training columns, or its direction."""
     data = tr.checkpoint.meta.get("data") if tr.checkpoint is not None else None
     data = data if isinstance(data, dict) else {}

@@ -18,8 +18,7 @@ from textrnn.engine.config import TrainConfig
 from textrnn.models.seq2seq import Ensemble, Seq2Seq
 from textrnn.tasks.translit.batch import Batch, make_batch, sequence_loss
 from textrnn.tasks.translit.config import TranslitOptions
-from textrnn.tasks.translit.decode import Transliterator
-from textrnn.tasks.translit.evaluate import score_pairs
+from textrnn.tasks.translit.load import LoadedTransliterator
 from textrnn.tasks.translit.vocab import Vocabs
 
 
@@ -103,8 +102,8 @@ class TranslitTask:
         return loss, batch.tokens
 
     def evaluate(self) -> dict[str, float]:
-        loaded = Transliterator(self.model, self.vocabs, precision="fp32")
-        result = score_pairs(loaded, self.dev, beam=1, nbest=1)
+        loaded = LoadedTransliterator(self.model, self.vocabs, precision="fp32")
+        result = loaded.evaluate_pairs(self.dev, beam=1, nbest=1)
         return {
             "val_loss": result["loss"],
             "val_accuracy": result["top1"],

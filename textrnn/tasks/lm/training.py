@@ -1,5 +1,5 @@
 """Training a language model on a corpus: the defaults a user who passes only a corpus
-gets (chosen by measurement, see the comments), and `train_lm`."""
+gets (chosen by measurement, see the comments), and `train`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import torch
 from textrnn.data.corpus import EncodedCorpus, encode_corpus, fit_batch_shape
 from textrnn.engine import distributed
 from textrnn.engine.checkpoint import Checkpoint
-from textrnn.engine.config import TrainConfig
-from textrnn.engine.trainer import Progress, TrainResult, fit, seed_everything
+from textrnn.engine.config import TrainConfig, config_from_defaults
+from textrnn.engine.progress import Progress
+from textrnn.engine.trainer import TrainResult, fit, seed_everything
 from textrnn.errors import CheckpointError, DataError
 from textrnn.files import file_info
 from textrnn.models.lm import LanguageModel, LMConfig
@@ -54,38 +55,45 @@ DEFAULT_TRAIN = {
 }
 
 
-def default_train_config(kind: str) -> TrainConfig:
-    """The training settings `textrnn train` starts from for a `kind` tokenizer."""
-    return TrainConfig(**DEFAULT_TRAIN.get(kind, DEFAULT_TRAIN["char"]))
+def default_train_config(kind: str = "char", **overrides) -> TrainConfig:
+    """The training settings `textrnn train` starts from for a `kind` tokenizer, plus `overrides`."""
+    return config_from_defaults(DEFAULT_TRAIN.get(kind, DEFAULT_TRAIN["char"]), **overrides)
 
 
-def train_lm(
+def train(
     corpus: str | Path,
-    tokenizer: Tokenizer,
+    dev: str | Path | None = None,
     *,
     out: str | Path,
+    tokenizer: Tokenizer,
     model_overrides: dict | None = None,
-    train_cfg: TrainConfig,
+    train_cfg: TrainConfig | None = None,
     device: torch.device = torch.device("cpu"),
     on_progress: Callable[[Progress], None] | None = None,
     on_log: Callable[[str], None] = lambda msg: None,
     resume: Checkpoint | None = None,
     fit_small_corpus: bool = True,
 ) -> TrainResult:
-    """Train (or resume training) a language model on `corpus`; return where it was saved.
+    """Train (or resume training) a language model on `corpus` read by `tokenizer` (built by
+    `textrnn.tokenizers.train_tokenizer`, or the checkpoint's when resuming); return where it
+    was saved.
 
-    When `fit_small_corpus` is set, a batch shape too large for the corpus is shrunk
-    (and reported through `on_log`) instead of failing.
+    Validation scores `dev` when given, else `val_fraction` of the corpus held out in blocks
+    spread over it. When `fit_small_corpus` is set, a batch shape too large for the corpus
+    is shrunk (and reported through `on_log`) instead of failing.
     """
+    train_cfg = train_cfg or default_train_config(tokenizer.kind)
     fingerprint = file_info(corpus)
     if resume is not None:
-        old = resume.meta.get("corpus", {}).get("sha256")
+        train = resume.meta.get("data", {}).get("train")
+        old = train.get("sha256") if isinstance(train, dict) else None
         if old and old != fingerprint["sha256"]:
             on_log(f"warning: {corpus} differs from the corpus this checkpoint was trained on")
     encoded = encode_corpus(corpus, tokenizer, corpus_sha256=fingerprint["sha256"])
     _check_not_constant(encoded, tokenizer)
+    dev_corpus, dev_info = _encode_dev(dev, tokenizer)
     if fit_small_corpus and resume is None:
-        n_train = int(encoded.tokens * (1 - train_cfg.val_fraction))
+        n_train = int(encoded.tokens * (1 - (0 if dev is not None else train_cfg.val_fraction)))
         B, T = fit_batch_shape(n_train, train_cfg.batch_size, train_cfg.seq_len)
         world = distributed.context().world
         B = max(world, B - B % world)  # the global batch is split evenly among the processes
@@ -112,10 +120,23 @@ def train_lm(
         train_cfg,
         corpus_info={**fingerprint, "tokens": encoded.tokens, "chars": encoded.chars},
         device=device,
+        dev=dev_corpus,
+        dev_info=dev_info,
     )
     out = Path(out).absolute()  # resuming from another directory must write to the same place
     out.parent.mkdir(parents=True, exist_ok=True)
     return fit(task, train_cfg, out=out, device=device, on_progress=on_progress, resume=resume)
+
+
+def _encode_dev(dev: str | Path | None, tokenizer: Tokenizer) -> tuple[EncodedCorpus | None, dict | None]:
+    """The dev text's token ids and its file_info (with counts), or (None, None)."""
+    if dev is None:
+        return None, None
+    info = file_info(dev)
+    encoded = encode_corpus(dev, tokenizer, corpus_sha256=info["sha256"])
+    if encoded.tokens < 2:
+        raise DataError(f"{dev}: too short to validate on ({encoded.tokens} tokens)")
+    return encoded, {**info, "tokens": encoded.tokens, "chars": encoded.chars}
 
 
 def _check_not_constant(corpus: EncodedCorpus, tokenizer: Tokenizer) -> None:

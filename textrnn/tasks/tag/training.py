@@ -1,4 +1,4 @@
-"""Training a tagger: the defaults (chosen on UD English EWT, see below) and `train_tagger`.
+"""Training a tagger: the defaults (chosen on UD English EWT, see below) and `train`.
 
 Defaults (DEFAULT_MODEL, DEFAULT_TRAIN) were chosen on UD English EWT with short CPU
 runs: word 100 + character BiLSTM 2x100 (char emb 50) -> 2-layer BiLSTM 2x200, dropout
@@ -17,16 +17,17 @@ from pathlib import Path
 
 import torch
 
-from textrnn.config import config_from_dict
 from textrnn.engine.checkpoint import Checkpoint
 from textrnn.engine.config import TrainConfig, config_from_defaults
-from textrnn.engine.trainer import Progress, fit, seed_everything
+from textrnn.engine.progress import Progress
 from textrnn.engine.trainer import TrainResult as BaseTrainResult
-from textrnn.engine.weights import checkpoint_weights, load_weights
+from textrnn.engine.trainer import fit, seed_everything
 from textrnn.errors import DataError, UsageError
 from textrnn.files import file_info
 from textrnn.formats.conllu import load_sentences
 from textrnn.models.tagger import Tagger, TaggerConfig
+from textrnn.tasks.tag.load import model_from_checkpoint
+from textrnn.tasks.tag.options import TagOptions
 from textrnn.tasks.tag.task import TaggerTask
 from textrnn.tasks.tag.vectors import init_pretrained, read_vectors
 from textrnn.tasks.tag.vocab import (
@@ -67,19 +68,14 @@ def default_train_config(**overrides) -> TrainConfig:
     return config_from_defaults(DEFAULT_TRAIN, **overrides)
 
 
-def train_tagger(
+def train(
     train: str | Path,
     dev: str | Path | None = None,
     *,
     out: str | Path,
-    column: str = "upos",
-    fmt: str = "auto",
+    options: TagOptions | None = None,
     model_overrides: dict | None = None,
     train_cfg: TrainConfig | None = None,
-    lowercase: bool = True,
-    min_count: int = 1,
-    embeddings: str | Path | None = None,
-    embeddings_limit: int = 200_000,
     device: torch.device = torch.device("cpu"),
     on_progress: Callable[[Progress], None] | None = None,
     on_log: Callable[[str], None] = lambda msg: None,
@@ -90,6 +86,8 @@ def train_tagger(
     Without `dev`, the last `val_fraction` of the training sentences is held out.
     """
     cfg = train_cfg or default_train_config()
+    o = options or TagOptions()
+    column, fmt, embeddings = o.column, o.fmt, o.embeddings
     train_sents = load_sentences(train, fmt=fmt, column=column)
     if dev is not None:
         dev_sents = load_sentences(dev, fmt=fmt, column=column)
@@ -101,21 +99,20 @@ def train_tagger(
         on_log(f"no dev file: holding out the last {n_dev} training sentences")
     seed_everything(cfg.seed)
     if resume is not None:
-        vocab = Vocab.from_dict(resume.meta["tokenizers"])
-        model_cfg = config_from_dict(TaggerConfig, resume.meta["model_config"], what="model config")
+        model, vocab = model_from_checkpoint(resume, source="checkpoint")
         counts = Counter(vocab.key(w) for s in train_sents for w in s.words)
         vectors = None
     else:
         vectors = (
-            read_vectors(embeddings, limit=embeddings_limit) if embeddings is not None else None
+            read_vectors(embeddings, limit=o.embeddings_limit) if embeddings is not None else None
         )
         extra = (
-            (Vocab([], [], [], 0, lowercase=lowercase).key(w) for w in vectors[0])
+            (Vocab([], [], [], 0, lowercase=o.lowercase).key(w) for w in vectors[0])
             if vectors
             else ()
         )
         vocab, counts = build_vocab(
-            train_sents, lowercase=lowercase, min_count=min_count, column=column, extra_words=extra
+            train_sents, lowercase=o.lowercase, min_count=o.min_count, column=column, extra_words=extra
         )
         shape = {**DEFAULT_MODEL, **(model_overrides or {})}
         if vectors is not None:
@@ -127,18 +124,15 @@ def train_tagger(
                     f"--word-dim must match the {vectors[1].shape[1]}-dimensional vectors of {embeddings}"
                 )
             shape["word_dim"] = vectors[1].shape[1]
-        model_cfg = TaggerConfig(
+        model = Tagger(TaggerConfig(
             n_words=len(vocab.words), n_chars=len(vocab.chars), n_tags=len(vocab.tags), **shape
-        )
+        ))  # fmt: skip
     unknown_tags = sorted({t for s in dev_sents for t in s.tags or ()} - set(vocab.tags))
     if unknown_tags:
         on_log(
             f"warning: dev tags never seen in training (always wrong): {', '.join(unknown_tags[:10])}"
         )
-    model = Tagger(model_cfg)
-    if resume is not None:
-        load_weights(model, checkpoint_weights(resume))
-    elif vectors is not None:
+    if vectors is not None:
         found = init_pretrained(model, vocab, *vectors)
         on_log(
             f"pretrained vectors: {found} of {len(vocab.words) - 2} words initialised from {embeddings}"

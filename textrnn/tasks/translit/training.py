@@ -11,8 +11,9 @@ import torch
 
 from textrnn.engine.checkpoint import Checkpoint
 from textrnn.engine.config import TrainConfig, config_from_defaults
-from textrnn.engine.trainer import Progress, fit, seed_everything
+from textrnn.engine.progress import Progress
 from textrnn.engine.trainer import TrainResult as BaseTrainResult
+from textrnn.engine.trainer import fit, seed_everything
 from textrnn.errors import DataError
 from textrnn.files import file_info
 from textrnn.models.seq2seq import Seq2SeqConfig, build_model
@@ -33,7 +34,7 @@ def default_train_config(**overrides) -> TrainConfig:
     return config_from_defaults(DEFAULT_TRAIN, **overrides)
 
 
-def train_translit(
+def train(
     train: str | Path,
     dev: str | Path | None = None,
     *,
