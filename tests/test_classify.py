@@ -19,16 +19,8 @@ from textrnn.errors import CheckpointError, DataError, UsageError
 from textrnn.formats.tables import read_table
 from textrnn.models.blocks import Pooling
 from textrnn.models.classifier import Classifier, ClassifierConfig
-from textrnn.tasks.classify import (
-    ClassifyOptions,
-    Labels,
-    default_train_config,
-    evaluate,
-    explain,
-    load_classifier,
-    predict,
-    train_classifier,
-)
+from textrnn.tasks import classify
+from textrnn.tasks.classify import ClassifyOptions, Labels, default_train_config
 from textrnn.tasks.classify.batch import TextEncoder, char_ngrams
 from textrnn.tasks.classify.labels import class_weights
 from textrnn.tasks.classify.task import ClassifierTask, Share
@@ -73,7 +65,7 @@ def tiny_config(**overrides) -> TrainConfig:
 @pytest.fixture(scope="module")
 def trained(toy, tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "toy.ckpt"
-    train_classifier(toy / "train.tsv", toy / "dev.tsv", out=out, model_overrides=TINY,
+    classify.train(toy / "train.tsv", toy / "dev.tsv", out=out, model_overrides=TINY,
                      train_cfg=tiny_config(epochs=15, lr=5e-3, patience=0))  # fmt: skip
     return out
 
@@ -162,15 +154,19 @@ def test_balanced_class_weights_give_each_class_the_same_total():
 # ---- training, prediction, evaluation ----------------------------------------------------------------
 
 
-def test_train_save_load_predict_evaluate(trained, toy):
-    clf = load_classifier(trained)
+def test_train_save_load_predict_evaluate(trained, toy, tmp_path):
+    clf = classify.load(trained)
     assert clf.labels.names == ["neg", "pos"]
-    probs = list(predict(clf, ["the film was superb", "a really boring plot", ""]))
+    probs = list(clf.predict(["the film was superb", "a really boring plot", ""]))
     assert len(probs) == 3 and all(abs(sum(p) - 1) < 1e-5 for p in probs)
     assert probs[0][1] > 0.5 > probs[1][1]
+    result = clf.evaluate(toy / "dev.tsv", errors=tmp_path / "errors.jsonl")
+    assert result["file"] == str(toy / "dev.tsv") and result["layout"]
+    assert result["accuracy"] > 0.9 and result["rows"] == 60
+    wrong = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    assert result["errors"] == len(wrong) == round(60 * (1 - result["accuracy"]))
     rows, _ = read_table(toy / "dev.tsv")
-    result, row_probs = evaluate(clf, rows, name="dev.tsv")
-    assert result["accuracy"] > 0.9 and result["rows"] == 60 and len(row_probs) == 60
+    assert clf.evaluate_rows(rows) == {k: result[k] for k in result if k not in ("file", "layout", "errors", "errors_file")}
     assert sum(map(sum, result["confusion"]["matrix"])) == 60
     assert set(result["per_class"]) == {"neg", "pos"}
     meta = load_checkpoint(trained).meta
@@ -179,36 +175,36 @@ def test_train_save_load_predict_evaluate(trained, toy):
 
 
 def test_predictions_stream_in_input_order(trained):
-    clf = load_classifier(trained)
+    clf = classify.load(trained)
     texts = ["good"] * 3 + ["a very very long and dull story about the film"] + ["bad"]
-    streamed = list(predict(clf, iter(texts), read_ahead=2))
-    torch.testing.assert_close(torch.tensor(streamed), torch.tensor(list(predict(clf, texts))))
+    streamed = list(clf.predict(iter(texts), read_ahead=2))
+    torch.testing.assert_close(torch.tensor(streamed), torch.tensor(list(clf.predict(texts))))
 
 
 def test_an_unknown_label_is_an_error_naming_the_line(trained, tmp_path):
-    clf = load_classifier(trained)
+    clf = classify.load(trained)
     rows, _ = read_table(write_tsv(tmp_path / "x.tsv", [("good", "pos"), ("meh", "neutral")]))
     with pytest.raises(DataError, match=r"x.tsv:3: label 'neutral' is not one of the classifier's classes \(neg, pos\)"):
-        evaluate(clf, rows, name="x.tsv")
+        clf.evaluate_rows(rows, name="x.tsv")
 
 
 def test_explanations_weigh_every_token(trained, tmp_path, toy):
-    clf = load_classifier(trained)
-    probs, weights = explain(clf, "the plot was superb")
+    clf = classify.load(trained)
+    probs, weights = clf.explain("the plot was superb")
     assert [t for t, _ in weights] == ["the", "plot", "was", "superb"]
     assert max(weights, key=lambda tw: tw[1])[0] == "superb"  # leaving it out costs the most
     assert probs[1] > 0.5
     attentive = tmp_path / "att.ckpt"
-    train_classifier(toy / "train.tsv", toy / "dev.tsv", out=attentive, model_overrides={**TINY, "pool": "attention"},
+    classify.train(toy / "train.tsv", toy / "dev.tsv", out=attentive, model_overrides={**TINY, "pool": "attention"},
                      train_cfg=tiny_config(epochs=2))  # fmt: skip
-    _, weights = explain(load_classifier(attentive), "the plot was superb")
+    _, weights = classify.load(attentive).explain("the plot was superb")
     assert sum(w for _, w in weights) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_a_dev_class_unseen_in_training_is_reported(toy, tmp_path):
     dev = write_tsv(tmp_path / "dev.tsv", [("fine", "pos"), ("so so", "mixed")])
     logs = []
-    result = train_classifier(toy / "train.tsv", dev, out=tmp_path / "m.ckpt", model_overrides=TINY,
+    result = classify.train(toy / "train.tsv", dev, out=tmp_path / "m.ckpt", model_overrides=TINY,
                               train_cfg=tiny_config(max_steps=2), on_log=logs.append)  # fmt: skip
     assert any("never seen in training" in m and "mixed" in m for m in logs)
     assert result.labels.names == ["neg", "pos"]
@@ -217,7 +213,7 @@ def test_a_dev_class_unseen_in_training_is_reported(toy, tmp_path):
 def test_one_class_is_not_a_classifier(tmp_path):
     train = write_tsv(tmp_path / "t.tsv", [("a", "x"), ("b", "x")])
     with pytest.raises(DataError, match="two classes or more"):
-        train_classifier(train, train, out=tmp_path / "m.ckpt", model_overrides=TINY)
+        classify.train(train, train, out=tmp_path / "m.ckpt", model_overrides=TINY)
 
 
 def test_resume_after_interrupt_is_exact(toy, tmp_path):
@@ -225,16 +221,16 @@ def test_resume_after_interrupt_is_exact(toy, tmp_path):
     with dropout and word dropout drawing random numbers)."""
     cfg = tiny_config(batch_size=32, max_steps=14, eval_every=100, seed=3)
     args = dict(model_overrides=TINY, train_cfg=cfg)
-    straight = train_classifier(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "a.ckpt", **args)
+    straight = classify.train(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "a.ckpt", **args)
     assert straight.state.epoch >= 1
 
     def interrupt(p):
         if p.event == "step" and p.step == 6:
             os.kill(os.getpid(), signal.SIGINT)
 
-    first = train_classifier(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "b.ckpt", on_progress=interrupt, **args)
+    first = classify.train(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "b.ckpt", on_progress=interrupt, **args)
     assert first.state.stopped == "interrupted" and first.state.step == 6
-    resumed = train_classifier(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "b.ckpt", train_cfg=cfg,
+    resumed = classify.train(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "b.ckpt", train_cfg=cfg,
                                resume=load_checkpoint(first.last))  # fmt: skip
     assert resumed.state.step == straight.state.step == 14
     a, b = load_checkpoint(straight.last).tensors, load_checkpoint(resumed.last).tensors
@@ -248,7 +244,7 @@ def test_other_tasks_checkpoints_are_refused(tmp_path):
 
     save_checkpoint(tmp_path / "lm.ckpt", Checkpoint(task="lm", meta={}, tensors={"x": torch.zeros(1)}))
     with pytest.raises(CheckpointError, match="needs a classify checkpoint"):
-        load_classifier(tmp_path / "lm.ckpt")
+        classify.load(tmp_path / "lm.ckpt")
 
 
 def test_shares_add_up_to_the_single_process_loss_and_gradient(toy):
@@ -308,25 +304,25 @@ def language_model(toy, tmp_path_factory) -> Path:
 
 def test_init_from_a_language_model_takes_its_tokenizer_and_weights(language_model, toy, tmp_path):
     lm = load_checkpoint(language_model)
-    result = train_classifier(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "c.ckpt", init_from=language_model,
+    result = classify.train(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "c.ckpt", init_from=language_model,
                               model_overrides={"pool": "mean"}, train_cfg=tiny_config(max_steps=1, lr=1e-9))  # fmt: skip
     meta = load_checkpoint(result.best).meta
     assert meta["tokenizers"]["text"] == lm.meta.get("tokenizers", {}).get("text", lm.meta.get("tokenizer"))
     assert meta["model_config"]["bidirectional"] is False and meta["model_config"]["hidden"] == 16
     assert meta["data"]["init_from"]["sha256"] == json.loads(json.dumps(meta["data"]["init_from"]))["sha256"]
-    clf = load_classifier(result.best)
+    clf = classify.load(result.best)
     lm_weights = {k[len("model."):]: v for k, v in lm.tensors.items() if k.startswith("model.")}
     own = clf.model.state_dict()
     for name in ("embedding.weight", "rnn.0.weight_ih_l0", "rnn.0.weight_hh_l0"):
         torch.testing.assert_close(own[name], lm_weights[name], rtol=0, atol=1e-6)  # lr 1e-9: unchanged
     with pytest.raises(UsageError, match="--hidden is set by the language model"):
-        train_classifier(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "d.ckpt", init_from=language_model,
+        classify.train(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "d.ckpt", init_from=language_model,
                          model_overrides={"hidden": 32})  # fmt: skip
 
 
 def test_init_from_refuses_a_checkpoint_of_another_task(trained, toy, tmp_path):
     with pytest.raises(CheckpointError, match="needs a language model"):
-        train_classifier(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "e.ckpt", init_from=trained)
+        classify.train(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "e.ckpt", init_from=trained)
 
 
 # ---- the real data ---------------------------------------------------------------------------------
@@ -341,9 +337,9 @@ def test_sst2_and_hindi_slices_train_in_seconds(shared_data, tmp_path):
     (tmp_path / "sst.tsv").write_text("\n".join(lines[:201]) + "\n", encoding="utf-8")
     (tmp_path / "hi.csv").write_text("".join(hindi.read_text(encoding="utf-8").splitlines(True)[:200]), encoding="utf-8")
     for name, tokenizer in (("sst.tsv", {"kind": "word"}), ("hi.csv", {"kind": "char"})):
-        result = train_classifier(tmp_path / name, None, out=tmp_path / f"{name}.ckpt", tokenizer=tokenizer,
+        result = classify.train(tmp_path / name, None, out=tmp_path / f"{name}.ckpt", tokenizer=tokenizer,
                                   model_overrides=TINY, train_cfg=tiny_config(max_steps=3, val_fraction=0.1))  # fmt: skip
         assert result.tokenizer.kind == tokenizer["kind"]
     assert result.labels.names == ["negative", "neutral", "positive"]
-    clf = load_classifier(tmp_path / "hi.csv.ckpt")
+    clf = classify.load(tmp_path / "hi.csv.ckpt")
     assert clf.tokens("अच्छा")[:2] == ["अ", "च्छा"]  # whole grapheme clusters

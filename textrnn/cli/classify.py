@@ -14,20 +14,30 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from textrnn.cli.display import TrainDisplay, log, pct, stderr_console
+from textrnn.cli import training
+from textrnn.cli.display import TrainDisplay, log, pct
 from textrnn.cli.io import chunks, interactive, stdin_lines
-from textrnn.cli.options import Device, JsonOut, MaxSteps, Quiet, Resume, TimeBudget
-from textrnn.cli.outcome import best_validation, exit_if_interrupted, summary
+from textrnn.cli.options import (
+    Checkpoint,
+    Dev,
+    Device,
+    JsonOut,
+    MaxSteps,
+    OldTrain,
+    Out,
+    Quiet,
+    Resume,
+    Seed,
+    Threads,
+    TimeBudget,
+)
+from textrnn.cli.outcome import best_validation
 from textrnn.config import config_from_dict
-from textrnn.engine import distributed
-from textrnn.engine.checkpoint import load_checkpoint
-from textrnn.engine.config import TrainConfig, config_with_overrides, saved_train_config
 from textrnn.engine.devices import default_device, set_threads
-from textrnn.engine.outputs import out_path_for
-from textrnn.errors import CheckpointError, TextrnnError, UsageError
-from textrnn.files import write_atomically
+from textrnn.errors import TextrnnError, UsageError
 from textrnn.formats.plain import check_text_file, iter_lines
-from textrnn.formats.tables import iter_rows, read_table, sniff
+from textrnn.formats.tables import iter_rows, sniff
+from textrnn.tasks import classify
 from textrnn.tasks.classify import (
     DEFAULT_MODEL,
     DEFAULT_TOKENIZER,
@@ -35,17 +45,10 @@ from textrnn.tasks.classify import (
     READ_AHEAD,
     ClassifyOptions,
     LoadedClassifier,
-    evaluate,
-    explain,
-    load_classifier,
-    predict,
-    train_classifier,
 )
 
 app = typer.Typer(help="Sentence classifiers (sentiment, topic, intent): train, predict, eval.", no_args_is_help=True)
 
-CheckpointOpt = Annotated[Path, typer.Option("--checkpoint", "-c", help="Classifier checkpoint.")]
-Threads = Annotated[int, typer.Option(help="CPU threads (0 = PyTorch's default, one per core).")]
 TextColumn = Annotated[str | None, typer.Option(help="Text column: a header name or a 1-based number (JSON lines: a key) (default: detected).")]
 LabelColumn = Annotated[str | None, typer.Option(help="Label column: a header name or a 1-based number (JSON lines: a key) (default: detected).")]
 
@@ -105,8 +108,8 @@ def _dev_accuracy(val: dict) -> str:
 @app.command()
 def train(
     train: Annotated[Path | None, typer.Argument(help="Training table: TSV, CSV, JSON lines or fastText lines of texts and labels (optional with --resume).")] = None,
-    dev: Annotated[Path | None, typer.Option("--dev", help="Dev table for validation each epoch (default: hold out the last 5% of TRAIN).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Best checkpoint (default: checkpoints/<train>.ckpt); the last one goes beside it as <name>.last.ckpt.")] = None,
+    dev: Dev = None,
+    out: Out = None,
     resume: Resume = None,
     data_format: Annotated[TableFormat, typer.Option("--format", help=FORMAT_HELP)] = TableFormat.auto,
     text_column: TextColumn = None,
@@ -137,11 +140,12 @@ def train(
     eval_every: Annotated[int | None, typer.Option(help="Validate every N steps (default: each epoch).")] = None,
     patience: Annotated[int | None, typer.Option(help=f"Early stopping: validations without a better dev accuracy (default: {DEFAULT_TRAIN['patience']}; 0 = off; off with --time-budget).")] = None,
     precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 | fp16 (CUDA) (default: auto: bf16 where supported, else fp16 on CUDA, else fp32).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (default: 1234).")] = None,
+    seed: Seed = None,
     device: Device = "auto",
     threads: Threads = 1,
     quiet: Quiet = False,
     json_out: JsonOut = False,
+    train_option: OldTrain = None,
 ) -> None:
     """Train a recurrent classifier (embeddings -> BiLSTM -> pooling -> linear) on labelled texts.
 
@@ -151,74 +155,63 @@ def train(
 
     Example: textrnn classify train sst2/train.tsv --dev sst2/dev.tsv --time-budget 900
     """  # fmt: skip
-    group, dev_ = distributed.join(default_device(device))
-    console = stderr_console(quiet or not group.main)
-    set_threads(threads)
-    overrides = dict(
+    train = training.train_file(train, train_option, "textrnn classify train")
+    session = training.start(device, quiet=quiet, threads=threads)
+    options = training.given(
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs, max_steps=max_steps,
         time_budget=time_budget, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
     )  # fmt: skip
-    model_overrides = {
-        k: v
-        for k, v in dict(embed=embed, cell=cell.value if cell else None, hidden=hidden, layers=layers,
-                         pool=pool.value if pool else None, dropout=dropout, ngram_buckets=ngram_buckets).items()
-        if v is not None
-    }  # fmt: skip
-    option_overrides = {
-        k: v
-        for k, v in dict(word_dropout=word_dropout, max_tokens=max_tokens).items()
-        if v is not None
-    }  # fmt: skip
+    model_changes = training.given(embed=embed, cell=cell.value if cell else None, hidden=hidden, layers=layers,
+                                   pool=pool.value if pool else None, dropout=dropout, ngram_buckets=ngram_buckets)  # fmt: skip
+    option_changes = training.given(word_dropout=word_dropout, max_tokens=max_tokens)
     tokenizer_args = {"kind": (tokenizer or Kind(DEFAULT_TOKENIZER["kind"])).value, "vocab_size": vocab_size,
                       "min_count": min_count, "unit": unit, "tokenizer_file": tokenizer_file}  # fmt: skip
     if init_from is not None and (tokenizer is not None or tokenizer_file is not None):
         raise UsageError("--init-from brings its language model's tokenizer: drop --tokenizer/--tokenizer-file")
-    ckpt = None
+    resumed = None
     if resume is not None:
-        ckpt = load_checkpoint(resume, task="classify")
-        if model_overrides or init_from is not None:
-            raise UsageError("model options (--hidden, --pool, --init-from, ...) cannot change when resuming")
-        try:  # the metadata comes from a file: anything unusable is a corrupt checkpoint
-            data = ckpt.meta.get("data") or {}
-            train = train or Path((data.get("train") or {})["path"])
-            if dev is None and data.get("dev"):
-                dev = Path(data["dev"]["path"])
-            text_column = text_column or data.get("text_column")
-            label_column = label_column or data.get("label_column")
-            if data_format == TableFormat.auto and data.get("format"):
-                data_format = TableFormat(data["format"])
-            saved_cfg = saved_train_config(ckpt.meta, source=str(resume))
-            options = config_from_dict(ClassifyOptions, ckpt.meta.get("classify") or {}, what="classify options")
-            best = ckpt.meta["training"].get("best_checkpoint")
-        except (KeyError, TypeError, ValueError, AttributeError, TextrnnError) as err:
-            raise CheckpointError(f"{resume}: checkpoint metadata is incomplete or invalid ({err})") from None
-        cfg = config_with_overrides(saved_cfg, **overrides)
-        options = replace(options, **option_overrides)
-        out = out or Path(best or out_path_for(train))
+        changes = {**model_changes, **training.given(init_from=init_from)}
+        resumed = training.resume_from(resume, "classify", model_changes=changes, examples="--hidden, --pool, --init-from")
+        data_format, text_column, label_column, task_options = _saved_settings(
+            resume, resumed.ckpt.meta, data_format, text_column, label_column
+        )
+        task_options = replace(task_options, **option_changes)
     else:
-        if train is None:
-            raise UsageError("missing TRAIN file (or --resume CHECKPOINT)")
-        cfg = config_with_overrides(TrainConfig(**DEFAULT_TRAIN), **overrides)
-        options = ClassifyOptions(class_weights=class_weights.value, **option_overrides)
-        out = out or out_path_for(train)
+        task_options = ClassifyOptions(class_weights=class_weights.value, **option_changes)
+    train, dev, out = training.files_to_train(train, dev, out, resumed)
     for path in (train, dev):
         if path is not None:
             check_text_file(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    log(console, f"training a classifier on {train} -> {out}")
-    with TrainDisplay(console, _dev_accuracy) as display:
-        result = train_classifier(
+    cfg = training.train_config(classify.default_train_config(), resumed, **options)
+    training.make_folder(out)
+    log(session.console, f"training a classifier on {train} -> {out}")
+    with TrainDisplay(session.console, _dev_accuracy) as display:
+        result = classify.train(
             train, dev, out=out, fmt=data_format.value, text_column=text_column, label_column=label_column,
-            tokenizer=tokenizer_args, model_overrides=model_overrides, options=options, train_cfg=cfg,
-            init_from=init_from, device=dev_, on_progress=display, on_log=lambda m: log(console, m), resume=ckpt,
+            tokenizer=tokenizer_args, model_overrides=model_changes, options=task_options, train_cfg=cfg,
+            init_from=init_from, device=session.device, on_progress=display,
+            on_log=lambda m: log(session.console, m), resume=resumed.ckpt if resumed else None,
         )  # fmt: skip
-    st = result.state
-    exit_if_interrupted(st, result.last, group, "textrnn classify train")
-    best = best_validation(st)
-    log(console, f"done ({st.stopped}) after {st.step} steps; best dev accuracy "
-                 f"{pct(best.get('val_accuracy'))} at step {st.best_step}: {result.best}")  # fmt: skip
-    if json_out and group.main:
-        print(json.dumps(summary(st, result.best, result.last, ("val_accuracy", "val_macro_f1", "val_loss"))))
+    best = best_validation(result.state)
+    training.report(session, result.state, out, command="textrnn classify train", json_out=json_out,
+                    best=f"best dev accuracy {pct(best.get('val_accuracy'))}",
+                    metrics=("val_accuracy", "val_macro_f1", "val_loss"))  # fmt: skip
+
+
+def _saved_settings(
+    path: Path, meta: dict, data_format: TableFormat, text_column: str | None, label_column: str | None
+) -> tuple[TableFormat, str | None, str | None, ClassifyOptions]:
+    """The table format, columns and options a checkpoint was trained with (those given now win)."""
+    try:  # the metadata comes from a file: anything unusable is a corrupt checkpoint
+        data = meta.get("data") or {}
+        if data_format == TableFormat.auto and data.get("format"):
+            data_format = TableFormat(data["format"])
+        text_column = text_column or data.get("text_column")
+        label_column = label_column or data.get("label_column")
+        options = config_from_dict(ClassifyOptions, meta.get("classify") or {}, what="classify options")
+    except (KeyError, TypeError, ValueError, AttributeError, TextrnnError) as err:
+        raise training.metadata_error(path, err) from None
+    return data_format, text_column, label_column, options
 
 
 # ---- predict -------------------------------------------------------------------------------------
@@ -245,7 +238,7 @@ def _line(probs: list[float], names: list[str], *, show_probs: bool, top: int, t
 
 
 def _explained(clf: LoadedClassifier, text: str, *, threshold: float | None, as_json: bool, colour: bool) -> str:
-    probs, weights = explain(clf, text)
+    probs, weights = clf.explain(text)
     names = clf.labels.names
     label = _decide(probs, names, threshold)
     if as_json:
@@ -272,7 +265,7 @@ def _coloured(label: str, weights: list[tuple[str, float]]) -> Text:
 @app.command("predict")
 def predict_(
     file: Annotated[Path | None, typer.Argument(help="Input (default: stdin): one text per line, or a TSV/CSV/JSON-lines table.")] = None,
-    checkpoint: CheckpointOpt = ...,  # type: ignore[assignment]
+    checkpoint: Checkpoint = ...,  # type: ignore[assignment]
     input_format: Annotated[InputFormat, typer.Option("--format", help="auto (by extension, then the first line; else a text per line) | lines | tsv | csv | jsonl | fasttext.")] = InputFormat.auto,
     text_column: TextColumn = None,
     probs: Annotated[bool, typer.Option("--probs", help="Add every class's probability, in the classifier's class order.")] = False,
@@ -298,7 +291,7 @@ def predict_(
     if threshold is not None and top:
         raise UsageError("--threshold decides one label; it does not go with --top")
     set_threads(threads)
-    clf = load_classifier(checkpoint, device=default_device(device), precision=precision)
+    clf = classify.load(checkpoint, device=default_device(device), precision=precision)
     names = clf.labels.names
     if threshold is not None and len(names) != 2:
         raise UsageError(f"--threshold needs a classifier of two classes; this one has {len(names)}")
@@ -323,7 +316,7 @@ def predict_(
         return
     for chunk in chunks(texts, read_ahead):
         rows = []
-        for text, p in zip(chunk, predict(clf, chunk, read_ahead=read_ahead), strict=True):
+        for text, p in zip(chunk, clf.predict(chunk, read_ahead=read_ahead), strict=True):
             if json_out:
                 rows.append(json.dumps({"text": text, "label": _decide(p, names, threshold),
                                         "probs": dict(zip(names, p, strict=True))}, ensure_ascii=False))  # fmt: skip
@@ -339,7 +332,7 @@ def predict_(
 @app.command("eval")
 def eval_(
     file: Annotated[Path, typer.Argument(help="Labelled table: TSV, CSV, JSON lines or fastText lines.")],
-    checkpoint: CheckpointOpt = ...,  # type: ignore[assignment]
+    checkpoint: Checkpoint = ...,  # type: ignore[assignment]
     data_format: Annotated[TableFormat, typer.Option("--format", help=FORMAT_HELP)] = TableFormat.auto,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
@@ -354,23 +347,9 @@ def eval_(
     Example: textrnn classify eval sst2/dev.tsv -c checkpoints/train.ckpt --json
     """  # fmt: skip
     set_threads(threads)
-    clf = load_classifier(checkpoint, device=default_device(device), precision=precision)
-    rows, layout = read_table(file, fmt=data_format.value, text_column=text_column, label_column=label_column)
-    result, probs = evaluate(clf, rows, name=str(file))
-    result = {"file": str(file), "layout": layout.describe(), **result}
-    if errors is not None:
-        names = clf.labels.names
-        wrong = []
-        for row, p in zip(rows, probs, strict=True):
-            predicted = _decide(p, names, None)
-            if predicted != row.label:
-                wrong.append(json.dumps({"text": row.text, "label": row.label, "predicted": predicted, "line": row.line,
-                                         "probs": dict(zip(names, p, strict=True))}, ensure_ascii=False))  # fmt: skip
-        try:
-            write_atomically(errors, "".join(w + "\n" for w in wrong).encode("utf-8"))
-        except OSError as err:
-            raise TextrnnError(f"{errors}: cannot write ({err.strerror or err})") from None
-        result["errors_file"], result["errors"] = str(errors), len(wrong)
+    clf = classify.load(checkpoint, device=default_device(device), precision=precision)
+    result = clf.evaluate(file, fmt=data_format.value, text_column=text_column, label_column=label_column,
+                          errors=errors)  # fmt: skip
     if json_out:
         print(json.dumps(result, ensure_ascii=False))
         return

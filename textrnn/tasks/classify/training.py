@@ -1,5 +1,5 @@
 """Training a classifier: the defaults (chosen on the SST-2 and IITP Hindi dev sets, see
-below) and `train_classifier`."""
+below) and `train`."""
 
 from __future__ import annotations
 
@@ -12,16 +12,17 @@ import torch
 
 from textrnn.engine.checkpoint import Checkpoint
 from textrnn.engine.config import TrainConfig, config_from_defaults
-from textrnn.engine.trainer import Progress, fit, seed_everything
+from textrnn.engine.progress import Progress
 from textrnn.engine.trainer import TrainResult as BaseTrainResult
+from textrnn.engine.trainer import fit, seed_everything
 from textrnn.errors import DataError, UsageError
 from textrnn.files import file_info
 from textrnn.formats.tables import Layout, Row, read_table
 from textrnn.models.classifier import Classifier, ClassifierConfig
 from textrnn.tasks.classify.batch import TextEncoder
 from textrnn.tasks.classify.labels import Labels, check_known, class_weights
+from textrnn.tasks.classify.load import model_from_checkpoint
 from textrnn.tasks.classify.options import ClassifyOptions
-from textrnn.tasks.classify.predict import model_from_checkpoint
 from textrnn.tasks.classify.pretrained import classifier_shape, load_pretrained, read_language_model
 from textrnn.tasks.classify.task import ClassifierTask
 from textrnn.tokenizers import Tokenizer, load_tokenizer, train_tokenizer
@@ -75,7 +76,7 @@ def build_tokenizer(
     return train_tokenizer(kind, texts, vocab_size=vocab_size, min_count=min_count, unit=unit)
 
 
-def train_classifier(
+def train(
     train: str | Path,
     dev: str | Path | None = None,
     *,
