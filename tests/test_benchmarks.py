@@ -270,6 +270,33 @@ def test_translit_tiny_run(tmp_path, shared_data):
 
 
 @pytest.mark.slow
+def test_classify_tiny_run(tmp_path, shared_data):
+    """The classify area end to end on 300-row slices (about a minute): both data sets through
+    the CLI against the bag-of-words reference, --init-from, prediction and loop speed."""
+    shared_data("sst2/train.tsv")  # skips (fails in CI) without the data sets
+    shared_data("iitp_hindi_product_reviews/hi-train.csv")
+    cmd = [sys.executable, "-m", "benchmarks", "classify", "--quick", "--tiny", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "classify.json").read_text())
+    _envelope(result, "classify")
+    r = result["results"]
+    assert [(q["dataset"], q["split"], q["role"]) for q in r["quality"]] == [
+        ("SST-2", "dev", CHOSE_CHECKPOINT_AND_DEFAULTS),
+        ("IITP Hindi product reviews", "valid", CHOSE_CHECKPOINT_AND_DEFAULTS),
+    ]
+    for q in r["quality"]:
+        assert 0.0 < q["accuracy"] <= 1.0 and 0.0 < q["reference"]["accuracy"] <= 1.0
+        assert q["commands"][0].startswith("textrnn classify train tiny-") and " --dev " in q["commands"][0]
+        assert q["commands"][1].startswith("textrnn classify eval tiny-")
+    assert all("--init-from" in q["commands"][1] for q in r["pretraining"])
+    assert r["predict"]["unit"] == "sentences/s" and r["predict"]["textrnn"]["median"] > 0
+    assert [row["unit"] for row in r["train_loop"]] == ["tokens/s", "tokens/s"]
+    assert "## classify" in (tmp_path / "RESULTS.md").read_text()
+    assert "textrnn classify train --time-budget 3" in (tmp_path / "README.md").read_text()
+
+
+@pytest.mark.slow
 def test_quality_tiny_run(tmp_path):
     """The quality area end to end: train on the first 80%, score validation and test, and the
     test slice stepped with each precision of the generation weights."""

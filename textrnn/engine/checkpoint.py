@@ -65,6 +65,7 @@ MAX_TENSORS = 100_000  # more tensor entries than this are refused before the he
 _TASK_WORDS = {  # how messages call a task where its name alone is terse
     "lm": "language model (lm)",
     "translit": "transliteration (translit)",
+    "classify": "sentence classifier (classify)",
 }
 _TENSOR, _TUPLE, _DICT = "__tensor__", "__tuple__", "__dict__"  # skeleton placeholders
 _SCALARS = (str, int, float, bool, type(None))
