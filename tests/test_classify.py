@@ -243,7 +243,7 @@ def test_other_tasks_checkpoints_are_refused(tmp_path):
     from textrnn.engine.checkpoint import Checkpoint, save_checkpoint
 
     save_checkpoint(tmp_path / "lm.ckpt", Checkpoint(task="lm", meta={}, tensors={"x": torch.zeros(1)}))
-    with pytest.raises(CheckpointError, match="needs a classify checkpoint"):
+    with pytest.raises(CheckpointError, match=r"needs a sentence classifier \(classify\) checkpoint"):
         classify.load(tmp_path / "lm.ckpt")
 
 

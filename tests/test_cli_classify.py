@@ -149,7 +149,7 @@ def test_a_checkpoint_of_another_task_is_refused(tmp_path, capsys, monkeypatch):
 
     save_checkpoint(tmp_path / "t.ckpt", Checkpoint(task="tagger", meta={}, tensors={"x": torch.zeros(1)}))
     code, _, err = run(capsys, "predict", "-c", tmp_path / "t.ckpt", stdin="x\n", monkeypatch=monkeypatch)
-    assert code == 1 and "is a tagger checkpoint; this command needs a classify checkpoint" in err
+    assert code == 1 and "is a tagger checkpoint; this command needs a sentence classifier (classify) checkpoint" in err
 
 
 def test_malformed_training_row_names_file_and_line(tmp_path, capsys):
