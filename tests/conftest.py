@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,12 @@ CORPORA = REPO / "corpora"
 
 # Tests train tiny models; one thread keeps them fast and deterministic on 2 cores.
 torch.set_num_threads(1)
+
+# A background job of a non-interactive shell (`pytest &` in a script) starts with SIGINT
+# ignored, and the `textrnn train` processes the tests start would inherit that and never
+# see the Ctrl-C the tests send them. A handler of our own is reset to the default at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

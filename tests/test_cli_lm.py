@@ -15,6 +15,7 @@ import math
 import os
 import pickle
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,6 +132,7 @@ def work(tmp_path_factory, shakespeare) -> Path:
         .tobytes()
     )
     (folder / "pickle.ckpt").write_bytes(pickle.dumps({"model": [1.0, 2.0]}))
+    shutil.copy(folder / CKPT, folder / "lone.ckpt")
     save_checkpoint(
         folder / "tagger.ckpt",
         Checkpoint(task="tagger", meta={}, tensors={"model.w": torch.zeros(3)}),
@@ -203,7 +205,9 @@ def test_no_arguments_shows_the_help(cli):
 def test_sample_eval_info_processes(procs, work, cli, monkeypatch):
     for name in ("sample", "eval", "info"):
         assert_ok(procs[name])
-        assert procs[name].stderr == ""  # stderr is not a terminal: no progress, no log lines
+    # Log lines show on stderr, terminal or not; a short eval shows no progress.
+    assert procs["sample"].stderr == f"using checkpoint {CKPT}\n"
+    assert procs["eval"].stderr == procs["info"].stderr == ""
 
     text = procs["sample"].stdout
     assert len(text) == 61 and text.endswith("\n")  # 60 characters, then the line is ended
@@ -411,9 +415,10 @@ ERRORS = {
     "seq-len 0": (["train", "corpus.txt", "--seq-len", "0"], 2, ["--seq-len"]),
     "precision": (["train", "corpus.txt", "--precision", "fp8"], 2, ["--precision", "fp8"]),
     "device": (["train", "corpus.txt", "--device", "tpu"], 2, ["--device", "tpu"]),
-    "cell": (["train", "corpus.txt", "--cell", "transformer"], 2, ["--cell", "transformer"]),
+    # (-q: an error found once training has started follows its log and progress lines)
+    "cell": (["train", "corpus.txt", "--cell", "transformer", "-q"], 2, ["--cell", "transformer"]),
     "diverges": (
-        ["train", "corpus.txt", *TINY, "--lr", "1e6", "--max-steps", "60", "--eval-every", "5"],
+        ["train", "corpus.txt", *TINY, "--lr", "1e6", "--max-steps", "60", "--eval-every", "5", "--out", "d.ckpt", "-q"],
         1,
         ["diverged", "--lr"],
     ),
@@ -428,8 +433,9 @@ ERRORS = {
     "tagger checkpoint": (["sample", "-c", "tagger.ckpt"], 1, ["tagger"]),
     "tagger to eval": (["eval", "corpus.txt", "-c", "tagger.ckpt"], 1, ["tagger"]),
     "missing checkpoint": (["sample", "-c", "nope.ckpt"], 1, ["nope.ckpt"]),
-    "resume best": (["train", "--resume", CKPT], 1, ["no training state", LAST]),
-    "resume changes model": (["train", "--resume", LAST, "--hidden", "64"], 2, ["cannot change"]),
+    # a best checkpoint copied away from its last: the hint names the run's last, which exists
+    "resume lone best": (["train", "--resume", "lone.ckpt"], 1, ["no training state", f"{LAST}: resume from that"]),
+    "resume changes model": (["train", "--resume", LAST, "--hidden", "64"], 2, ["--hidden 64 differs from the checkpoint's 32", "cannot change"]),
     "eval invalid utf-8": (["eval", "latin1.txt", "-c", CKPT], 1, ["UTF-8"]),
     "info random": (["info", "random.ckpt"], 1, ["random.ckpt"]),
     "bad option value": (["sample", "-c", CKPT, "--length", "many"], 2, ["--length"]),

@@ -382,6 +382,8 @@ def test_encode_decode_pipe_is_exact_on_text_in_normal_form(pipe_tokenizers, nam
     join = detokenize if tok.kind == "word" else "".join
     text = "".join(join(line) + "\n" for line in lines)
     assume(not any(join(line).endswith("\r") for line in lines))  # "\r\n" ends a line
+    # pieces side by side need not be in normal form (virama + nukta: NFC puts the nukta first)
+    assume(text == normalize(text, tok.normalize_form))
     if tok.kind == "char":  # units side by side may form other graphemes (क् + ष = क्ष)
         assume(not tok.unknown_units(text))
     else:  # and words side by side other tokens ("don" + "'" + "t")

@@ -907,6 +907,7 @@ def _full_disk_case(
         "m.ckpt",
         "--max-steps",
         "8",
+        "-q",  # the error alone: it follows the start of training
     ]
     if case == "checkpoint":  # the best checkpoint fits, the last does not
         return resume, (best + last) // 2, None, "cannot write checkpoint"
@@ -1051,6 +1052,7 @@ def test_a_failed_training_removes_its_lock(work, tmp_path, monkeypatch):
         "200",
         "--out",
         "m.ckpt",
+        "-q",  # the error alone: it follows the start of training
     ]
     res = cli(args)
     assert_one_line_error(res, 1, "diverged")

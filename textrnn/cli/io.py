@@ -38,6 +38,13 @@ def interactive() -> bool:
     return sys.stdin is not None and hasattr(sys.stdin, "isatty") and sys.stdin.isatty()
 
 
+def shown_as_it_goes(file: object) -> bool:
+    """Whether a streaming command's output is its own progress: someone types its input
+    (no FILE, stdin a terminal), or its output goes to a terminal."""
+    out = sys.stdout
+    return (file is None and interactive()) or (hasattr(out, "isatty") and out.isatty())
+
+
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """`items` in lists of `size` (the last one shorter), taken as they come: output can follow input."""
     chunk: list[T] = []

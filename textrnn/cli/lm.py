@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from textrnn.cli import training
-from textrnn.cli.display import TrainDisplay, log, stderr_console
+from textrnn.cli.display import log, stderr_console, ticker
 from textrnn.cli.io import stdin_lines
 from textrnn.cli.options import (
     Dev,
@@ -19,16 +19,17 @@ from textrnn.cli.options import (
     JsonOut,
     MaxSteps,
     Out,
+    ProgressMode,
     Quiet,
     Resume,
     Seed,
+    Shown,
     Threads,
     TimeBudget,
     old_form,
 )
 from textrnn.engine import distributed
 from textrnn.engine.checkpoint import read_meta
-from textrnn.engine.config import TrainConfig
 from textrnn.engine.decoding.beam import BeamConfig
 from textrnn.engine.decoding.sampling import SamplingConfig
 from textrnn.engine.devices import default_device, set_threads
@@ -92,6 +93,7 @@ def train(
     device: Device = "auto",
     threads: Threads = 0,
     quiet: Quiet = False,
+    progress: ProgressMode = Shown.auto,
     json_out: JsonOut = False,
 ) -> None:
     """Train a char/word/subword LSTM (GRU, RNN) language model on a text file.
@@ -101,7 +103,7 @@ def train(
 
     Example: textrnn train corpora/english.txt --time-budget 60
     """
-    session = training.start(device, quiet=quiet, threads=threads)
+    session = training.start(device, quiet=quiet, progress=progress, threads=threads)
     options = training.given(
         batch_size=batch_size, seq_len=seq_len, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs,
         max_steps=max_steps, time_budget=time_budget, val_fraction=val_fraction, eval_every=eval_every,
@@ -111,9 +113,12 @@ def train(
                                    tie_weights=tie_weights, variational=variational_dropout)  # fmt: skip
     resumed = None
     if resume is not None:
-        resumed = training.resume_from(resume, "lm", model_changes=model_changes, examples="--layers, --hidden")
-        tok = _saved_tokenizer(resume, resumed.ckpt.meta)
-        _check_batch_shape(options, resumed.train_cfg)
+        resumed = training.resume_from(resume, "lm", session)
+        tok = _saved_tokenizer(resumed.path, resumed.ckpt.meta)
+        tokenizer_given = _tokenizer_given(tok, kind=tokenizer.value, unit=unit, normalize=normalize,
+                                           file=tokenizer_file, sentencepiece=tokenizer_model)  # fmt: skip
+        training.check_unchanged(resumed, model=model_changes, train=options, dev=dev, task=tokenizer_given,
+                                 params={"variational": "variational_dropout"})  # fmt: skip
     train, dev, out = training.files_to_train(train, dev, out, resumed)
     for path in (train, dev):
         if path is not None:
@@ -123,12 +128,12 @@ def train(
                              unit=unit, normalize=normalize, file=tokenizer_file, sentencepiece=tokenizer_model)  # fmt: skip
     cfg = training.train_config(lm.default_train_config(tok.kind), resumed, **options)
     training.make_folder(out)
-    processes = f", {session.group.world} processes" if session.group.active else ""
-    log(session.console, f"training on {train} ({tok.kind} tokenizer, {tok.vocab_size} ids{processes}) -> {out}")
-    with TrainDisplay(session.console) as display:
+    display = training.display(session, task="lm", train=train, dev=dev, out=out, resumed=resumed,
+                               extras={"tokenizer": tok.kind, "vocab": tok.vocab_size})  # fmt: skip
+    with display:
         result = lm.train(
             train, dev, out=out, tokenizer=tok, model_overrides=model_changes, train_cfg=cfg, device=session.device,
-            on_progress=display, on_log=lambda m: log(session.console, m), resume=resumed.ckpt if resumed else None,
+            on_progress=display, on_log=session.log, resume=resumed.ckpt if resumed else None,
             fit_small_corpus=batch_size is None and seq_len is None,  # an explicit shape is kept
         )  # fmt: skip
     st = result.state
@@ -147,13 +152,20 @@ def _saved_tokenizer(path: Path, meta: dict) -> Tokenizer:
         raise CheckpointError(f"{path}: checkpoint metadata is invalid ({err})") from None
 
 
-def _check_batch_shape(options: dict, saved: TrainConfig) -> None:
-    for name in ("batch_size", "seq_len"):  # the saved batch position and carried state depend on them
-        if name in options and options[name] != getattr(saved, name):
-            raise UsageError(
-                f"--{name.replace('_', '-')} cannot change when resuming "
-                f"(the checkpoint was trained with {getattr(saved, name)})"
-            )
+def _tokenizer_given(tok: Tokenizer, *, kind, unit, normalize, file, sentencepiece) -> dict:
+    """The tokenizer options on the command line beside what the checkpoint's tokenizer
+    (`tok`) is: {parameter: (given, saved)}. --vocab-size and --min-count are not compared:
+    they shaped a vocabulary that the checkpoint holds (a cap, or a size sentencepiece may
+    lower), and a resumed run reads with the checkpoint's."""
+    saved = tok.to_dict()
+    pairs = {name: (value, then) for name, value, then in (
+        ("tokenizer", kind, tok.kind), ("unit", unit, saved.get("unit")), ("normalize", normalize, saved.get("normalize")),
+    ) if training.passed(name)}  # fmt: skip
+    described = f"{tok.kind} tokenizer of {tok.vocab_size} ids"
+    for name, path, load in (("tokenizer_file", file, load_tokenizer), ("tokenizer_model", sentencepiece, load_sentencepiece_model)):
+        if path is not None and load(path).to_dict() != saved:
+            pairs[name] = (path, described)
+    return pairs
 
 
 def _new_tokenizer(corpus: Path, group, *, kind, vocab_size, min_count, unit, normalize, file, sentencepiece) -> Tokenizer:
@@ -345,6 +357,7 @@ def eval_(
     device: Device = "cpu",
     threads: Threads = 0,
     quiet: Quiet = False,
+    progress: ProgressMode = Shown.auto,
     json_out: JsonOut = False,
 ) -> None:
     """Score a text: cross-entropy per token (nats), perplexity and bits per character.
@@ -354,10 +367,11 @@ def eval_(
     file, checkpoint = _eval_inputs(file, old_file, checkpoint)
     set_threads(threads)
     model = lm.load(checkpoint, device=default_device(device))
-    if file is None:
-        metrics = model.evaluate_text(_read_stdin_text(), name="<stdin>")
-    else:
-        metrics = model.evaluate(file)
+    with ticker(progress, quiet=quiet, unit="tokens") as tick:
+        if file is None:
+            metrics = model.evaluate_text(_read_stdin_text(), name="<stdin>", on_progress=tick)
+        else:
+            metrics = model.evaluate(file, on_progress=tick)
     if json_out:
         print(json.dumps(metrics))
         return

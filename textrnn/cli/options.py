@@ -13,12 +13,25 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Show no progress or log lines on stderr.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Show nothing on stderr but errors (--progress none, and no log lines).")]
+
+
+class Shown(str, Enum):
+    """How progress shows on stderr (see cli/display.py)."""
+
+    auto = "auto"
+    rich = "rich"
+    plain = "plain"
+    none = "none"
+
+
+ProgressMode = Annotated[Shown, typer.Option("--progress", help="How progress shows on stderr: auto (a live display on a terminal, plain key=value lines otherwise, see the README) | rich | plain | none.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (streamed input: one object per line).")]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda | mps (auto: CUDA, then MPS, then CPU).")]
 Threads = Annotated[int, typer.Option(help="CPU threads (0 = PyTorch's default, one per core).")]
@@ -27,7 +40,7 @@ Seed = Annotated[int | None, typer.Option(help="Random seed: the same seed gives
 # What every `train` command takes alike.
 Dev = Annotated[Path | None, typer.Option("--dev", help="Development data in TRAIN's format, for validation and early stopping (default: hold out part of TRAIN).")]
 Out = Annotated[Path | None, typer.Option(help="Best checkpoint; the last one goes beside it as <name>.last.ckpt.", show_default="checkpoints/<TRAIN>.ckpt")]
-Resume = Annotated[Path | None, typer.Option(help="Continue exactly where this (last) checkpoint stopped.")]
+Resume = Annotated[Path | None, typer.Option(help="Continue exactly where this checkpoint's training stopped: a last checkpoint, or a best one with its .last.ckpt beside it. Options equal to the checkpoint's are accepted; shape, data and batch options cannot change.")]
 MaxSteps = Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")]
 TimeBudget = Annotated[float | None, typer.Option(help="Stop after this many seconds; the schedule fits the budget.")]
 OldTrain = Annotated[Path | None, typer.Option("--train", hidden=True, help="The old form of TRAIN.")]

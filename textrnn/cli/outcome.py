@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 import signal
 import sys
 from collections.abc import Iterable
@@ -19,7 +20,7 @@ def exit_if_interrupted(state: TrainState, last: Path, group: Dist, command: str
     only) and exit 128 + the signal, as shells and schedulers expect: 130 for SIGINT
     (Ctrl-C), 143 for SIGTERM, 129 for SIGHUP.
 
-    `command` is what resumes, e.g. "textrnn tag train".
+    `command` is what resumes, e.g. "textrnn tag train"; the hint pastes into a shell as it is.
     """
     if state.stopped != "interrupted":
         return
@@ -29,7 +30,7 @@ def exit_if_interrupted(state: TrainState, last: Path, group: Dist, command: str
         with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
             print(
                 f"textrnn: interrupted by {signal_name(signum)} at step {state.step}; "
-                f"resume with: {command} --resume {last}{launcher}",
+                f"resume with: {command} --resume {shlex.quote(str(last))}{launcher}",
                 file=sys.stderr,
             )
     raise typer.Exit(128 + signum)

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from textrnn.cli import training
-from textrnn.cli.display import TrainDisplay, log, pct
-from textrnn.cli.io import chunks, interactive, stdin_lines
+from textrnn.cli.display import counting, pct, ticker
+from textrnn.cli.io import chunks, interactive, shown_as_it_goes, stdin_lines
 from textrnn.cli.options import (
     Checkpoint,
     Dev,
@@ -25,9 +25,11 @@ from textrnn.cli.options import (
     MaxSteps,
     OldTrain,
     Out,
+    ProgressMode,
     Quiet,
     Resume,
     Seed,
+    Shown,
     Threads,
     TimeBudget,
     old_form,
@@ -35,6 +37,7 @@ from textrnn.cli.options import (
 from textrnn.cli.outcome import best_validation
 from textrnn.engine.devices import default_device, set_threads
 from textrnn.errors import UsageError
+from textrnn.files import fingerprint_file
 from textrnn.formats.conllu import (
     Sentence,
     check_column,
@@ -116,6 +119,7 @@ def train(
     device: Device = "auto",
     threads: Threads = 1,
     quiet: Quiet = False,
+    progress: ProgressMode = Shown.auto,
     json_out: JsonOut = False,
     train_option: OldTrain = None,
 ) -> None:
@@ -128,18 +132,19 @@ def train(
     Example: textrnn tag train en_ewt-ud-train.conllu --dev en_ewt-ud-dev.conllu --time-budget 900
     """  # fmt: skip
     train = training.train_file(train, train_option, "textrnn tag train")
-    session = training.start(device, quiet=quiet, threads=threads)
+    session = training.start(device, quiet=quiet, progress=progress, threads=threads)
     options = training.given(
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs, max_steps=max_steps,
         time_budget=time_budget, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
     )  # fmt: skip
     model_changes = training.given(word_dim=word_dim, char_dim=char_dim, char_hidden=char_hidden, hidden=hidden,
-                                   layers=layers, dropout=dropout, crf=crf or None)  # fmt: skip
+                                   layers=layers, dropout=dropout, crf=crf if training.passed("crf") else None)  # fmt: skip
     resumed = None
     if resume is not None:
-        changes = {**model_changes, **training.given(embeddings=embeddings)}
-        resumed = training.resume_from(resume, "tagger", model_changes=changes, examples="--hidden, --crf, --embeddings")
-        column = _saved_column(resume, resumed.ckpt.meta, column)
+        resumed = training.resume_from(resume, "tagger", session)
+        training.check_unchanged(resumed, model=model_changes, train=options, dev=dev,
+                                 task=_options_given(resumed, column, data_format.value, lowercase, embeddings))  # fmt: skip
+        column = _saved_column(resumed.path, resumed.ckpt.meta, column)
     train, dev, out = training.files_to_train(train, dev, out, resumed)
     tag_options = TagOptions(column=column, fmt=data_format.value, lowercase=lowercase, min_count=min_count,
                              embeddings=embeddings, embeddings_limit=embeddings_limit)  # fmt: skip
@@ -148,17 +153,36 @@ def train(
             check_text_file(path)
     cfg = training.train_config(tag.default_train_config(), resumed, **options)
     training.make_folder(out)
-    log(session.console, f"training a tagger on {train} (column {column}) -> {out}")
-    with TrainDisplay(session.console, _dev_accuracy) as display:
+    display = training.display(session, task="tag", train=train, dev=dev, out=out, resumed=resumed,
+                               extras={"column": column}, describe_val=_dev_accuracy)  # fmt: skip
+    with display:
         result = tag.train(
             train, dev, out=out, options=tag_options, model_overrides=model_changes, train_cfg=cfg,
-            device=session.device, on_progress=display, on_log=lambda m: log(session.console, m),
-            resume=resumed.ckpt if resumed else None,
+            device=session.device, on_progress=display, on_log=session.log, resume=resumed.ckpt if resumed else None,
         )  # fmt: skip
     best = best_validation(result.state)
     training.report(session, result.state, out, command="textrnn tag train", json_out=json_out,
                     best=f"best dev accuracy {pct(best.get('val_accuracy'))}",
                     metrics=("val_accuracy", "val_oov_accuracy", "val_loss"))  # fmt: skip
+
+
+def _options_given(resumed: training.Resumed, column: str, fmt: str, lowercase: bool, embeddings: Path | None) -> dict:
+    """The data options on the command line beside the checkpoint's: {parameter: (given, saved)}.
+    (--min-count and --embeddings-limit shaped a vocabulary that the checkpoint holds: not compared.)"""
+    meta = resumed.ckpt.meta
+    try:
+        data, vocab = meta.get("data") or {}, meta.get("tokenizers", {}).get("tag", {}) or {}
+        words = meta.get("tokenizers", {}).get("word", {}) or {}
+        saved = {"column": vocab.get("column", data.get("column")), "data_format": data.get("format"),
+                 "lowercase": words.get("lowercase")}  # fmt: skip
+        vectors = data.get("embeddings") if isinstance(data.get("embeddings"), dict) else {}
+    except AttributeError as err:
+        raise training.metadata_error(resumed.path, err) from None
+    given = {"column": column, "data_format": fmt, "lowercase": lowercase}
+    pairs = {k: (v, saved[k]) for k, v in given.items() if training.passed(k) and saved[k] is not None}
+    if embeddings is not None and fingerprint_file(embeddings)["sha256"] != vectors.get("sha256"):
+        pairs["embeddings"] = (embeddings, vectors.get("path"))
+    return pairs
 
 
 def _saved_column(path: Path, meta: dict, column: str) -> str:
@@ -197,6 +221,8 @@ def predict_(
     precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU/GPU has it: about twice as fast, a few tags in 10,000 may differ; else fp16 on CUDA) | fp32 | bf16 | fp16 (CUDA).")] = "auto",
     device: Device = "cpu",
     threads: Threads = 1,
+    quiet: Quiet = False,
+    progress: ProgressMode = Shown.auto,
     json_out: Annotated[bool, typer.Option("--json", help="The same as --output-format json.")] = False,
     input_format: Annotated[str | None, typer.Option("--input-format", hidden=True, help="The old name of --format.")] = None,
 ) -> None:
@@ -219,10 +245,11 @@ def predict_(
     else:
         sentences = (Sentence(line.split()) for line in lines)
     out = sys.stdout
-    for chunk in chunks(sentences, read_ahead):
-        tags = tagger.predict([s.words for s in chunk], read_ahead=read_ahead)
-        out.write("".join(_render(replace(s, tags=t), output_format, column) for s, t in zip(chunk, tags, strict=True)))
-        out.flush()
+    with ticker(progress, quiet=quiet, unit="sentences", product_shows=shown_as_it_goes(file)) as tick:
+        for chunk in chunks(counting(sentences, tick), read_ahead):
+            tags = tagger.predict([s.words for s in chunk], read_ahead=read_ahead)
+            out.write("".join(_render(replace(s, tags=t), output_format, column) for s, t in zip(chunk, tags, strict=True)))
+            out.flush()
 
 
 def _predict_formats(data_format: str | None, old_input: str | None, output: OutputFormat | None, json_out: bool) -> tuple[str, str]:
@@ -256,6 +283,8 @@ def eval_(
     precision: Annotated[str, typer.Option(help="fp32 (the figure training reported) | bf16 | fp16 (CUDA) | auto.")] = "fp32",
     device: Device = "cpu",
     threads: Threads = 1,
+    quiet: Quiet = False,
+    progress: ProgressMode = Shown.auto,
     json_out: JsonOut = False,
 ) -> None:
     """Score a tagger on gold data: accuracy, unseen-word accuracy, per-tag and span F1.
@@ -268,7 +297,8 @@ def eval_(
     """
     set_threads(threads)
     tagger = tag.load(checkpoint, device=default_device(device), precision=precision)
-    result = tagger.evaluate(file, fmt=data_format.value, column=column)
+    with ticker(progress, quiet=quiet, unit="sentences") as tick:
+        result = tagger.evaluate(file, fmt=data_format.value, column=column, on_progress=tick)
     if json_out:
         print(json.dumps(result, ensure_ascii=False))
         return

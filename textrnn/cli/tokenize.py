@@ -19,9 +19,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from textrnn.cli.display import counting, ticker
 from textrnn.cli.io import stdin_lines
+from textrnn.cli.options import ProgressMode, Quiet, Shown
 from textrnn.errors import CheckpointError, DataError, UsageError
-from textrnn.formats.plain import iter_lines, iter_text_chunks
+from textrnn.formats.plain import check_text_file, iter_lines, iter_text_chunks
 from textrnn.tokenizers import (
     Tokenizer,
     corpus_stats,
@@ -87,6 +89,8 @@ def train(
     tokenizer_model: Annotated[
         Path | None, typer.Option(help="Import this sentencepiece .model instead of training.")
     ] = None,
+    quiet: Quiet = False,
+    progress: ProgressMode = Shown.auto,
 ) -> None:
     """Build a tokenizer from CORPUS (or import a sentencepiece model) and write it to --out."""
     if out is None:
@@ -96,19 +100,22 @@ def train(
     if tokenizer_model is not None:
         tok: Tokenizer = load_sentencepiece_model(tokenizer_model)
     else:
-        tok = train_tokenizer(
-            kind,
-            iter_text_chunks(corpus),
-            vocab_size=vocab_size,
-            min_count=min_count,
-            unit=unit,
-            normalize=normalize,
-            character_coverage=character_coverage,
-            byte_fallback=byte_fallback,
-            user_symbols=user_symbol or (),
-        )
+        size = check_text_file(corpus).stat().st_size
+        with ticker(progress, quiet=quiet, unit="bytes", total=size) as tick:
+            tok = train_tokenizer(
+                kind,
+                counting(iter_text_chunks(corpus), tick, size=lambda text: len(text.encode("utf-8"))),
+                vocab_size=vocab_size,
+                min_count=min_count,
+                unit=unit,
+                normalize=normalize,
+                character_coverage=character_coverage,
+                byte_fallback=byte_fallback,
+                user_symbols=user_symbol or (),
+            )
     save_tokenizer(tok, out)
-    print(f"textrnn: wrote {tok.kind} tokenizer ({tok.vocab_size} ids) to {out}", file=sys.stderr)
+    if not quiet:
+        print(f"textrnn: wrote {tok.kind} tokenizer ({tok.vocab_size} ids) to {out}", file=sys.stderr)
 
 
 # --- encode / decode ------------------------------------------------------------------------

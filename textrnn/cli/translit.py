@@ -16,8 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from textrnn.cli import training
-from textrnn.cli.display import TrainDisplay, log, pct, stderr_console
-from textrnn.cli.io import chunks, interactive, stdin_lines
+from textrnn.cli.display import counting, log, pct, stderr_console, ticker
+from textrnn.cli.io import chunks, interactive, shown_as_it_goes, stdin_lines
 from textrnn.cli.options import (
     Checkpoint,
     Dev,
@@ -26,9 +26,11 @@ from textrnn.cli.options import (
     MaxSteps,
     OldTrain,
     Out,
+    ProgressMode,
     Quiet,
     Resume,
     Seed,
+    Shown,
     Threads,
     TimeBudget,
 )
@@ -114,6 +116,7 @@ def train(
     device: Device = "auto",
     threads: Threads = 1,
     quiet: Quiet = False,
+    progress: ProgressMode = Shown.auto,
     json_out: JsonOut = False,
     train_option: OldTrain = None,
 ) -> None:
@@ -124,7 +127,7 @@ def train(
     Example: textrnn translit train hi.translit.sampled.train.tsv --dev hi.translit.sampled.dev.tsv --time-budget 1800
     """  # fmt: skip
     train = training.train_file(train, train_option, "textrnn translit train")
-    session = training.start(device, quiet=quiet, threads=threads)
+    session = training.start(device, quiet=quiet, progress=progress, threads=threads)
     options = training.given(
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs, max_steps=max_steps,
         time_budget=time_budget, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
@@ -137,9 +140,14 @@ def train(
     columns = (source_column, target_column) if source_column is not None else None
     resumed = None
     if resume is not None:
-        resumed = training.resume_from(resume, "translit", model_changes=model_changes, examples="--hidden, --attention")
-        direction, columns, task_options = _saved_settings(resume, resumed.ckpt.meta, direction, columns)
-        task_options = replace(task_options, **option_changes)
+        resumed = training.resume_from(resume, "translit", session)
+        saved_direction, columns, task_options = _saved_settings(resumed.path, resumed.ckpt.meta, direction, columns)
+        given = {"direction": (direction.value, saved_direction.value), "counts": (counts.value, task_options.counts),
+                 "source_unit": (source_unit.value, task_options.source_unit),
+                 "target_unit": (target_unit.value, task_options.target_unit)}  # fmt: skip
+        training.check_unchanged(resumed, model=model_changes, train=options, dev=dev,
+                                 task={k: v for k, v in given.items() if training.passed(k)})  # fmt: skip
+        direction, task_options = saved_direction, replace(task_options, **option_changes)
     else:
         task_options = TranslitOptions(counts=counts.value, source_unit=source_unit.value,
                                        target_unit=target_unit.value, **option_changes)  # fmt: skip
@@ -149,12 +157,13 @@ def train(
             check_text_file(path)
     cfg = training.train_config(translit.default_train_config(), resumed, **options)
     training.make_folder(out)
-    log(session.console, f"training a transliterator on {train} ({direction.value}) -> {out}")
-    with TrainDisplay(session.console, _dev_accuracy) as display:
+    display = training.display(session, task="translit", train=train, dev=dev, out=out, resumed=resumed,
+                               extras={"direction": direction.value}, describe_val=_dev_accuracy)  # fmt: skip
+    with display:
         result = translit.train(
             train, dev, out=out, direction=direction.value, columns=columns, model_overrides=model_changes,
             options=task_options, train_cfg=cfg, device=session.device, on_progress=display,
-            on_log=lambda m: log(session.console, m), resume=resumed.ckpt if resumed else None,
+            on_log=session.log, resume=resumed.ckpt if resumed else None,
         )  # fmt: skip
     best = best_validation(result.state)
     training.report(session, result.state, out, command="textrnn translit train", json_out=json_out,
@@ -194,6 +203,7 @@ def predict_(
     device: Device = "cpu",
     threads: Threads = 1,
     quiet: Quiet = False,
+    progress: ProgressMode = Shown.auto,
     json_out: JsonOut = False,
 ) -> None:
     """Transliterate words (one per line) or running text, streaming: output follows input chunk by chunk.
@@ -222,15 +232,16 @@ def predict_(
         read_ahead = 1
     lines = stdin_lines() if file is None else iter_lines(check_text_file(file))
     out = sys.stdout
-    for chunk in chunks((line.rstrip("\r") for line in lines), read_ahead):
-        if text:
-            outputs = tr.predict_text(chunk, beam=beam)
-            out.write("".join(_render_text(line, o, json_out) + "\n" for line, o in zip(chunk, outputs, strict=True)))
-        else:
-            words = [line.strip() for line in chunk]
-            found = tr.predict(words, beam=beam, nbest=nbest, read_ahead=read_ahead)
-            out.write("".join(_render(w, cands, scores, json_out) + "\n" for w, cands in zip(words, found, strict=True)))
-        out.flush()
+    with ticker(progress, quiet=quiet, unit="lines", product_shows=shown_as_it_goes(file)) as tick:
+        for chunk in chunks(counting((line.rstrip("\r") for line in lines), tick), read_ahead):
+            if text:
+                outputs = tr.predict_text(chunk, beam=beam)
+                out.write("".join(_render_text(line, o, json_out) + "\n" for line, o in zip(chunk, outputs, strict=True)))
+            else:
+                words = [line.strip() for line in chunk]
+                found = tr.predict(words, beam=beam, nbest=nbest, read_ahead=read_ahead)
+                out.write("".join(_render(w, cands, scores, json_out) + "\n" for w, cands in zip(words, found, strict=True)))
+            out.flush()
 
 
 def _render_text(line: str, output: str, json_out: bool) -> str:
@@ -345,6 +356,8 @@ def eval_(
     precision: Annotated[str, typer.Option(help="fp32 | bf16 | auto.")] = "fp32",
     device: Device = "cpu",
     threads: Threads = 1,
+    quiet: Quiet = False,
+    progress: ProgressMode = Shown.auto,
     json_out: JsonOut = False,
 ) -> None:
     """Score a transliterator on a gold lexicon: top-1 and top-k word accuracy, CER, any-reference accuracy.
@@ -363,7 +376,8 @@ def eval_(
         raise UsageError(f"--nbest must be between 1 and --beam ({beam}), got {nbest}")
     set_threads(threads)
     tr = translit.load(checkpoint, device=default_device(device), precision=precision, length_penalty=length_penalty)
-    result = tr.evaluate(file, beam=beam, nbest=nbest)
+    with ticker(progress, quiet=quiet, unit="words") as tick:
+        result = tr.evaluate(file, beam=beam, nbest=nbest, on_progress=tick)
     if json_out:
         print(json.dumps(result, ensure_ascii=False))
         return

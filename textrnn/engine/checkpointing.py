@@ -107,14 +107,10 @@ class Checkpointer:
         """Load the optimizer, random, scaler and task state of a last checkpoint into this
         run; return the training state it saved."""
         training = ckpt.meta.get("training", {})
-        if (
-            not isinstance(training, dict)
-            or not training.get("has_training_state")
-            or "optimizer" not in ckpt.meta
-        ):
+        if not has_training_state(ckpt.meta):
             raise CheckpointError(
-                "this checkpoint holds no training state (it is a 'best' checkpoint); "
-                f"resume from {self.last} instead"
+                "this checkpoint holds no training state (it is a 'best' checkpoint); resume "
+                f"from {_last_beside(training)}"
             )
         load_optimizer(self.optimizer, unflatten_state(ckpt.meta["optimizer"], ckpt.tensors))
         state = TrainState.from_meta(training, ckpt.meta.get("history", []))
@@ -125,6 +121,20 @@ class Checkpointer:
             {k[len("state.") :]: v for k, v in ckpt.tensors.items() if k.startswith("state.")}
         )
         return state
+
+
+def has_training_state(meta: dict) -> bool:
+    """Whether a checkpoint's metadata describes a last checkpoint, which a run resumes from."""
+    training = meta.get("training")
+    return isinstance(training, dict) and bool(training.get("has_training_state")) and "optimizer" in meta
+
+
+def _last_beside(training: Any) -> str:
+    """The last checkpoint written beside the best one a checkpoint records, where it exists."""
+    best = training.get("best_checkpoint") if isinstance(training, dict) else None
+    if isinstance(best, str) and best and last_path(Path(best)).is_file():
+        return str(last_path(Path(best)))
+    return "the <name>.last.ckpt written beside it"
 
 
 # ---- random state ----------------------------------------------------------------------

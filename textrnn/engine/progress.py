@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from textrnn.engine.state import TrainState
 from textrnn.errors import TextrnnError
 
+# How far a long evaluation has come: called with (done, total) in the task's own units
+# (tokens, sentences, words), so that the CLI can show it.
+Tick = Callable[[int, int], None]
+
 
 @dataclass
 class Progress:
     """A snapshot of training, passed to the progress callback."""
 
-    event: str  # "step" | "eval" | "log" | "done"
+    event: str  # "start" | "step" | "eval" | "log" | "done"
     step: int
     total_steps: int
     epoch: int
@@ -32,6 +37,9 @@ class Progress:
     eta: float = float("nan")
     lr: float = 0.0
     message: str = ""
+    # "start" only: step (where a resumed run starts), params, device, threads, processes,
+    # precision, epochs, max_steps, time_budget, total_steps
+    setup: dict = field(default_factory=dict)
 
 
 def snapshot(

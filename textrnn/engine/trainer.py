@@ -198,9 +198,20 @@ class Trainer:
         st = self.state
         # The handlers cover the output files' clean-up: a second signal cannot cut it short.
         with self.signals.installed(), self._output_files() as log:
+            self.on_progress(self._snapshot("start", setup=self._setup()))
             self._fit(log)
         self.on_progress(self._snapshot("done", message=st.stopped))
         return st
+
+    def _setup(self) -> dict:
+        """What a "start" report says: where the run starts, on what, and until when."""
+        cfg = self.cfg
+        return {
+            "step": self.state.step, "params": sum(p.numel() for p in self.task.model.parameters()),
+            "device": str(self.device), "threads": torch.get_num_threads(), "processes": self.dist.world,
+            "precision": self.precision, "epochs": cfg.epochs, "max_steps": cfg.max_steps or None,
+            "time_budget": cfg.time_budget or None, "total_steps": self.total_steps(),
+        }  # fmt: skip
 
     @contextmanager
     def _output_files(self) -> Iterator[MetricsLog]:

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from textrnn.config import config_from_dict
 from textrnn.engine.checkpoint import Checkpoint, load_checkpoint, read_meta
+from textrnn.engine.progress import Tick
 from textrnn.engine.weights import check_weight_shapes, checkpoint_weights, load_weights
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
 from textrnn.formats.plain import read_text
@@ -136,13 +137,14 @@ class LoadedLM:
         for prompt in prompts:
             yield next_tokens(self.model, self.tokenizer, prompt, k=k)
 
-    def evaluate(self, path: str | Path) -> dict:
-        """Cross-entropy of a text file: per token (nats), perplexity, bits per character."""
-        return score_text(self.model, self.tokenizer, read_text(path), name=str(path))
+    def evaluate(self, path: str | Path, *, on_progress: Tick | None = None) -> dict:
+        """Cross-entropy of a text file: per token (nats), perplexity, bits per character.
+        `on_progress` hears (tokens scored, tokens to score) as it goes."""
+        return score_text(self.model, self.tokenizer, read_text(path), name=str(path), on_progress=on_progress)
 
-    def evaluate_text(self, text: str, *, name: str = "<text>") -> dict:
+    def evaluate_text(self, text: str, *, name: str = "<text>", on_progress: Tick | None = None) -> dict:
         """`evaluate` of a text in memory; `name` says where it came from in messages."""
-        return score_text(self.model, self.tokenizer, text, name=name)
+        return score_text(self.model, self.tokenizer, text, name=name, on_progress=on_progress)
 
     def stepper(self) -> LMStepper:
         """The model's one-token-at-a-time stepper, built on first use and kept: it copies and

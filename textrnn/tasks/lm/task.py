@@ -16,6 +16,7 @@ from textrnn.config import config_to_dict
 from textrnn.data.corpus import EncodedCorpus, Spans, TokenStreams, split_validation
 from textrnn.engine import distributed
 from textrnn.engine.config import TrainConfig
+from textrnn.engine.progress import Tick
 from textrnn.errors import CheckpointError, UsageError
 from textrnn.models.lm import LanguageModel, State, detach_state
 from textrnn.tokenizers import Tokenizer
@@ -166,12 +167,14 @@ def stream_nll(
     device: torch.device,
     seq_len: int = 256,
     streams: int = 16,
+    on_progress: Tick | None = None,
 ) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) of `ids[1:]` given the preceding ids.
 
     The text is cut into `streams` contiguous rows scored together with their state
     carried across windows; only the first token of each row lacks context. Scored
     in fp32 in eval mode, so the figure does not depend on the training precision.
+    `on_progress` hears (tokens scored, tokens to score) after each window.
     """
     n = len(ids) - 1
     rows = max(1, min(streams, n // (4 * seq_len)))
@@ -192,6 +195,8 @@ def stream_nll(
             logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
         ).item()
         count += y.numel()
+        if on_progress is not None:
+            on_progress(count, n)
     # The remainder that did not fill a row is scored as one short extra row.
     tail = rows * row_len
     if tail < n:
@@ -206,5 +211,7 @@ def stream_nll(
             logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
         ).item()
         count += y.numel()
+        if on_progress is not None:
+            on_progress(count, n)
     model.train(was_training)
     return total, count

@@ -18,6 +18,7 @@ from textrnn.engine.devices import (
     check_precision,
     resolve_precision,
 )
+from textrnn.engine.progress import Tick
 from textrnn.errors import DataError, UsageError
 from textrnn.formats.conllu import Sentence, check_column, load_sentences
 from textrnn.models.tagger import Tagger
@@ -77,25 +78,32 @@ class LoadedTagger:
                     out[i] = [tags[t] for t in p]
         return out
 
-    def evaluate(self, path: str | Path, *, fmt: str = "auto", column: str | None = None) -> dict:
+    def evaluate(
+        self, path: str | Path, *, fmt: str = "auto", column: str | None = None, on_progress: Tick | None = None
+    ) -> dict:
         """`evaluate_sentences` on a gold file (CoNLL-U or token<TAB>tag lines; `column`:
         the CoNLL-U gold column, by default the one the tagger was trained on)."""
         column = check_column(column or self.vocab.column)
         sentences = load_sentences(path, fmt=fmt, column=column)
-        return {"file": str(path), **self.evaluate_sentences(sentences)}
+        return {"file": str(path), **self.evaluate_sentences(sentences, on_progress=on_progress)}
 
-    def evaluate_sentences(self, sentences: Sequence[Sentence]) -> dict:
+    def evaluate_sentences(self, sentences: Sequence[Sentence], *, on_progress: Tick | None = None) -> dict:
         """Accuracy, accuracy on words unseen in training, per-tag P/R/F1 and (for BIO/BIOES
         tags) span P/R/F1 against the sentences' gold tags.
 
         Returns a JSON-able dict: accuracy, oov_accuracy, tokens, oov_tokens, sentences,
         per_tag {tag: {precision, recall, f1, support, predicted}}, and when spans apply
         scheme, span_precision, span_recall, span_f1 and spans {type: {...}}.
+        `on_progress` hears (sentences tagged, sentences) as it goes.
         """
         if not sentences:
             raise DataError("no sentences to evaluate")
         gold = [list(s.tags or []) for s in sentences]
-        pred = list(self.predict([s.words for s in sentences]))
+        pred: list[list[str]] = []
+        for tags in self.predict([s.words for s in sentences]):
+            pred.append(tags)
+            if on_progress is not None:
+                on_progress(len(pred), len(sentences))
         known = [[self.vocab.is_known(w) for w in s.words] for s in sentences]
         unseen = [[not k for k in ks] for ks in known]
         correct, total = metrics.accuracy(gold, pred)

@@ -15,6 +15,7 @@ from torch import Tensor
 from textrnn.engine.decoding.beam import BeamConfig, beam_search_batch
 from textrnn.engine.decoding.sampling import greedy
 from textrnn.engine.devices import autocast
+from textrnn.engine.progress import Tick
 from textrnn.errors import UsageError
 from textrnn.models.seq2seq import BOS, EOS, PAD, UNK, Ensemble, Seq2Seq
 from textrnn.tasks.translit.batch import pad_sources
@@ -54,11 +55,16 @@ def max_length(src_length: int) -> int:
 
 
 def decode_ids(
-    tr: LoadedTransliterator, src_ids: Sequence[Sequence[int]], *, beam: int = 5, nbest: int = 1
+    tr: LoadedTransliterator,
+    src_ids: Sequence[Sequence[int]],
+    *,
+    beam: int = 5,
+    nbest: int = 1,
+    on_progress: Tick | None = None,
 ) -> list[list[tuple[tuple[int, ...], float, float]]]:
     """The `nbest` best (target ids, score, logprob) of each source (unit ids), best first, by
     greedy search (beam 1) or beam search through `textrnn.engine.decoding`; words are decoded
-    INFER_WORDS at a time, similar lengths together."""
+    INFER_WORDS at a time, similar lengths together (`on_progress` hears (done, words))."""
     beam_config(beam, nbest, tr.length_penalty, 1)  # check the settings before any work
     out: list[list] = [[] for _ in src_ids]
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
@@ -85,6 +91,8 @@ def decode_ids(
                     )
                 for i, cands in zip(idx, found, strict=True):
                     out[i] = cands
+                if on_progress is not None:
+                    on_progress(start + len(idx), len(order))
     finally:
         model.train(was_training)
     return out
@@ -121,11 +129,12 @@ def _beam(
 
 
 def transliterate(
-    tr: LoadedTransliterator, words: Sequence[str], *, beam: int = 5, nbest: int = 1
+    tr: LoadedTransliterator, words: Sequence[str], *, beam: int = 5, nbest: int = 1, on_progress: Tick | None = None
 ) -> list[list[Candidate]]:
     """The `nbest` best transliterations of each word, best first; an empty word gives []."""
     todo = [i for i, w in enumerate(words) if w]
-    found = decode_ids(tr, [tr.vocabs.source_ids(words[i]) for i in todo], beam=beam, nbest=nbest)
+    sources = [tr.vocabs.source_ids(words[i]) for i in todo]
+    found = decode_ids(tr, sources, beam=beam, nbest=nbest, on_progress=on_progress)
     out: list[list[Candidate]] = [[] for _ in words]
     for i, cands in zip(todo, found, strict=True):
         out[i] = [Candidate(tr.vocabs.target_text(t), float(s), float(lp)) for t, s, lp in cands]

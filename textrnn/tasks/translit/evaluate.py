@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from textrnn.engine import metrics
+from textrnn.engine.progress import Tick
 from textrnn.errors import CheckpointError, DataError
 from textrnn.tasks.translit.batch import make_batch, sequence_loss
 from textrnn.tasks.translit.config import DIRECTIONS
@@ -22,14 +23,20 @@ if TYPE_CHECKING:  # load.py imports this module: the type only
 
 
 def score_pairs(
-    tr: LoadedTransliterator, pairs: Sequence[tuple[str, str]], *, beam: int = 5, nbest: int = 5
+    tr: LoadedTransliterator,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    beam: int = 5,
+    nbest: int = 5,
+    on_progress: Tick | None = None,
 ) -> dict:
     """Top-1 and top-k word accuracy, CER of the best candidate, accuracy where any reference
-    of the same source counts, and the teacher-forced loss per target unit. Every row counts once."""
+    of the same source counts, and the teacher-forced loss per target unit. Every row counts
+    once. `on_progress` hears (words decoded, words) as it goes."""
     if not pairs:
         raise DataError("no pairs to evaluate")
     sources = [s for s, _ in pairs]
-    cands = transliterate(tr, sources, beam=beam, nbest=nbest)
+    cands = transliterate(tr, sources, beam=beam, nbest=nbest, on_progress=on_progress)
     best = [c[0].text if c else "" for c in cands]
     refs: dict[str, set[str]] = {}
     for s, t in pairs:
@@ -81,11 +88,13 @@ def teacher_forced_loss(tr: LoadedTransliterator, pairs: Sequence[tuple[str, str
     return total / max(count, 1.0)
 
 
-def evaluate_file(tr: LoadedTransliterator, path: str | Path, *, beam: int = 5, nbest: int = 5) -> dict:
+def evaluate_file(
+    tr: LoadedTransliterator, path: str | Path, *, beam: int = 5, nbest: int = 5, on_progress: Tick | None = None
+) -> dict:
     """`score_pairs` on a lexicon file read with the layout the model was trained with."""
     layout = layout_for(tr, path)
     lexicon = read_lexicon(path, layout, lowercase=tr.vocabs.lowercase)
-    result = score_pairs(tr, lexicon.pairs, beam=beam, nbest=nbest)
+    result = score_pairs(tr, lexicon.pairs, beam=beam, nbest=nbest, on_progress=on_progress)
     result.pop("predictions")
     return {"file": str(path), "layout": layout.describe(), **result}
 

@@ -14,6 +14,7 @@ import torch
 from textrnn.config import config_from_dict
 from textrnn.engine.checkpoint import Checkpoint, load_checkpoint
 from textrnn.engine.devices import INFERENCE_PRECISIONS, resolve_precision
+from textrnn.engine.progress import Tick
 from textrnn.engine.weights import check_weight_shapes, checkpoint_weights, load_weights
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
 from textrnn.models.seq2seq import Ensemble, Seq2Seq, Seq2SeqConfig, build_model
@@ -62,10 +63,13 @@ class LoadedTransliterator:
         output units (+ </s>), weights[output][source])."""
         return attention_map(self, word)
 
-    def evaluate(self, path: str | Path, *, beam: int = 5, nbest: int = 5) -> dict:
+    def evaluate(
+        self, path: str | Path, *, beam: int = 5, nbest: int = 5, on_progress: Tick | None = None
+    ) -> dict:
         """Top-1/top-k word accuracy, CER, any-reference accuracy and teacher-forced loss on
-        a gold lexicon read with the layout the model was trained with."""
-        return evaluate_file(self, path, beam=beam, nbest=nbest)
+        a gold lexicon read with the layout the model was trained with (`on_progress` hears
+        (words decoded, words) as it goes)."""
+        return evaluate_file(self, path, beam=beam, nbest=nbest, on_progress=on_progress)
 
     def evaluate_pairs(
         self, pairs: Sequence[tuple[str, str]], *, beam: int = 5, nbest: int = 5
