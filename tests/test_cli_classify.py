@@ -171,6 +171,41 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, capsys):
     assert code == 2 and "cannot change when resuming" in err
 
 
+def test_resume_forgives_the_same_command_and_names_what_differs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("t.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows(80)), encoding="utf-8")
+    command = ["train", "t.tsv", "--out", "r.ckpt", "--format", "tsv", "--pool", "max", *TINY]
+    assert run(capsys, *command, "--max-steps", "2")[0] == 0
+    code, _, err = run(capsys, *command, "--resume", "r.last.ckpt", "--pool", "mean", "--class-weights", "balanced",
+                       "--batch-size", "8", "--tokenizer", "char", "--format", "csv")  # fmt: skip
+    assert code == 2, err
+    for words in ("--pool mean differs from the checkpoint's max", "--class-weights balanced differs from the "
+                  "checkpoint's none", "--batch-size 8 differs from the checkpoint's 32", "--tokenizer char differs "
+                  "from the checkpoint's word", "--format csv differs from the checkpoint's tsv"):  # fmt: skip
+        assert words in err, err
+    code, out, err = run(capsys, *command, "--resume", "r.ckpt", "--max-steps", "4", "--json")
+    assert code == 0, err
+    assert json.loads(out)["steps"] == 4
+
+
+def test_plain_progress_of_train_and_eval(model, tmp_path, capsys, monkeypatch):
+    """Off a terminal, --progress plain gives key=value lines on stderr, stdout keeps the product."""
+    import textrnn.cli.display
+
+    folder, ckpt = model
+    train = [a for a in TINY if a != "--quiet"]
+    code, out, err = run(capsys, "train", folder / "train.csv", "--dev", folder / "dev.csv", "--out", tmp_path / "p.ckpt",
+                         "--max-steps", "3", "--eval-every", "2", "--progress", "plain", *train)  # fmt: skip
+    assert code == 0 and out == "", err
+    plain = [line for line in err.splitlines() if line.split(" ", 1)[0] in ("start", "progress", "eval", "done")]
+    kinds = [line.split(" ", 1)[0] for line in plain]
+    assert kinds[0] == "start" and "task=classify" in plain[0] and "eval" in kinds and kinds[-1] == "done"
+    monkeypatch.setattr(textrnn.cli.display, "SHOW_AFTER", 0.0)  # as if it took long
+    code, out, err = run(capsys, "eval", folder / "dev.csv", "-c", ckpt, "--json", "--progress", "plain")
+    assert code == 0 and json.loads(out)["rows"] == 40, err
+    assert "unit=texts" in err and err.splitlines()[-1].startswith("done")
+
+
 def test_info_describes_a_classifier(model, capsys):
     _, ckpt = model
     with pytest.raises(SystemExit) as done:

@@ -15,8 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from textrnn.cli import training
-from textrnn.cli.display import TrainDisplay, log, pct
-from textrnn.cli.io import chunks, interactive, stdin_lines
+from textrnn.cli.display import counting, pct, ticker
+from textrnn.cli.io import chunks, interactive, shown_as_it_goes, stdin_lines
 from textrnn.cli.options import (
     Checkpoint,
     Dev,
@@ -25,9 +25,11 @@ from textrnn.cli.options import (
     MaxSteps,
     OldTrain,
     Out,
+    ProgressMode,
     Quiet,
     Resume,
     Seed,
+    Shown,
     Threads,
     TimeBudget,
 )
@@ -35,6 +37,7 @@ from textrnn.cli.outcome import best_validation
 from textrnn.config import config_from_dict
 from textrnn.engine.devices import default_device, set_threads
 from textrnn.errors import TextrnnError, UsageError
+from textrnn.files import fingerprint_file
 from textrnn.formats.plain import check_text_file, iter_lines
 from textrnn.formats.tables import iter_rows, sniff
 from textrnn.tasks import classify
@@ -144,6 +147,7 @@ def train(
     device: Device = "auto",
     threads: Threads = 1,
     quiet: Quiet = False,
+    progress: ProgressMode = Shown.auto,
     json_out: JsonOut = False,
     train_option: OldTrain = None,
 ) -> None:
@@ -156,7 +160,7 @@ def train(
     Example: textrnn classify train sst2/train.tsv --dev sst2/dev.tsv --time-budget 900
     """  # fmt: skip
     train = training.train_file(train, train_option, "textrnn classify train")
-    session = training.start(device, quiet=quiet, threads=threads)
+    session = training.start(device, quiet=quiet, progress=progress, threads=threads)
     options = training.given(
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs, max_steps=max_steps,
         time_budget=time_budget, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
@@ -170,12 +174,16 @@ def train(
         raise UsageError("--init-from brings its language model's tokenizer: drop --tokenizer/--tokenizer-file")
     resumed = None
     if resume is not None:
-        changes = {**model_changes, **training.given(init_from=init_from)}
-        resumed = training.resume_from(resume, "classify", model_changes=changes, examples="--hidden, --pool, --init-from")
-        data_format, text_column, label_column, task_options = _saved_settings(
-            resume, resumed.ckpt.meta, data_format, text_column, label_column
-        )
-        task_options = replace(task_options, **option_changes)
+        resumed = training.resume_from(resume, "classify", session)
+        saved_format, saved_text, saved_label, task_options = _saved_settings(resumed.path, resumed.ckpt.meta)
+        given = {"data_format": (data_format.value, saved_format.value if saved_format else None),
+                 "text_column": (text_column, saved_text), "label_column": (label_column, saved_label),
+                 "class_weights": (class_weights.value, task_options.class_weights)}  # fmt: skip
+        task = {k: v for k, v in given.items() if training.passed(k) and v[1] is not None}
+        task |= _tokenizer_given(resumed, tokenizer, init_from)
+        training.check_unchanged(resumed, model=model_changes, train=options, dev=dev, task=task)
+        data_format, task_options = saved_format or data_format, replace(task_options, **option_changes)
+        text_column, label_column = text_column or saved_text, label_column or saved_label
     else:
         task_options = ClassifyOptions(class_weights=class_weights.value, **option_changes)
     train, dev, out = training.files_to_train(train, dev, out, resumed)
@@ -184,13 +192,14 @@ def train(
             check_text_file(path)
     cfg = training.train_config(classify.default_train_config(), resumed, **options)
     training.make_folder(out)
-    log(session.console, f"training a classifier on {train} -> {out}")
-    with TrainDisplay(session.console, _dev_accuracy) as display:
+    display = training.display(session, task="classify", train=train, dev=dev, out=out, resumed=resumed,
+                               describe_val=_dev_accuracy)  # fmt: skip
+    with display:
         result = classify.train(
             train, dev, out=out, fmt=data_format.value, text_column=text_column, label_column=label_column,
             tokenizer=tokenizer_args, model_overrides=model_changes, options=task_options, train_cfg=cfg,
-            init_from=init_from, device=session.device, on_progress=display,
-            on_log=lambda m: log(session.console, m), resume=resumed.ckpt if resumed else None,
+            init_from=None if resumed else init_from, device=session.device, on_progress=display,
+            on_log=session.log, resume=resumed.ckpt if resumed else None,
         )  # fmt: skip
     best = best_validation(result.state)
     training.report(session, result.state, out, command="textrnn classify train", json_out=json_out,
@@ -198,21 +207,32 @@ def train(
                     metrics=("val_accuracy", "val_macro_f1", "val_loss"))  # fmt: skip
 
 
-def _saved_settings(
-    path: Path, meta: dict, data_format: TableFormat, text_column: str | None, label_column: str | None
-) -> tuple[TableFormat, str | None, str | None, ClassifyOptions]:
-    """The table format, columns and options a checkpoint was trained with (those given now win)."""
+def _saved_settings(path: Path, meta: dict) -> tuple[TableFormat | None, str | None, str | None, ClassifyOptions]:
+    """The table format and columns a checkpoint was trained with (None: detected) and its options."""
     try:  # the metadata comes from a file: anything unusable is a corrupt checkpoint
         data = meta.get("data") or {}
-        if data_format == TableFormat.auto and data.get("format"):
-            data_format = TableFormat(data["format"])
-        text_column = text_column or data.get("text_column")
-        label_column = label_column or data.get("label_column")
+        fmt = TableFormat(data["format"]) if data.get("format") else None
         options = config_from_dict(ClassifyOptions, meta.get("classify") or {}, what="classify options")
+        return fmt, data.get("text_column"), data.get("label_column"), options
     except (KeyError, TypeError, ValueError, AttributeError, TextrnnError) as err:
         raise training.metadata_error(path, err) from None
-    return data_format, text_column, label_column, options
 
+
+def _tokenizer_given(resumed: training.Resumed, tokenizer: Kind | None, init_from: Path | None) -> dict:
+    """--tokenizer and --init-from on the command line beside the checkpoint's:
+    {parameter: (given, saved)} (the vocabulary options shaped a tokenizer the checkpoint holds)."""
+    meta = resumed.ckpt.meta
+    try:
+        kind = ((meta.get("tokenizers") or {}).get("text") or {}).get("kind")
+        lm = (meta.get("data") or {}).get("init_from") or {}
+        pairs = {}
+        if tokenizer is not None and kind is not None:
+            pairs["tokenizer"] = (tokenizer.value, kind)
+        if init_from is not None and fingerprint_file(init_from)["sha256"] != lm.get("sha256"):
+            pairs["init_from"] = (init_from, lm.get("path"))
+    except AttributeError as err:
+        raise training.metadata_error(resumed.path, err) from None
+    return pairs
 
 # ---- predict -------------------------------------------------------------------------------------
 
@@ -277,6 +297,8 @@ def predict_(
     precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU/GPU has it) | fp32 | bf16.")] = "auto",
     device: Device = "cpu",
     threads: Threads = 1,
+    quiet: Quiet = False,
+    progress: ProgressMode = Shown.auto,
 ) -> None:
     """Classify texts, streaming: one output line per input text, output following input batch by batch.
 
@@ -302,28 +324,33 @@ def predict_(
     layout, lines = sniff(lines, name=name, fmt=input_format.value, suffix=file.suffix.lower() if file else "",
                           text_column=text_column)  # fmt: skip
     texts = (row.text for row in iter_rows(lines, layout, name=name))
-    out = sys.stdout
-    if explain_:
-        colour = not json_out and sys.stdout.isatty()
-        console = Console(file=sys.stdout, highlight=False, soft_wrap=True) if colour else None
-        for text in texts:
-            line = _explained(clf, text, threshold=threshold, as_json=json_out, colour=colour)
-            if console is not None:
-                console.print(line)
-            else:
-                out.write(line + "\n")
-                out.flush()
-        return
-    for chunk in chunks(texts, read_ahead):
-        rows = []
-        for text, p in zip(chunk, clf.predict(chunk, read_ahead=read_ahead), strict=True):
-            if json_out:
-                rows.append(json.dumps({"text": text, "label": _decide(p, names, threshold),
-                                        "probs": dict(zip(names, p, strict=True))}, ensure_ascii=False))  # fmt: skip
-            else:
-                rows.append(_line(p, names, show_probs=probs, top=top, threshold=threshold))
-        out.write("\n".join(rows) + "\n")
-        out.flush()
+    with ticker(progress, quiet=quiet, unit="texts", product_shows=shown_as_it_goes(file)) as tick:
+        if explain_:
+            _write_explained(clf, counting(texts, tick), threshold=threshold, json_out=json_out)
+            return
+        for chunk in chunks(counting(texts, tick), read_ahead):
+            rows = []
+            for text, p in zip(chunk, clf.predict(chunk, read_ahead=read_ahead), strict=True):
+                if json_out:
+                    rows.append(json.dumps({"text": text, "label": _decide(p, names, threshold),
+                                            "probs": dict(zip(names, p, strict=True))}, ensure_ascii=False))  # fmt: skip
+                else:
+                    rows.append(_line(p, names, show_probs=probs, top=top, threshold=threshold))
+            sys.stdout.write("\n".join(rows) + "\n")
+            sys.stdout.flush()
+
+
+def _write_explained(clf: LoadedClassifier, texts, *, threshold: float | None, json_out: bool) -> None:
+    """--explain: one text at a time, coloured on a terminal, as text or JSON lines otherwise."""
+    colour = not json_out and sys.stdout.isatty()
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=True) if colour else None
+    for text in texts:
+        line = _explained(clf, text, threshold=threshold, as_json=json_out, colour=colour)
+        if console is not None:
+            console.print(line)
+        else:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
 
 # ---- eval ------------------------------------------------------------------------------------------
@@ -340,6 +367,8 @@ def eval_(
     precision: Annotated[str, typer.Option(help="fp32 (the figure training reported) | bf16 | auto.")] = "fp32",
     device: Device = "cpu",
     threads: Threads = 1,
+    quiet: Quiet = False,
+    progress: ProgressMode = Shown.auto,
     json_out: JsonOut = False,
 ) -> None:
     """Score a classifier on labelled texts: accuracy, macro-F1, per-class precision/recall/F1, confusion matrix.
@@ -348,8 +377,9 @@ def eval_(
     """  # fmt: skip
     set_threads(threads)
     clf = classify.load(checkpoint, device=default_device(device), precision=precision)
-    result = clf.evaluate(file, fmt=data_format.value, text_column=text_column, label_column=label_column,
-                          errors=errors)  # fmt: skip
+    with ticker(progress, quiet=quiet, unit="texts") as tick:
+        result = clf.evaluate(file, fmt=data_format.value, text_column=text_column, label_column=label_column,
+                              errors=errors, on_progress=tick)  # fmt: skip
     if json_out:
         print(json.dumps(result, ensure_ascii=False))
         return

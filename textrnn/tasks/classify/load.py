@@ -12,6 +12,7 @@ import torch
 from textrnn.config import config_from_dict
 from textrnn.engine.checkpoint import Checkpoint, load_checkpoint
 from textrnn.engine.devices import INFERENCE_PRECISIONS, check_precision, resolve_precision
+from textrnn.engine.progress import Tick
 from textrnn.engine.weights import check_weight_shapes, checkpoint_weights, load_weights
 from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
 from textrnn.formats.tables import Row, read_table
@@ -73,29 +74,39 @@ class LoadedClassifier:
         text_column: str | None = None,
         label_column: str | None = None,
         errors: str | Path | None = None,
+        on_progress: Tick | None = None,
     ) -> dict:
         """`evaluate_rows` on a labelled table (layout detected unless given), with "file" and
         "layout"; `errors` names a file for the misclassified rows (JSON lines), and the
-        result then says how many they were ("errors") and where ("errors_file")."""
+        result then says how many they were ("errors") and where ("errors_file").
+        `on_progress` hears (texts classified, texts) as it goes."""
         rows, layout = read_table(path, fmt=fmt, text_column=text_column, label_column=label_column)
-        result, probs = self._score(rows, name=str(path))
+        result, probs = self._score(rows, name=str(path), on_progress=on_progress)
         result = {"file": str(path), "layout": layout.describe(), **result}
         if errors is not None:
             result["errors_file"] = str(errors)
             result["errors"] = write_errors(errors, self.labels, rows, probs)
         return result
 
-    def evaluate_rows(self, rows: Sequence[Row], *, name: str = "<rows>") -> dict:
+    def evaluate_rows(
+        self, rows: Sequence[Row], *, name: str = "<rows>", on_progress: Tick | None = None
+    ) -> dict:
         """Accuracy, macro-F1, loss, per-class P/R/F1 and the confusion matrix against the
         rows' gold labels; a label the classifier does not know is a DataError naming the
-        file (`name`) and line."""
-        return self._score(rows, name=name)[0]
+        file (`name`) and line. `on_progress` hears (texts classified, texts) as it goes."""
+        return self._score(rows, name=name, on_progress=on_progress)[0]
 
-    def _score(self, rows: Sequence[Row], *, name: str) -> tuple[dict, list[list[float]]]:
+    def _score(
+        self, rows: Sequence[Row], *, name: str, on_progress: Tick | None
+    ) -> tuple[dict, list[list[float]]]:
         if not rows:
             raise DataError(f"{name}: no rows to evaluate")
         check_known(self.labels, rows, name=name)
-        probs = list(self.predict(r.text for r in rows))
+        probs: list[list[float]] = []
+        for p in self.predict(r.text for r in rows):
+            probs.append(p)
+            if on_progress is not None:
+                on_progress(len(probs), len(rows))
         return score_rows(self.labels, rows, probs), probs
 
 
