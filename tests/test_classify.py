@@ -18,7 +18,7 @@ from textrnn.engine.config import TrainConfig
 from textrnn.errors import CheckpointError, DataError, UsageError
 from textrnn.formats.tables import read_table
 from textrnn.models.blocks import Pooling
-from textrnn.models.classifier import Classifier, ClassifierConfig
+from textrnn.models.classifier import Classifier, ClassifierConfig, ClassifierEnsemble, build_classifier
 from textrnn.tasks import classify
 from textrnn.tasks.classify import ClassifyOptions, Labels, default_train_config
 from textrnn.tasks.classify.batch import TextEncoder, char_ngrams
@@ -91,6 +91,40 @@ def test_padding_never_changes_a_prediction(pool, cell, bidirectional, buckets):
     # Other ids at the padding positions change nothing either.
     noisy = batch.ids.masked_fill(torch.arange(batch.ids.shape[1])[None] >= batch.lengths[:, None], 3)
     torch.testing.assert_close(model(noisy, batch.lengths, batch.grams, batch.types), together, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("pool", ["max", "attention"])
+def test_an_ensemble_averages_its_members_probabilities(pool):
+    torch.manual_seed(0)
+    tok = train_tokenizer("word", ["the film was superb and the plot dull"])
+    config = ClassifierConfig(vocab_size=tok.vocab_size, n_classes=3, embed=8, hidden=6, pool=pool, members=3)
+    model = build_classifier(config).eval()
+    assert isinstance(model, ClassifierEnsemble) and len(model.each()) == 3
+    encoder = TextEncoder(tok)
+    batch = encoder.batch([encoder.encode(t) for t in ("the film", "dull plot was superb")])
+    mean = torch.stack([torch.softmax(m(*batch.inputs), -1) for m in model.each()]).mean(0)
+    torch.testing.assert_close(torch.softmax(model(*batch.inputs), -1), mean)
+    assert model.member_logits(*batch.inputs).shape == (3, 2, 3)
+    if pool == "attention":
+        scores, weights = model.attention(*batch.inputs)
+        torch.testing.assert_close(torch.softmax(scores, -1), mean)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(2))
+    assert isinstance(build_classifier(ClassifierConfig(vocab_size=5, n_classes=2)), Classifier)
+
+
+def test_ensemble_members_learn_on_their_own_losses(toy, tmp_path):
+    """Trained, saved and loaded: the members differ (own starts), and each one alone has
+    learnt the task, as members trained apart would."""
+    result = classify.train(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "e.ckpt",
+                            model_overrides={**TINY, "members": 2}, train_cfg=tiny_config(epochs=15, lr=5e-3, patience=0))  # fmt: skip
+    clf = classify.load(result.best)
+    first, second = clf.model.each()
+    assert not torch.equal(first.embedding.weight, second.embedding.weight)
+    batch = clf.encoder.batch([clf.encoder.encode(t) for t in ("the film was superb", "a really boring plot")])
+    with torch.inference_mode():
+        for member in (first, second):
+            assert member(*batch.inputs).argmax(-1).tolist() == [1, 0]
+    assert clf.evaluate(toy / "dev.tsv")["accuracy"] > 0.9
 
 
 def test_unseen_words_are_read_by_their_character_ngrams():
@@ -312,9 +346,10 @@ def test_init_from_a_language_model_takes_its_tokenizer_and_weights(language_mod
     assert meta["data"]["init_from"]["sha256"] == json.loads(json.dumps(meta["data"]["init_from"]))["sha256"]
     clf = classify.load(result.best)
     lm_weights = {k[len("model."):]: v for k, v in lm.tensors.items() if k.startswith("model.")}
-    own = clf.model.state_dict()
-    for name in ("embedding.weight", "rnn.0.weight_ih_l0", "rnn.0.weight_hh_l0"):
-        torch.testing.assert_close(own[name], lm_weights[name], rtol=0, atol=1e-6)  # lr 1e-9: unchanged
+    for member in clf.model.each():  # every member of the default ensemble starts from it
+        own = member.state_dict()
+        for name in ("embedding.weight", "rnn.0.weight_ih_l0", "rnn.0.weight_hh_l0"):
+            torch.testing.assert_close(own[name], lm_weights[name], rtol=0, atol=1e-6)  # lr 1e-9: unchanged
     with pytest.raises(UsageError, match="--hidden is set by the language model"):
         classify.train(toy / "train.tsv", toy / "dev.tsv", out=tmp_path / "d.ckpt", init_from=language_model,
                          model_overrides={"hidden": 32})  # fmt: skip

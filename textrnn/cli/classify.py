@@ -130,6 +130,7 @@ def train(
     pool: Annotated[Pool | None, typer.Option(help=f"How the encoder's states become one vector (default: {DEFAULT_MODEL['pool']}).")] = None,
     dropout: Annotated[float | None, typer.Option(help=f"Dropout (default: {DEFAULT_MODEL['dropout']}).")] = None,
     ngram_buckets: Annotated[int | None, typer.Option(help=f"Add each token's hashed character 3-5-gram embeddings, in this many buckets; 0 = none (default: {DEFAULT_MODEL.get('ngram_buckets', 0)}).")] = None,
+    members: Annotated[int | None, typer.Option(help=f"Classifiers trained side by side whose probabilities are averaged (default: {DEFAULT_MODEL.get('members', 1)}).")] = None,
     word_dropout: Annotated[float | None, typer.Option(help=f"Probability that a training token reads as <unk> (default: {ClassifyOptions.word_dropout}).")] = None,
     class_weights: Annotated[Weights, typer.Option(help="balanced: weigh each class's loss by n / (classes x its count), against imbalance.")] = Weights.none,
     max_tokens: Annotated[int | None, typer.Option(help=f"Read a longer text by its first N tokens (default: {ClassifyOptions.max_tokens}).")] = None,
@@ -166,7 +167,8 @@ def train(
         time_budget=time_budget, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
     )  # fmt: skip
     model_changes = training.given(embed=embed, cell=cell.value if cell else None, hidden=hidden, layers=layers,
-                                   pool=pool.value if pool else None, dropout=dropout, ngram_buckets=ngram_buckets)  # fmt: skip
+                                   pool=pool.value if pool else None, dropout=dropout, ngram_buckets=ngram_buckets,
+                                   members=members)  # fmt: skip
     option_changes = training.given(word_dropout=word_dropout, max_tokens=max_tokens)
     tokenizer_args = {"kind": (tokenizer or Kind(DEFAULT_TOKENIZER["kind"])).value, "vocab_size": vocab_size,
                       "min_count": min_count, "unit": unit, "tokenizer_file": tokenizer_file}  # fmt: skip

@@ -8,6 +8,12 @@ unidirectional stack laid out as `models.lm.LanguageModel`'s (`embedding`, `rnn.
 `rnn.1`, ...), so that the language model's weights load into it by name. Batches are
 right-padded; padding never changes a prediction (the pooling is masked by lengths, and
 a unidirectional stack reads padding only after the last real position).
+
+Ensembles (`members` > 1, `build_classifier`): several classifiers of the same shape,
+trained side by side on the same batches (each on its own loss, from its own random
+start and dropout), whose class probabilities are averaged. A classifier of this size
+learns SST-2 in a few epochs, well inside the budgets it is trained with, and then only
+overfits; the members spend the rest of the budget on what averaging gains.
 """
 
 from __future__ import annotations
@@ -34,9 +40,10 @@ class ClassifierConfig:
     pool: str = "max"  # max | mean | last | attention: how the states become one vector
     dropout: float = 0.5  # on the embeddings, between layers and on the pooled vector
     ngram_buckets: int = 0  # hashed character n-gram embeddings added to each token's (0 = none)
+    members: int = 1  # classifiers trained side by side whose probabilities are averaged
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "embed", "hidden", "layers"):
+        for name in ("vocab_size", "embed", "hidden", "layers", "members"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.ngram_buckets < 0:
@@ -107,6 +114,14 @@ class Classifier(nn.Module):
         h = self.encode(ids, lengths, grams, types)  # (B, T, D)
         return self.out(self.drop(self.pool(h, lengths)))  # (B, K)
 
+    def member_logits(self, *inputs: Tensor | None) -> Tensor:
+        """Every member's class scores (M, B, K): here the one member's."""
+        return self(*inputs).unsqueeze(0)
+
+    def each(self) -> list[Classifier]:
+        """The classifiers that make up this model: itself."""
+        return [self]
+
     def attention(
         self, ids: Tensor, lengths: Tensor, grams: Tensor | None = None, types: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
@@ -119,3 +134,41 @@ class Classifier(nn.Module):
         pooled = torch.bmm(weights.unsqueeze(1).to(h.dtype), h).squeeze(1)  # (B, D)
         return self.out(pooled), weights
 
+
+
+class ClassifierEnsemble(nn.Module):
+    """`config.members` classifiers behind the Classifier interface; its scores are the log
+    of the members' mean probabilities, so that a softmax of them gives that mean."""
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList(Classifier(config) for _ in range(config.members))
+
+    def forward(self, *inputs: Tensor | None) -> Tensor:
+        return _log_mean_probs(self.member_logits(*inputs))  # (B, K)
+
+    def member_logits(self, *inputs: Tensor | None) -> Tensor:
+        return torch.stack([m(*inputs) for m in self.members])  # (M, B, K)
+
+    def attention(self, *inputs: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Scores (B, K) and the members' mean attention weights (B, T)."""
+        pairs = [m.attention(*inputs) for m in self.members]
+        scores = _log_mean_probs(torch.stack([s for s, _ in pairs]))
+        return scores, torch.stack([w.float() for _, w in pairs]).mean(0)
+
+    def each(self) -> list[Classifier]:
+        return list(self.members)
+
+
+def _log_mean_probs(logits: Tensor) -> Tensor:
+    """log of the mean over the first dimension of softmax(logits): (M, B, K) -> (B, K)."""
+    return torch.logsumexp(torch.log_softmax(logits.float(), -1), 0) - math.log(logits.shape[0])
+
+
+def build_classifier(config: ClassifierConfig) -> Classifier | ClassifierEnsemble:
+    """One classifier, or an ensemble of `config.members` of them."""
+    return Classifier(config) if config.members == 1 else ClassifierEnsemble(config)
+
+
+ClassifierModel = Classifier | ClassifierEnsemble  # what build_classifier returns

@@ -16,7 +16,7 @@ from textrnn.engine.progress import Tick
 from textrnn.engine.weights import check_weight_shapes, checkpoint_weights, load_weights
 from textrnn.errors import CheckpointError, DataError, TextrnnError, UsageError
 from textrnn.formats.tables import Row, read_table
-from textrnn.models.classifier import Classifier, ClassifierConfig
+from textrnn.models.classifier import ClassifierConfig, ClassifierModel, build_classifier
 from textrnn.tasks.classify.batch import TextEncoder
 from textrnn.tasks.classify.evaluate import score_rows, write_errors
 from textrnn.tasks.classify.labels import Labels, check_known
@@ -30,7 +30,7 @@ class LoadedClassifier:
     """A classifier ready for inference: `predict` (class probabilities of texts, streaming),
     `explain` (which tokens drove a decision) and `evaluate` (scores on a labelled table)."""
 
-    model: Classifier
+    model: ClassifierModel
     tokenizer: Tokenizer
     labels: Labels
     checkpoint: Checkpoint | None
@@ -110,7 +110,7 @@ class LoadedClassifier:
         return score_rows(self.labels, rows, probs), probs
 
 
-def model_from_checkpoint(ckpt: Checkpoint, *, source: str) -> tuple[Classifier, Tokenizer, Labels]:
+def model_from_checkpoint(ckpt: Checkpoint, *, source: str) -> tuple[ClassifierModel, Tokenizer, Labels]:
     """The checkpoint's classifier (with its weights), tokenizer and labels, every piece of
     metadata checked, and the weights' shapes checked before any allocation."""
     try:
@@ -126,9 +126,9 @@ def model_from_checkpoint(ckpt: Checkpoint, *, source: str) -> tuple[Classifier,
         )
     weights = checkpoint_weights(ckpt)
     with torch.device("meta"):  # shapes only: a config claiming a huge model allocates nothing
-        probe = Classifier(cfg)
+        probe = build_classifier(cfg)
     check_weight_shapes(probe, {k: tuple(v.shape) for k, v in weights.items()}, source=source)
-    model = Classifier(cfg)
+    model = build_classifier(cfg)
     load_weights(model, weights, source=source)
     return model, tok, labels
 

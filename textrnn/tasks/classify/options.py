@@ -11,7 +11,7 @@ from textrnn.tasks.classify.labels import CLASS_WEIGHTS
 
 @dataclass(frozen=True)
 class ClassifyOptions:
-    word_dropout: float = 0.2  # probability that a training token is read as <unk>
+    word_dropout: float = 0.3  # probability that a training token is read as <unk>
     class_weights: str = "none"  # none | balanced (each class weighs as much in the loss)
     max_tokens: int = 512  # a longer text is read by its first max_tokens tokens
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 import torch
 
 from textrnn.engine.devices import autocast
-from textrnn.models.classifier import Classifier
+from textrnn.models.classifier import ClassifierModel
 from textrnn.tasks.classify.batch import Encoded, TextEncoder
 from textrnn.tasks.classify.scoring import class_probabilities
 
@@ -16,7 +16,7 @@ READ_AHEAD = 2048  # texts read, length-sorted and classified together when pred
 
 
 def classify_texts(
-    model: Classifier, encoder: TextEncoder, texts: Iterable[str], *, precision: str, read_ahead: int
+    model: ClassifierModel, encoder: TextEncoder, texts: Iterable[str], *, precision: str, read_ahead: int
 ) -> Iterator[list[float]]:
     """Class probabilities of each text, in order, streaming: `read_ahead` texts are read,
     classified in batches of similar length and yielded before more input is read."""
@@ -32,7 +32,7 @@ def classify_texts(
 
 
 def explain_text(
-    model: Classifier, encoder: TextEncoder, text: str, pieces: list[str], *, precision: str
+    model: ClassifierModel, encoder: TextEncoder, text: str, pieces: list[str], *, precision: str
 ) -> tuple[list[float], list[tuple[str, float]]]:
     """A text's class probabilities and a weight per token (`pieces`: the tokens' names)
     for the predicted class.

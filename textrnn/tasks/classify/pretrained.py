@@ -22,7 +22,7 @@ from textrnn.engine.weights import checkpoint_weights
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
 from textrnn.files import file_info
 from textrnn.models.blocks import CELLS
-from textrnn.models.classifier import Classifier
+from textrnn.models.classifier import Classifier, ClassifierModel
 from textrnn.models.lm import LMConfig
 from textrnn.tokenizers import Tokenizer, tokenizer_from_dict
 
@@ -74,9 +74,14 @@ def classifier_shape(lm: LMConfig) -> dict:
             "bidirectional": False}  # fmt: skip
 
 
-def load_pretrained(model: Classifier, parts: LanguageModelParts, *, source: str) -> None:
+def load_pretrained(model: ClassifierModel, parts: LanguageModelParts, *, source: str) -> None:
     """Copy the language model's embedding and recurrent layers into `model`, every name and
     shape checked (the weights come from a file)."""
+    for member in model.each():
+        _load_member(member, parts, source=source)
+
+
+def _load_member(model: Classifier, parts: LanguageModelParts, *, source: str) -> None:
     own = model.state_dict()
     missing = sorted(n for n in own if (n == "embedding.weight" or n.startswith("rnn.")) and n not in parts.weights)
     if missing:

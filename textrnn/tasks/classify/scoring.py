@@ -12,12 +12,12 @@ from torch import Tensor
 from textrnn.data.batching import length_batches
 from textrnn.engine import metrics
 from textrnn.engine.devices import autocast
-from textrnn.models.classifier import Classifier
+from textrnn.models.classifier import ClassifierModel
 from textrnn.tasks.classify.batch import Encoded, TextEncoder
 
 
 def class_probabilities(
-    model: Classifier,
+    model: ClassifierModel,
     encoder: TextEncoder,
     items: Sequence[Encoded],
     *,

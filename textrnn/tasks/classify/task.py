@@ -16,7 +16,7 @@ from textrnn.config import config_to_dict
 from textrnn.data.batching import bucket_batches
 from textrnn.engine import distributed
 from textrnn.engine.config import TrainConfig
-from textrnn.models.classifier import Classifier
+from textrnn.models.classifier import ClassifierModel
 from textrnn.tasks.classify.batch import Batch, Encoded, TextEncoder
 from textrnn.tasks.classify.options import ClassifyOptions
 from textrnn.tasks.classify.scoring import class_probabilities, scores
@@ -46,7 +46,7 @@ class ClassifierTask:
 
     def __init__(
         self,
-        model: Classifier,
+        model: ClassifierModel,
         encoder: TextEncoder,
         train: tuple[Sequence[Encoded], Sequence[int]],
         dev: tuple[Sequence[Encoded], Sequence[int]],
@@ -91,8 +91,11 @@ class ClassifierTask:
             # (the token's n-grams stay: its spelling is still read)
             unk = self.encoder.tokenizer.unk_id
             ids = ids.masked_fill(torch.rand(ids.shape, device=ids.device) < p, unk)
-        logits = self.model(ids, batch.lengths, batch.grams, batch.types)  # (B, K)
-        summed = F.cross_entropy(logits.float(), batch.labels, weight=self.weights, reduction="sum")
+        # Each member learns on its own loss (their mean), as separately trained members would.
+        logits = self.model.member_logits(ids, batch.lengths, batch.grams, batch.types)  # (M, B, K)
+        m = logits.shape[0]
+        labels = batch.labels.repeat(m)
+        summed = F.cross_entropy(logits.float().flatten(0, 1), labels, weight=self.weights, reduction="sum") / m
         loss = summed / share.global_weight
         if share.stand_in:
             return loss * 0.0, 0
