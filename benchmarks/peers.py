@@ -209,7 +209,7 @@ def _pair(level: str, budget: float, threads: int, mine: dict, peer: dict) -> di
 def _check_scorer(mine: dict, split: peer_runs.Split) -> dict:
     """`textrnn eval` and peer_score on the same textrnn model must agree (to the rows
     `textrnn eval` starts without context: it scores 16 rows at once)."""
-    cmd = [sys.executable, "-m", "textrnn", "eval", mine["checkpoint"], str(split.test), "--json"]
+    cmd = [sys.executable, "-m", "textrnn", "eval", str(split.test), "-c", mine["checkpoint"], "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"textrnn eval failed ({proc.returncode}): {proc.stderr.strip()}")

@@ -90,7 +90,7 @@ def run(opts: Options) -> dict:
         sizes[f"{name}_chars"] = len(part)
     train_cmd = ["train", "train.txt", "--time-budget", str(budget(opts)), "--quiet", "--out", "model.ckpt",
                  "--json"]  # fmt: skip
-    eval_cmds = [["eval", "model.ckpt", f"{name}.txt", "--json"] for name, *_ in SLICES[1:]]
+    eval_cmds = [["eval", f"{name}.txt", "-c", "model.ckpt", "--json"] for name, *_ in SLICES[1:]]
     start = time.perf_counter()
     trained = _textrnn(train_cmd, opts.workdir)
     train_wall = time.perf_counter() - start

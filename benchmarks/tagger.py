@@ -1,7 +1,7 @@
 """tagger: UPOS accuracy within a CPU budget, and tagging throughput against a plain loop.
 
 Quality, exactly as a user would run it (subprocesses of this interpreter's textrnn):
-`textrnn tag train --train T --dev D --time-budget B` then `textrnn tag eval` on each
+`textrnn tag train T --dev D --time-budget B` then `textrnn tag eval` on each
 split, labelled with its role (the dev file also chose the checkpoint: early stopping):
 
 - UD English EWT, train -> dev, 900 s (the issue's target: >= 95.5% UPOS on dev, which
@@ -129,7 +129,7 @@ def _quality(d: dict, opts: Options) -> dict:
         train, dev = (str(data_file(d[k])) for k in ("train", "dev"))
         evals = {k: str(data_file(v)) for k, v in d["eval"].items()}
     out = f"{d['name'].split()[-2].lower()}.ckpt"
-    train_cmd = ["tag", "train", "--train", train, "--dev", dev, "--out", out,
+    train_cmd = ["tag", "train", train, "--dev", dev, "--out", out,
                  "--time-budget", str(d["budget"]), "--quiet", "--json"]  # fmt: skip
     start = time.perf_counter()
     trained = json.loads(_textrnn(train_cmd, work))
@@ -137,7 +137,7 @@ def _quality(d: dict, opts: Options) -> dict:
     commands.append(train_cmd)
     scores = []
     for split, path in evals.items():
-        eval_cmd = ["tag", "eval", "--checkpoint", out, path, "--json"]
+        eval_cmd = ["tag", "eval", path, "--checkpoint", out, "--json"]
         evaluated = json.loads(_textrnn(eval_cmd, work))
         commands.append(eval_cmd)
         role = d["dev_role"] if split.startswith("dev") else NEVER_SEEN

@@ -1,6 +1,6 @@
 """translit: Dakshina Hindi word transliteration (Latin -> Devanagari), quality and speed.
 
-Quality, exactly as a user would run it: `textrnn translit train --train TRAIN --dev DEV
+Quality, exactly as a user would run it: `textrnn translit train TRAIN --dev DEV
 --time-budget 1800` (plus --quiet/--out/--json), then `textrnn translit eval` on the dev
 lexicon with beam 5 (top-1, top-5, CER) and with greedy decoding. The target comes from
 the project issue: >= 50% top-1 and >= 75% top-5 with beam 5 after 1800 s on a 2-core
@@ -113,15 +113,15 @@ def run(opts: Options) -> dict:
     train, dev = lexicons(opts)
     main_budget, att_budget = budgets(opts)
     shape = ["--embed", "24", "--hidden", "32", "--dec-hidden", "48"] if opts.tiny else []
-    common = ["--train", str(train), "--dev", str(dev), "--quiet", "--json", "--threads", str(THREADS), *shape]
+    common = [str(train), "--dev", str(dev), "--quiet", "--json", "--threads", str(THREADS), *shape]
     main_cmd = ["translit", "train", *common, "--members", str(MEMBERS), "--time-budget", str(main_budget),
                 "--out", "hi.ckpt"]  # fmt: skip
     start = time.perf_counter()
     trained = _textrnn(main_cmd, opts.workdir)
     train_wall = time.perf_counter() - start
     evals = {
-        "beam5": _textrnn(["translit", "eval", "-c", "hi.ckpt", str(dev), "--beam", "5", "--json"], opts.workdir),
-        "greedy": _textrnn(["translit", "eval", "-c", "hi.ckpt", str(dev), "--beam", "1", "--json"], opts.workdir),
+        "beam5": _textrnn(["translit", "eval", str(dev), "-c", "hi.ckpt", "--beam", "5", "--json"], opts.workdir),
+        "greedy": _textrnn(["translit", "eval", str(dev), "-c", "hi.ckpt", "--beam", "1", "--json"], opts.workdir),
     }
     attention = []
     for att in ATTENTIONS:
