@@ -408,8 +408,8 @@ def _verdict(target: float | str | None, met: bool | None) -> str:
 
 
 def headline(result: dict) -> list[list[str]]:
-    """README rows: each data set's accuracy against the bag-of-words reference, and the
-    prediction speed against one sentence at a time."""
+    """README rows: each data set's accuracy against the bag-of-words reference and with
+    `--init-from`, and the prediction speed against one sentence at a time."""
     r = result["results"]
     out = []
     for q in r["quality"]:
@@ -421,7 +421,17 @@ def headline(result: dict) -> list[list[str]]:
             else f"bag-of-words LR {q['reference']['accuracy']:.2%}",
             f"{100 * q['difference']:+.2f} points" + (f", {verdict}" if verdict else ""),
         ])  # fmt: skip
+    for q in r["pretraining"]:
+        gain = "a gain" if q["difference"] > 0 else "no gain"
+        out.append([
+            f"{q['dataset']} accuracy, `--init-from` a word LM of the training texts and a treebank's "
+            f"({q['lm_time_budget_s']} s)", f"{q['accuracy']:.2%}", split_label(q),
+            f"the default classifier: {q['default_accuracy']:.2%}", f"{100 * q['difference']:+.2f} points ({gain})",
+        ])  # fmt: skip
     p = r["predict"]
+    speed = f"{p['ratio']['median']:.2f}x"
+    if p.get("meets_speed_target") is not None:
+        speed += f"; target >= {fmt_num(TARGET_SPEED)}/s: {'met' if p['meets_speed_target'] else 'NOT met'}"
     out.append([f"classifying {p['case']} (sentences/s), {p['precision']}", fmt_num(p["textrnn"]["median"]), "",
-                f"one sentence at a time: {fmt_num(p['reference']['median'])}", f"{p['ratio']['median']:.2f}x"])  # fmt: skip
+                f"one sentence at a time: {fmt_num(p['reference']['median'])}", speed])  # fmt: skip
     return out
