@@ -269,3 +269,22 @@ def test_split(capsys, data, tmp_path):
     assert code == 0
     paths = [Path(p) for p in out.split()]
     assert [len(load_sentences(p)) for p in paths] == [160, 20, 20]
+
+
+@pytest.mark.parametrize("output", ["conllu", "tsv"])
+def test_what_predict_writes_eval_reads(capsys, model, data, tmp_path, output):
+    """`tag predict --output-format conllu|tsv` writes a file that `tag eval` reads: scored
+    against its own predictions, the model is right on every token."""
+    code, out, _ = run(capsys, "predict", "-c", str(model), "--format", "conllu", str(data / "dev.conllu"),
+                       "--output-format", output, "--precision", "fp32")  # fmt: skip
+    assert code == 0
+    predicted = tmp_path / f"predicted.{output}"
+    predicted.write_text(out, encoding="utf-8")
+    code, out, _ = run(capsys, "eval", str(predicted), "-c", str(model), "--format", output, "--json",
+                       "--precision", "fp32")  # fmt: skip
+    assert code == 0
+    result = json.loads(out)
+    assert result["accuracy"] == 1.0 and result["tokens"] == sum(
+        1 for line in (data / "dev.conllu").read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#") and line.split("\t")[0].isdigit()
+    )
