@@ -12,6 +12,8 @@ kernels.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -141,3 +143,9 @@ class Pooling(nn.Module):
         scores = scores.masked_fill(~mask, float("-inf"))
         weights = torch.softmax(scores, dim=1)
         return torch.nan_to_num(weights, nan=0.0)  # an empty sequence: all -inf -> NaN -> 0
+
+
+def log_mean_probs(logits: Tensor) -> Tensor:
+    """An ensemble's scores: the log of its members' mean probability, over the first
+    dimension of `logits` (M, ...) -> (...); a softmax of them gives that mean."""
+    return torch.logsumexp(torch.log_softmax(logits.float(), -1), 0) - math.log(logits.shape[0])

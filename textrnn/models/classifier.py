@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from textrnn.errors import UsageError
-from textrnn.models.blocks import CELLS, POOLS, BiLSTM, Dropout, Pooling
+from textrnn.models.blocks import CELLS, POOLS, BiLSTM, Dropout, Pooling, log_mean_probs
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ class ClassifierEnsemble(nn.Module):
         self.members = nn.ModuleList(Classifier(config) for _ in range(config.members))
 
     def forward(self, *inputs: Tensor | None) -> Tensor:
-        return _log_mean_probs(self.member_logits(*inputs))  # (B, K)
+        return log_mean_probs(self.member_logits(*inputs))  # (B, K)
 
     def member_logits(self, *inputs: Tensor | None) -> Tensor:
         return torch.stack([m(*inputs) for m in self.members])  # (M, B, K)
@@ -154,16 +154,11 @@ class ClassifierEnsemble(nn.Module):
     def attention(self, *inputs: Tensor | None) -> tuple[Tensor, Tensor]:
         """Scores (B, K) and the members' mean attention weights (B, T)."""
         pairs = [m.attention(*inputs) for m in self.members]
-        scores = _log_mean_probs(torch.stack([s for s, _ in pairs]))
+        scores = log_mean_probs(torch.stack([s for s, _ in pairs]))
         return scores, torch.stack([w.float() for _, w in pairs]).mean(0)
 
     def each(self) -> list[Classifier]:
         return list(self.members)
-
-
-def _log_mean_probs(logits: Tensor) -> Tensor:
-    """log of the mean over the first dimension of softmax(logits): (M, B, K) -> (B, K)."""
-    return torch.logsumexp(torch.log_softmax(logits.float(), -1), 0) - math.log(logits.shape[0])
 
 
 def build_classifier(config: ClassifierConfig) -> Classifier | ClassifierEnsemble:

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from textrnn.errors import UsageError
-from textrnn.models.blocks import BiLSTM, Dropout
+from textrnn.models.blocks import BiLSTM, Dropout, log_mean_probs
 from textrnn.tokenizers import PAD_ID, UNK_ID
 
 UNK, PAD = UNK_ID, PAD_ID  # the one convention; the target vocabulary adds:
@@ -255,8 +255,7 @@ class Ensemble(nn.Module):
         """Log of the members' mean next-unit probability (B, V): normalised scores, which the
         decoding module's log_softmax leaves as they are."""
         steps = [m.step_logits(prev, s) for m, s in zip(self.members, state.states, strict=True)]
-        logp = torch.stack([lg.float().log_softmax(-1) for lg, _ in steps])  # (M, B, V)
-        mean = torch.logsumexp(logp, dim=0) - math.log(len(steps))  # (B, V)
+        mean = log_mean_probs(torch.stack([lg for lg, _ in steps]))  # (M, B, V) -> (B, V)
         return mean, EnsembleState([s for _, s in steps])
 
     def teacher_forced(self, src: Tensor, lengths: Tensor, tgt_in: Tensor, **kw) -> Tensor:

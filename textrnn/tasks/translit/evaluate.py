@@ -3,7 +3,6 @@ any-reference accuracy and the teacher-forced loss."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +12,7 @@ import torch
 from textrnn.engine import metrics
 from textrnn.engine.progress import Tick
 from textrnn.errors import CheckpointError, DataError
+from textrnn.models.blocks import log_mean_probs
 from textrnn.tasks.translit.batch import make_batch, sequence_loss
 from textrnn.tasks.translit.config import DIRECTIONS
 from textrnn.tasks.translit.decode import INFER_WORDS, transliterate
@@ -78,9 +78,7 @@ def teacher_forced_loss(tr: LoadedTransliterator, pairs: Sequence[tuple[str, str
                 ).to(tr.device)
                 logits = model.teacher_forced(batch.src, batch.lengths, batch.tgt_in)
                 if logits.dim() == 4:  # an ensemble: the loss of its mean probabilities
-                    logits = torch.logsumexp(logits.float().log_softmax(-1), dim=0) - math.log(
-                        logits.shape[0]
-                    )
+                    logits = log_mean_probs(logits)
                 s, c = sequence_loss(logits, batch)
                 total, count = total + float(s), count + float(c)
     finally:
