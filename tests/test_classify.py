@@ -12,13 +12,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from textrnn.engine.checkpoint import load_checkpoint
 from textrnn.engine.config import TrainConfig
 from textrnn.errors import CheckpointError, DataError, UsageError
 from textrnn.formats.tables import read_table
 from textrnn.models.blocks import Pooling
-from textrnn.models.classifier import Classifier, ClassifierConfig, ClassifierEnsemble, build_classifier
+from textrnn.models.classifier import (
+    Classifier,
+    ClassifierConfig,
+    ClassifierEnsemble,
+    build_classifier,
+)
 from textrnn.tasks import classify
 from textrnn.tasks.classify import ClassifyOptions, Labels, default_train_config
 from textrnn.tasks.classify.batch import TextEncoder, char_ngrams
@@ -138,6 +145,33 @@ def test_unseen_words_are_read_by_their_character_ngrams():
     assert batch.grams.shape[0] == 3  # distinct tokens: a, goodish, film
     assert batch.types.tolist() == [[0, 1, 2], [2, 2, 0]]  # (padding points anywhere)
     assert (batch.grams == 1000).any()  # shorter rows are padded with the extra bucket
+
+
+ENCODER_TEXTS = ["a good film , really", "Unseen WORDS abound; हिंदी में भी", "the plot\nwas dull"]
+
+
+@pytest.fixture(scope="module", params=["word", "char", "bpe"])
+def any_tokenizer(request):
+    return train_tokenizer(request.param, ENCODER_TEXTS * 20, **({"vocab_size": 320} if request.param == "bpe" else {}))
+
+
+@given(st.lists(st.sampled_from(ENCODER_TEXTS + ["", "film", "ü?", "\u0915\u094d\u0937"]), max_size=4).map(" ".join))
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_encoder_reads_a_text_as_its_tokenizer_does(any_tokenizer, text):
+    """The n-gram encoder tokenizes once and looks the tokens up itself: the ids must be
+    the tokenizer's own (an empty text reads as one <unk>)."""
+    item = TextEncoder(any_tokenizer, buckets=50).encode(text)
+    plain = TextEncoder(any_tokenizer).encode(text)
+    assert item.ids == plain.ids == (any_tokenizer.encode(text.replace("\n", " ")) or [any_tokenizer.unk_id])
+    assert len(item.units) == len(item.ids)
+
+
+def test_ngram_means_are_the_padded_bags_means():
+    torch.manual_seed(0)
+    model = Classifier(ClassifierConfig(vocab_size=5, n_classes=2, embed=4, hidden=3, ngram_buckets=7))
+    grams = torch.tensor([[1, 2, 7, 7], [3, 7, 7, 7], [4, 5, 6, 0]])
+    padded = torch.nn.functional.embedding_bag(grams, model.ngram_embedding.weight, mode="mean", padding_idx=7)
+    torch.testing.assert_close(model.ngram_means(grams), padded)
 
 
 def test_pooling_reads_only_real_positions():

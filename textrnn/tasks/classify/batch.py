@@ -64,22 +64,32 @@ class TextEncoder:
     def __init__(self, tokenizer: Tokenizer, *, buckets: int = 0, max_tokens: int = 512) -> None:
         self.tokenizer, self.buckets, self.max_tokens = tokenizer, buckets, max_tokens
         self._grams: dict[str, list[int]] = {}
+        self._ids: dict[str, int] = {}
 
     def encode(self, text: str) -> Encoded:
         """A text's ids (cut to `max_tokens`; a text without tokens reads as one <unk>, so that
         it gets the prediction of no evidence rather than an error), and its tokens."""
-        text = text.replace("\n", " ")
-        ids = self.tokenizer.encode(text)[: self.max_tokens]
-        if not ids:
-            return Encoded([self.tokenizer.unk_id], ("",) if self.buckets else ())
         if not self.buckets:
-            return Encoded(ids)
-        units = self.units(text)
-        return Encoded(ids, tuple(units) if len(units) == len(ids) else tuple(self.pieces(ids)))
+            ids = self.tokenizer.encode(text.replace("\n", " "))[: self.max_tokens]
+            return Encoded(ids or [self.tokenizer.unk_id])
+        units = self.units(text)  # tokenized once: the ids are the units' (a third of the time)
+        if not units:
+            return Encoded([self.tokenizer.unk_id], ("",))
+        return Encoded([self.unit_id(u) for u in units], tuple(units))
 
     def units(self, text: str) -> list[str]:
         """The tokens of a text, one per id of `encode` (normalised as the tokenizer reads them)."""
         return self.tokenizer.tokenize(text.replace("\n", " "))[: self.max_tokens]
+
+    def unit_id(self, unit: str) -> int:
+        """A token's id (<unk> when the vocabulary lacks it), remembered."""
+        hit = self._ids.get(unit)
+        if hit is None:
+            if len(self._ids) >= CACHE_SIZE:
+                self._ids.clear()
+            i = self.tokenizer.piece_to_id(unit)
+            hit = self._ids[unit] = self.tokenizer.unk_id if i is None else i
+        return hit
 
     def pieces(self, ids: Sequence[int]) -> list[str]:
         return [self.tokenizer.id_to_piece(i) for i in ids]

@@ -30,7 +30,7 @@ def class_probabilities(
     out = torch.empty(len(items), model.config.n_classes)
     try:
         with torch.inference_mode(), autocast(precision, device):
-            for idx in length_batches([len(e.ids) for e in items]):
+            for idx in length_batches([len(e.ids) for e in items], max_tokens=2048):
                 batch = encoder.batch([items[i] for i in idx]).to(device)
                 logits = model(*batch.inputs)  # (B, K)
                 out[idx] = torch.softmax(logits.float(), dim=-1).cpu()
