@@ -15,6 +15,11 @@ from textrnn.engine.devices import autocast
 from textrnn.models.classifier import ClassifierModel
 from textrnn.tasks.classify.batch import Encoded, TextEncoder
 
+# Padded positions per inference batch. Each of an ensemble's recurrent layers costs about
+# the same per padded position at 100 to 430 sentences a batch; on SST-2 dev, batches of
+# 8192 positions were 28% padding and those of 2048 are 10%, for 20% more sentences/s.
+BATCH_POSITIONS = 2048
+
 
 def class_probabilities(
     model: ClassifierModel,
@@ -30,7 +35,7 @@ def class_probabilities(
     out = torch.empty(len(items), model.config.n_classes)
     try:
         with torch.inference_mode(), autocast(precision, device):
-            for idx in length_batches([len(e.ids) for e in items], max_tokens=2048):
+            for idx in length_batches([len(e.ids) for e in items], max_tokens=BATCH_POSITIONS):
                 batch = encoder.batch([items[i] for i in idx]).to(device)
                 logits = model(*batch.inputs)  # (B, K)
                 out[idx] = torch.softmax(logits.float(), dim=-1).cpu()
