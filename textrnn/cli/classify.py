@@ -298,7 +298,7 @@ def predict_(
     read_ahead: Annotated[int, typer.Option(help="Texts read, then classified together in batches of similar length (1 when stdin is a terminal).")] = READ_AHEAD,
     precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU/GPU has it) | fp32 | bf16.")] = "auto",
     device: Device = "cpu",
-    threads: Threads = 1,
+    threads: Threads = 0,
     quiet: Quiet = False,
     progress: ProgressMode = Shown.auto,
 ) -> None:
@@ -368,7 +368,7 @@ def eval_(
     errors: Annotated[Path | None, typer.Option(help="Write the misclassified rows here (JSON lines: text, label, predicted, probs).")] = None,
     precision: Annotated[str, typer.Option(help="fp32 (the figure training reported) | bf16 | auto.")] = "fp32",
     device: Device = "cpu",
-    threads: Threads = 1,
+    threads: Threads = 0,
     quiet: Quiet = False,
     progress: ProgressMode = Shown.auto,
     json_out: JsonOut = False,

@@ -40,7 +40,13 @@ from textrnn.engine.devices import default_device, set_threads
 from textrnn.errors import TextrnnError, UsageError
 from textrnn.formats.plain import check_text_file, iter_lines
 from textrnn.tasks import translit
-from textrnn.tasks.translit import DEFAULT_MODEL, DEFAULT_TRAIN, READ_AHEAD, TranslitOptions
+from textrnn.tasks.translit import (
+    DEFAULT_MODEL,
+    DEFAULT_TRAIN,
+    LENGTH_PENALTY,
+    READ_AHEAD,
+    TranslitOptions,
+)
 from textrnn.text import is_combining_start
 
 app = typer.Typer(help="Transliteration (romanised <-> native script): train, predict, eval.", no_args_is_help=True)
@@ -114,7 +120,7 @@ def train(
     precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 (default: auto; bf16 is 2.5x faster on a CPU with AVX512-BF16).")] = None,
     seed: Seed = None,
     device: Device = "auto",
-    threads: Threads = 1,
+    threads: Threads = 0,
     quiet: Quiet = False,
     progress: ProgressMode = Shown.auto,
     json_out: JsonOut = False,
@@ -195,13 +201,13 @@ def predict_(
     beam: Beam = 5,
     nbest: Annotated[int, typer.Option(help="Candidates per word, tab-separated, best first (at most --beam).")] = 1,
     scores: Annotated[bool, typer.Option("--scores", help="Follow each candidate with its score (length-normalised log-probability).")] = False,
-    length_penalty: LengthPenalty = 1.0,
+    length_penalty: LengthPenalty = LENGTH_PENALTY,
     read_ahead: Annotated[int, typer.Option(help="Lines read, then transliterated together (1 when stdin is a terminal).")] = READ_AHEAD,
     show_attention: Annotated[str | None, typer.Option(help="Transliterate this one word and print its attention matrix as a heatmap.")] = None,
     attention_png: Annotated[Path | None, typer.Option(help="With --show-attention: also save the matrix as a PNG (needs matplotlib: pip install matplotlib, or the plot extra).")] = None,
     precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU/GPU has it) | fp32 | bf16.")] = "auto",
     device: Device = "cpu",
-    threads: Threads = 1,
+    threads: Threads = 0,
     quiet: Quiet = False,
     progress: ProgressMode = Shown.auto,
     json_out: JsonOut = False,
@@ -352,10 +358,10 @@ def eval_(
     checkpoint: Checkpoint = ...,  # type: ignore[assignment]
     beam: Beam = 5,
     nbest: Annotated[int, typer.Option(help="k of top-k accuracy: candidates kept per word (at most --beam) (default: the beam width).")] = 0,
-    length_penalty: LengthPenalty = 1.0,
+    length_penalty: LengthPenalty = LENGTH_PENALTY,
     precision: Annotated[str, typer.Option(help="fp32 | bf16 | auto.")] = "fp32",
     device: Device = "cpu",
-    threads: Threads = 1,
+    threads: Threads = 0,
     quiet: Quiet = False,
     progress: ProgressMode = Shown.auto,
     json_out: JsonOut = False,

@@ -39,7 +39,13 @@ training lexicon against 63 code points, and 0.7% of the dev set's clusters neve
 in training, so a grapheme decoder would get those words wrong for certain.
 """
 
-from textrnn.tasks.translit.config import DEFAULT_MODEL, DEFAULT_TRAIN, DIRECTIONS, TranslitOptions
+from textrnn.tasks.translit.config import (
+    DEFAULT_MODEL,
+    DEFAULT_TRAIN,
+    DIRECTIONS,
+    LENGTH_PENALTY,
+    TranslitOptions,
+)
 from textrnn.tasks.translit.decode import READ_AHEAD, Candidate
 from textrnn.tasks.translit.lexicon import Layout, detect_layout, read_lexicon
 from textrnn.tasks.translit.load import LoadedTransliterator, load
@@ -48,6 +54,7 @@ from textrnn.tasks.translit.training import TrainResult, default_train_config, t
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_TRAIN",
+    "LENGTH_PENALTY",
     "DIRECTIONS",
     "READ_AHEAD",
     "Candidate",

@@ -18,6 +18,7 @@ from textrnn.engine.progress import Tick
 from textrnn.engine.weights import check_weight_shapes, checkpoint_weights, load_weights
 from textrnn.errors import CheckpointError, TextrnnError, UsageError
 from textrnn.models.seq2seq import Ensemble, Seq2Seq, Seq2SeqConfig, build_model
+from textrnn.tasks.translit.config import LENGTH_PENALTY
 from textrnn.tasks.translit.decode import (
     READ_AHEAD,
     Candidate,
@@ -38,7 +39,7 @@ class LoadedTransliterator:
     vocabs: Vocabs
     precision: str = "fp32"  # fp32 | bf16: the arithmetic of decoding
     checkpoint: Checkpoint | None = None
-    length_penalty: float = 1.0  # alpha in logprob / length ** alpha when ranking beams
+    length_penalty: float = LENGTH_PENALTY  # alpha in logprob / length ** alpha when ranking beams
     cache: OrderedDict = field(default_factory=OrderedDict, repr=False)  # running text's words
 
     @property
@@ -110,7 +111,7 @@ def load(
     *,
     device: torch.device = torch.device("cpu"),
     precision: str = "fp32",
-    length_penalty: float = 1.0,
+    length_penalty: float = LENGTH_PENALTY,
 ) -> LoadedTransliterator:
     """Load a transliteration checkpoint (refusing other tasks) ready for inference."""
     if precision not in INFERENCE_PRECISIONS:
