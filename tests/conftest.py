@@ -23,6 +23,11 @@ torch.set_num_threads(1)
 # see the Ctrl-C the tests send them. A handler of our own is reset to the default at exec.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+# Under `nohup` SIGHUP is ignored the same way, and textrnn rightly keeps it ignored; a
+# no-op handler here leaves pytest as deaf to hang-ups as before, while the processes the
+# tests start get the default again.
+if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, lambda signum, frame: None)
 
 
 @pytest.fixture(scope="session")
