@@ -219,7 +219,7 @@ def _one_word(tr, word: str, beam: int) -> str:
                     break
                 out.append(int(prev))
             return tr.vocabs.target_text(out)
-        config = BeamConfig(beam=beam, nbest=1, max_length=steps)
+        config = BeamConfig(beam=beam, nbest=1, max_length=steps, length_penalty=tr.length_penalty)
         hyp = beam_search(model.step_logits, lambda s, i: s.reorder(i), state, BOS, config=config,
                                    eos_id=EOS, banned_ids=BANNED)[0]  # fmt: skip
         return tr.vocabs.target_text(hyp.tokens)

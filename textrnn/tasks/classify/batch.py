@@ -10,8 +10,9 @@ CRC-32: the same on every run and machine (Python's `hash` of a string is not).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,24 +84,17 @@ class TextEncoder:
 
     def unit_id(self, unit: str) -> int:
         """A token's id (<unk> when the vocabulary lacks it), remembered."""
-        hit = self._ids.get(unit)
-        if hit is None:
-            if len(self._ids) >= CACHE_SIZE:
-                self._ids.clear()
-            i = self.tokenizer.piece_to_id(unit)
-            hit = self._ids[unit] = self.tokenizer.unk_id if i is None else i
-        return hit
+        return _remembered(self._ids, unit, self._look_up)
+
+    def _look_up(self, unit: str) -> int:
+        i = self.tokenizer.piece_to_id(unit)
+        return self.tokenizer.unk_id if i is None else i
 
     def pieces(self, ids: Sequence[int]) -> list[str]:
         return [self.tokenizer.id_to_piece(i) for i in ids]
 
     def grams(self, unit: str) -> list[int]:
-        hit = self._grams.get(unit)
-        if hit is None:
-            if len(self._grams) >= CACHE_SIZE:
-                self._grams.clear()
-            hit = self._grams[unit] = char_ngrams(unit, self.buckets)
-        return hit
+        return _remembered(self._grams, unit, lambda u: char_ngrams(u, self.buckets))
 
     def batch(self, items: Sequence[Encoded], labels: Sequence[int] | None = None) -> Batch:
         """A right-padded batch (with class ids, when given)."""
@@ -120,3 +114,13 @@ class TextEncoder:
             grams[np.arange(width) < np.array([len(r) for r in rows])[:, None]] = [g for r in rows for g in r]
             batch.grams, batch.types = torch.from_numpy(grams), torch.from_numpy(types)
         return batch
+
+
+def _remembered(cache: dict, key: str, make: Callable[[str], Any]) -> Any:
+    """`cache[key]`, made by `make(key)` on a miss (the cache is emptied when it holds CACHE_SIZE)."""
+    hit = cache.get(key)
+    if hit is None:
+        if len(cache) >= CACHE_SIZE:
+            cache.clear()
+        hit = cache[key] = make(key)
+    return hit
