@@ -492,11 +492,20 @@ FUZZ = settings(
 
 
 def load_never_crashes(path: Path, data: bytes) -> None:
+    """Loading `data` gives a checkpoint or a CheckpointError of one clear line; any other
+    exception (a crash) fails the test."""
     path.write_bytes(data)
     try:
-        load_checkpoint(path)
-    except CheckpointError:
-        pass  # the only acceptable failure
+        ckpt = load_checkpoint(path)
+    except CheckpointError as err:  # the only acceptable failure
+        assert_one_line(err)
+    else:
+        assert isinstance(ckpt, Checkpoint) and isinstance(ckpt.task, str)
+
+
+def assert_one_line(err: Exception) -> None:
+    message = str(err)
+    assert message.strip() and "\n" not in message, repr(message)
 
 
 @FUZZ
@@ -564,8 +573,8 @@ skeletons = st.recursive(
 def test_fuzz_unflatten(skeleton):
     try:
         unflatten_state(skeleton, {"t": torch.ones(1)})
-    except CheckpointError:
-        pass  # the only acceptable failure
+    except CheckpointError as err:  # the only acceptable failure; any other exception fails
+        assert_one_line(err)
 
 
 # --- summaries ------------------------------------------------------------------------
