@@ -35,6 +35,7 @@ from benchmarks import (
     distributed,
     generate_speed,
     libraries,
+    lm_sizes,
     peers,
     quality,
     report,
@@ -69,6 +70,7 @@ AREAS = {
     "distributed": distributed,
     "libraries": libraries,
     "peers": peers,
+    "lm_sizes": lm_sizes,
     "classify": classify,
 }
 HERE = Path(__file__).resolve().parent

@@ -1,0 +1,163 @@
+"""lm_sizes: the sweep that `textrnn train`'s budget rule is fitted on (issue 21).
+
+Every language-model shape of a ladder, at every training budget, on two different texts
+and at two token levels (chars, words): which shape gives the lowest held-out nats/char
+for the time? Each run is `textrnn train train.txt --time-budget B --hidden H ...` on one
+thread; two runs go side by side on the two cores (each is timed against its own budget,
+so the steps it made are what it could do on one core beside another busy one). The rule
+`textrnn.tasks.lm.budget` uses is stated in steps, not seconds, so that it carries to
+other speeds: a run's quality depends on its shape and the steps it made, and the time
+only decides how many steps a shape gets. `fit` reads the sweep into that rule.
+
+Texts: tiny-shakespeare (1.1 MB of English verse) and the sentences of the Hindi PUD
+treebank (`# text =` lines, 90k characters of Devanagari news), each cut by the peers'
+split (train ~81%, valid ~9% unused here, the held-out last ~10%). Scoring: the peers'
+scorer (peer_score.score_textrnn), in a subprocess beside the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from benchmarks import peer_runs
+from benchmarks.common import Options, Table, fmt_num
+from benchmarks.schema import VALUE
+from textrnn.formats.plain import read_text
+from textrnn.paths import data_file
+
+ROOT = Path(__file__).resolve().parent.parent
+BUDGETS = (60.0, 300.0)
+QUICK_BUDGETS = (10.0,)
+TINY_BUDGETS = (2.0,)
+WORKERS = 2  # runs side by side, one thread each
+LADDER = {  # hidden sizes swept per level; every other option is the level's default
+    "char": (256, 384, 512, 640, 896),
+    "word": (128, 256, 384, 512),
+}
+TINY_LADDER = {"char": (32, 64), "word": (32, 64)}
+TEXTS = {
+    "tinyshakespeare": "tinyshakespeare/input.txt",
+    "hindi_pud": "ud_hindi_pud/hi_pud-ud-first800.conllu",
+}
+
+_RUN = ("text", "level", "budget_s", "hidden", "embed", "command", "steps", "epochs",
+        "best_step", "train_s", "tokens", "step_s", "nats_per_char", "params", "model")  # fmt: skip
+FIELDS = {
+    "settings": {
+        **dict.fromkeys(("budgets_s", "workers", "threads_per_run"), VALUE),
+        "ladder": {"*": VALUE},
+        "texts": {"*": dict.fromkeys(("source", "train_chars", "heldout_chars"), VALUE)},
+    },
+    "runs": [dict.fromkeys(_RUN, VALUE)],
+}
+
+
+def text_of(name: str, source: str) -> str:
+    """A sweep text: the corpus as it is, or a treebank's sentences one per line."""
+    raw = read_text(data_file(source))
+    if source.endswith(".conllu"):
+        return "".join(line[len("# text = "):] + "\n" for line in raw.splitlines()
+                       if line.startswith("# text = "))  # fmt: skip
+    return raw
+
+
+def run(opts: Options) -> dict:
+    budgets = opts.budgets or (TINY_BUDGETS if opts.tiny else QUICK_BUDGETS if opts.quick else BUDGETS)
+    ladder = TINY_LADDER if opts.tiny else LADDER
+    texts, jobs = {}, []
+    for name, source in TEXTS.items():
+        text = text_of(name, source)
+        if opts.tiny or opts.quick:
+            text = text[: text.rfind("\n", 0, 30_000 if opts.tiny else 200_000) + 1]
+        split, info = peer_runs.write_split(text, opts.workdir / name / "data")
+        texts[name] = {"source": source, "train_chars": info["train_chars"],
+                       "heldout_chars": info["heldout_chars"]}  # fmt: skip
+        for budget in budgets:
+            for level, sizes in ladder.items():
+                jobs += [(name, split, level, budget, h) for h in sizes]
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        runs = list(pool.map(lambda job: _one(opts.workdir, *job), jobs))
+    return {
+        "settings": {"budgets_s": list(budgets), "workers": WORKERS, "threads_per_run": 1,
+                     "ladder": {k: list(v) for k, v in ladder.items()}, "texts": texts},  # fmt: skip
+        "runs": runs,
+    }
+
+
+def _one(workdir: Path, name: str, split: peer_runs.Split, level: str, budget: float, hidden: int) -> dict:
+    """Train one shape for one budget on one thread, then score it on the held-out text."""
+    folder = workdir / name / f"{level}-{budget:g}s-h{hidden}"
+    folder.mkdir(parents=True, exist_ok=True)
+    embed = hidden if level == "word" else 128  # tied word models need embed == hidden
+    cmd = [sys.executable, "-m", "textrnn", "train", str(split.train), "--time-budget", f"{budget:g}",
+           "--hidden", str(hidden), "--embed", str(embed), "--out", "model.ckpt", "--quiet", "--json",
+           *(["--tokenizer", "word"] if level == "word" else [])]  # fmt: skip
+    out, _ = peer_runs.run(cmd, folder, threads=1, timeout=budget * 3 + 600)
+    trained = json.loads(out)
+    score = [sys.executable, "-c", "import json, sys; from benchmarks.peer_score import score_textrnn; "
+             "print(json.dumps(score_textrnn(sys.argv[1], sys.argv[2])))", str(split.test), "model.ckpt"]  # fmt: skip
+    env = {**peer_runs.thread_env(1), "PYTHONPATH": str(ROOT)}  # the benchmarks package
+    scored = json.loads(subprocess.run(score, cwd=folder, env=env, check=True, capture_output=True,
+                                       text=True).stdout)  # fmt: skip
+    return {
+        "text": name,
+        "level": level,
+        "budget_s": budget,
+        "hidden": hidden,
+        "embed": embed,
+        "command": peer_runs.shown(cmd, 1).replace("python -m textrnn", "textrnn"),
+        "steps": trained["steps"],
+        "epochs": trained["epochs"],
+        "best_step": trained["best_step"],
+        "train_s": trained["elapsed"],
+        "tokens": trained["tokens"],
+        "step_s": trained["elapsed"] / max(trained["steps"], 1),
+        "nats_per_char": scored["nats_per_char"],
+        "params": scored["params"],
+        "model": scored["model"],
+    }
+
+
+def best_runs(result: dict) -> list[dict]:
+    """The lowest held-out nats/char of each text, level and budget."""
+    cells: dict[tuple, dict] = {}
+    for r in result["runs"]:
+        key = (r["text"], r["level"], r["budget_s"])
+        if key not in cells or r["nats_per_char"] < cells[key]["nats_per_char"]:
+            cells[key] = r
+    return list(cells.values())
+
+
+def table(result: dict) -> Table:
+    t = Table(
+        "lm_sizes: held-out nats/char of each hidden size at each budget (1 thread per run)",
+        ["text / level / budget s", "hidden", "params", "steps", "epochs", "s/step", "held-out nats/char", "best"],
+    )  # fmt: skip
+    best = {id(r) for r in best_runs(result)}
+    for r in result["runs"]:
+        t.rows.append([
+            f"{r['text']} / {r['level']} / {r['budget_s']:g}",
+            str(r["hidden"]),
+            fmt_num(r["params"]),
+            str(r["steps"]),
+            fmt_num(r["epochs"]),
+            f"{r['step_s']:.3f}",
+            f"{r['nats_per_char']:.4f}",
+            "best" if id(r) in best else "",
+        ])  # fmt: skip
+    t.notes.append("steps of the best shape per cell (geometric mean): "
+                   + ", ".join(f"{k} {v:.0f}" for k, v in best_steps(result).items()))  # fmt: skip
+    return t
+
+
+def best_steps(result: dict) -> dict[str, float]:
+    """Per level, the geometric mean of the steps the best shape of each cell made."""
+    out: dict[str, list[float]] = {}
+    for r in best_runs(result):
+        out.setdefault(r["level"], []).append(math.log(max(r["steps"], 1)))
+    return {k: math.exp(sum(v) / len(v)) for k, v in out.items()}
