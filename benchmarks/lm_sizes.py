@@ -36,8 +36,8 @@ QUICK_BUDGETS = (10.0,)
 TINY_BUDGETS = (2.0,)
 WORKERS = 2  # runs side by side, one thread each
 LADDER = {  # hidden sizes swept per level; every other option is the level's default
-    "char": (256, 384, 512, 640, 896),
-    "word": (128, 256, 384, 512),
+    "char": (128, 192, 256, 384, 512, 640, 896),
+    "word": (64, 128, 256, 384, 512),
 }
 TINY_LADDER = {"char": (32, 64), "word": (32, 64)}
 TEXTS = {
