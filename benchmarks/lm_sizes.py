@@ -27,8 +27,6 @@ from pathlib import Path
 from benchmarks import peer_runs
 from benchmarks.common import Options, Table, fmt_num
 from benchmarks.schema import VALUE
-from textrnn.formats.plain import read_text
-from textrnn.paths import data_file
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGETS = (60.0, 300.0)
@@ -40,10 +38,6 @@ LADDER = {  # hidden sizes swept per level; every other option is the level's de
     "word": (64, 128, 256, 384, 512),
 }
 TINY_LADDER = {"char": (32, 64), "word": (32, 64)}
-TEXTS = {
-    "tinyshakespeare": "tinyshakespeare/input.txt",
-    "hindi_pud": "ud_hindi_pud/hi_pud-ud-first800.conllu",
-}
 
 _RUN = ("text", "level", "budget_s", "hidden", "embed", "command", "steps", "epochs",
         "best_step", "train_s", "tokens", "step_s", "nats_per_char", "params", "model")  # fmt: skip
@@ -57,21 +51,12 @@ FIELDS = {
 }
 
 
-def text_of(name: str, source: str) -> str:
-    """A sweep text: the corpus as it is, or a treebank's sentences one per line."""
-    raw = read_text(data_file(source))
-    if source.endswith(".conllu"):
-        return "".join(line[len("# text = "):] + "\n" for line in raw.splitlines()
-                       if line.startswith("# text = "))  # fmt: skip
-    return raw
-
-
 def run(opts: Options) -> dict:
     budgets = opts.budgets or (TINY_BUDGETS if opts.tiny else QUICK_BUDGETS if opts.quick else BUDGETS)
     ladder = TINY_LADDER if opts.tiny else LADDER
     texts, jobs = {}, []
-    for name, source in TEXTS.items():
-        text = text_of(name, source)
+    for name, source in peer_runs.TEXTS.items():
+        text = peer_runs.read_corpus(source)
         if opts.tiny or opts.quick:
             text = text[: text.rfind("\n", 0, 30_000 if opts.tiny else 200_000) + 1]
         split, info = peer_runs.write_split(text, opts.workdir / name / "data")
@@ -150,14 +135,72 @@ def table(result: dict) -> Table:
             f"{r['nats_per_char']:.4f}",
             "best" if id(r) in best else "",
         ])  # fmt: skip
-    t.notes.append("steps of the best shape per cell (geometric mean): "
-                   + ", ".join(f"{k} {v:.0f}" for k, v in best_steps(result).items()))  # fmt: skip
+    for level, f in fit(result).items():
+        t.notes.append(
+            f"rule fitted for {level} models: the best size makes S = {f['scale']:.3g} x R^{f['power']:.3f} "
+            f"steps, R = the steps the smallest size makes in the same budget (cells: "
+            + ", ".join(f"R {c['smallest_steps']} -> S {c['best_steps']}" for c in f["cells"]) + ")"
+        )
+    t.notes += [
+        "each run: one thread, two runs side by side on the two cores; held-out text: the last ~10% "
+        "of each text, scored by the peers' scorer; every option but --hidden (and --embed for "
+        "tied word models) is the level's default.",
+        "plot (written beside this file when matplotlib is installed): ![held-out nats/char against "
+        "steps for each size](lm_sizes.png)",
+    ]
     return t
 
 
-def best_steps(result: dict) -> dict[str, float]:
-    """Per level, the geometric mean of the steps the best shape of each cell made."""
-    out: dict[str, list[float]] = {}
-    for r in best_runs(result):
-        out.setdefault(r["level"], []).append(math.log(max(r["steps"], 1)))
-    return {k: math.exp(sum(v) / len(v)) for k, v in out.items()}
+def fit(result: dict) -> dict[str, dict]:
+    """The rule, per level: the steps S the best size made in each cell (text, budget)
+    against the steps R the smallest size made there (the compute of the cell, counted in
+    the one unit every device can probe), fitted as S = scale * R ** power (least squares
+    in logs; with one budget only, power 0 and the geometric mean)."""
+    cells: dict[str, list[tuple[float, float]]] = {}
+    for best in best_runs(result):
+        same = [r for r in result["runs"] if (r["text"], r["level"], r["budget_s"]) ==
+                (best["text"], best["level"], best["budget_s"])]  # fmt: skip
+        smallest = min(same, key=lambda r: r["hidden"])
+        cells.setdefault(best["level"], []).append((smallest["steps"], best["steps"]))
+    out = {}
+    for level, pairs in cells.items():
+        x = [math.log(max(r, 1)) for r, _ in pairs]
+        y = [math.log(max(s, 1)) for _, s in pairs]
+        mx, my = sum(x) / len(x), sum(y) / len(y)
+        var = sum((v - mx) ** 2 for v in x)
+        power = sum((u - mx) * (v - my) for u, v in zip(x, y, strict=True)) / var if var else 0.0
+        out[level] = {"scale": math.exp(my - power * mx), "power": power,
+                      "cells": [{"smallest_steps": r, "best_steps": s} for r, s in pairs]}  # fmt: skip
+    return out
+
+
+def plot(result: dict, folder: Path) -> None:
+    """Held-out nats/char against steps made, one line per text, level and budget (the
+    best size of each marked), if matplotlib is available."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    levels = list(result["settings"]["ladder"])
+    fig, axes = plt.subplots(1, len(levels), figsize=(5 * len(levels), 3.8))
+    best = {id(r) for r in best_runs(result)}
+    for ax, level in zip(axes, levels, strict=True):
+        cells = sorted({(r["text"], r["budget_s"]) for r in result["runs"] if r["level"] == level})
+        for text, budget in cells:
+            runs = sorted((r for r in result["runs"] if (r["text"], r["level"], r["budget_s"]) ==
+                           (text, level, budget)), key=lambda r: r["hidden"])  # fmt: skip
+            line, = ax.plot([r["steps"] for r in runs], [r["nats_per_char"] for r in runs], "o-",
+                            label=f"{text}, {budget:g} s")  # fmt: skip
+            for r in runs:
+                ax.annotate(str(r["hidden"]), (r["steps"], r["nats_per_char"]), fontsize=7)
+                if id(r) in best:
+                    ax.plot(r["steps"], r["nats_per_char"], "*", markersize=14, color=line.get_color())
+        ax.set(xscale="log", xlabel="steps made in the budget (labels: hidden size)",
+               ylabel="held-out nats/char", title=f"{level} models, one thread")  # fmt: skip
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / "lm_sizes.png", dpi=100)
+    plt.close(fig)

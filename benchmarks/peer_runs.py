@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from textrnn.errors import DataError
+from textrnn.formats.plain import read_text
+from textrnn.paths import data_file
 
 HERE = Path(__file__).resolve().parent
 SCORER = HERE / "peer_score.py"
@@ -51,6 +53,24 @@ class Split:
     train: Path
     valid: Path
     test: Path
+
+
+# The texts the peers and lm_sizes areas train on: tiny-shakespeare (1.1 MB of English
+# verse) and, different in script, size and genre, the sentences of the Hindi PUD treebank
+# (its `# text =` lines: 90k characters of Devanagari news and Wikipedia text).
+TEXTS = {
+    "tinyshakespeare": "tinyshakespeare/input.txt",
+    "hindi_pud": "ud_hindi_pud/hi_pud-ud-first800.conllu",
+}
+
+
+def read_corpus(source: str) -> str:
+    """A text of TEXTS: the file as it is, or a treebank's sentences one per line."""
+    raw = read_text(data_file(source))
+    if source.endswith(".conllu"):
+        return "".join(line[len("# text = "):] + "\n" for line in raw.splitlines()
+                       if line.startswith("# text = "))  # fmt: skip
+    return raw
 
 
 def write_split(text: str, folder: Path) -> tuple[Split, dict]:

@@ -7,8 +7,9 @@ Two levels, each on the same text, threads and training budget:
   with its defaults, its epochs scaled to the budget.
 How each program is run, and how the peers' lengths are fitted to the budget: peer_runs.py.
 
-Data: tiny-shakespeare cut at line starts into train (~81%), valid (~9%) and the held-out
-last ~10% (peer_runs.write_split). Every program trains on train.txt only; the peers
+Data: two different texts (peer_runs.TEXTS: tiny-shakespeare, and the Hindi PUD sentences,
+so that no default is tuned to one text), each cut at line starts into train (~81%), valid
+(~9%) and the held-out last ~10% (peer_runs.write_split). Every program trains on train.txt only; the peers
 validate on valid.txt (nanoGPT keeps its best-val checkpoint, the word example its best
 epoch and anneals on it); textrnn holds out its own validation blocks from train.txt
 (`--val-fraction`, default 5%), so it trains on less text than the peers. Nobody sees the
@@ -39,7 +40,7 @@ from benchmarks.common import Options, Table, fmt_num, split_label
 from benchmarks.peer_score import score_textrnn
 from benchmarks.schema import VALUE
 from textrnn.formats.plain import read_text
-from textrnn.paths import data_dir, data_file
+from textrnn.paths import data_dir
 
 DEFAULT_BUDGETS = (600.0,)
 DEFAULT_THREADS = (1,)
@@ -58,6 +59,7 @@ ROLES = {
     "char": "never trained on, but textrnn's current char defaults were chosen on it in 90/10 runs",
     "word": "never trained on",
 }
+TEXT_NAMES = {"tinyshakespeare": "tiny-shakespeare", "hindi_pud": "Hindi PUD sentences"}
 _HELDOUT = ("nats", "tokens", "chars", "nats_per_char", "nats_per_token", "unknown_tokens",
             "params", "model", "stride", "checkpoint_iter", "torch_threads", "command")  # fmt: skip
 _RUN = ("program", "command", "steps", "epochs", "passes", "best_step", "best_epoch", "train_s",
@@ -68,23 +70,18 @@ _PROGRAM = {**dict.fromkeys(_RUN, VALUE), "probe": dict.fromkeys(_PROBE, VALUE),
             "heldout": dict.fromkeys(_HELDOUT, VALUE)}  # fmt: skip
 FIELDS = {  # what `run` writes (see schema.py)
     "settings": {
-        **dict.fromkeys(("corpus", "corpus_chars", "budgets_s", "thread_counts", "peers"), VALUE),
-        "split": dict.fromkeys(
-            (
-                "train_chars",
-                "valid_chars",
-                "heldout_chars",
-                "heldout_lines",
-                "heldout_starts_at",
-                "valid_starts_a_line",
-            ),
-            VALUE,
-        ),  # fmt: skip
-    },
+        **dict.fromkeys(("budgets_s", "thread_counts", "peers"), VALUE),
+        "texts": {"*": {
+            **dict.fromkeys(("corpus", "corpus_chars"), VALUE),
+            "split": dict.fromkeys(("train_chars", "valid_chars", "heldout_chars", "heldout_lines",
+                                    "heldout_starts_at", "valid_starts_a_line"), VALUE),
+        }},
+    },  # fmt: skip
     "results": [
         {
             **dict.fromkeys(
                 (
+                    "text",
                     "level",
                     "split",
                     "role",
@@ -113,16 +110,16 @@ def peers_dir() -> Path:
     return Path(env) if env else data_dir().parent / "peers"
 
 
-def settings(opts: Options) -> tuple[str, tuple[float, ...], tuple[int, ...]]:
-    """The text, the budgets and the thread counts."""
-    text = read_text(data_file("tinyshakespeare/input.txt"))
+def settings(opts: Options) -> tuple[dict[str, str], tuple[float, ...], tuple[int, ...]]:
+    """The texts ({name: text}), the budgets and the thread counts."""
+    texts = {name: peer_runs.read_corpus(source) for name, source in peer_runs.TEXTS.items()}
     if opts.tiny:
-        text, budgets = _lines_within(text, TINY_CHARS), (2.0,)
+        texts, budgets = {k: _lines_within(t, TINY_CHARS) for k, t in texts.items()}, (2.0,)
     elif opts.quick:
-        text, budgets = _lines_within(text, QUICK_CHARS), (20.0,)
+        texts, budgets = {k: _lines_within(t, QUICK_CHARS) for k, t in texts.items()}, (20.0,)
     else:
         budgets = DEFAULT_BUDGETS
-    return text, opts.budgets or budgets, opts.thread_counts or DEFAULT_THREADS
+    return texts, opts.budgets or budgets, opts.thread_counts or DEFAULT_THREADS
 
 
 def _lines_within(text: str, chars: int) -> str:
@@ -131,36 +128,36 @@ def _lines_within(text: str, chars: int) -> str:
 
 
 def run(opts: Options) -> dict:
-    text, budgets, thread_counts = settings(opts)
+    texts, budgets, thread_counts = settings(opts)
     fixed = TINY_LENGTHS if opts.tiny else {"iters": 0, "epochs": 0}
     peers = peers_dir()
-    split, split_info = peer_runs.write_split(text, opts.workdir / "data")
-    results, check = [], None
-    for threads in thread_counts:
-        for budget in budgets:
-            cell = opts.workdir / f"threads{threads}-budget{budget:g}"
-            mine = peer_runs.run_textrnn(split, cell / "textrnn-char", word=False, budget=budget,
-                                         threads=threads)  # fmt: skip
-            _score_textrnn(mine, split)
-            if check is None:
-                check = _check_scorer(mine, split)
-            nanogpt = peer_runs.prepare_nanogpt(peers, split, cell / "nanogpt")
-            peer = peer_runs.run_nanogpt(nanogpt, split, budget=budget, threads=threads,
-                                         probe_iters=PROBE_ITERS, iters=fixed["iters"])  # fmt: skip
-            results.append(_pair("char", budget, threads, mine, peer))
-            mine = peer_runs.run_textrnn(split, cell / "textrnn-word", word=True, budget=budget,
-                                         threads=threads)  # fmt: skip
-            _score_textrnn(mine, split)
-            word_lm = peer_runs.prepare_word_lm(peers, split, cell / "word_language_model")
-            peer = peer_runs.run_word_lm(
-                word_lm, budget=budget, threads=threads, epochs=fixed["epochs"]
-            )
-            results.append(_pair("word", budget, threads, mine, peer))
+    results, check, about = [], None, {}
+    for name, text in texts.items():
+        split, split_info = peer_runs.write_split(text, opts.workdir / name / "data")
+        about[name] = {"corpus": peer_runs.TEXTS[name], "corpus_chars": len(text), "split": split_info}
+        for threads in thread_counts:
+            for budget in budgets:
+                cell = opts.workdir / name / f"threads{threads}-budget{budget:g}"
+                mine = peer_runs.run_textrnn(split, cell / "textrnn-char", word=False, budget=budget,
+                                             threads=threads)  # fmt: skip
+                _score_textrnn(mine, split)
+                if check is None:
+                    check = _check_scorer(mine, split)
+                nanogpt = peer_runs.prepare_nanogpt(peers, split, cell / "nanogpt")
+                peer = peer_runs.run_nanogpt(nanogpt, split, budget=budget, threads=threads,
+                                             probe_iters=PROBE_ITERS, iters=fixed["iters"])  # fmt: skip
+                results.append(_pair(name, "char", budget, threads, mine, peer))
+                mine = peer_runs.run_textrnn(split, cell / "textrnn-word", word=True, budget=budget,
+                                             threads=threads)  # fmt: skip
+                _score_textrnn(mine, split)
+                word_lm = peer_runs.prepare_word_lm(peers, split, cell / "word_language_model")
+                peer = peer_runs.run_word_lm(
+                    word_lm, budget=budget, threads=threads, epochs=fixed["epochs"]
+                )
+                results.append(_pair(name, "word", budget, threads, mine, peer))
     return {
         "settings": {
-            "corpus": "tinyshakespeare/input.txt",
-            "corpus_chars": len(text),
-            "split": split_info,
+            "texts": about,
             "budgets_s": list(budgets),
             "thread_counts": list(thread_counts),
             "peers": str(peers),
@@ -184,17 +181,18 @@ def _score_textrnn(mine: dict, split: peer_runs.Split) -> None:
     )
 
 
-def _pair(level: str, budget: float, threads: int, mine: dict, peer: dict) -> dict:
-    """textrnn and one peer at one budget and thread count, and how they compare."""
+def _pair(text: str, level: str, budget: float, threads: int, mine: dict, peer: dict) -> dict:
+    """textrnn and one peer on one text at one budget and thread count, and how they compare."""
     for prog in (mine, peer):
         prog.pop("checkpoint", None)
         held = prog["heldout"]
         prog["chars_per_s"] = prog["tokens_per_s"] * held["chars"] / held["tokens"]
     diff = mine["heldout"]["nats_per_char"] - peer["heldout"]["nats_per_char"]
     return {
+        "text": text,
         "level": level,
         "split": "test",
-        "role": ROLES[level],
+        "role": ROLES[level] if text == "tinyshakespeare" else ROLES["word"],
         "budget_s": budget,
         "threads": threads,
         "textrnn": mine,
@@ -252,7 +250,7 @@ def headline(result: dict) -> list[list[str]]:
         mine, peer = r["textrnn"]["heldout"], r["peer"]["heldout"]
         how = "leads" if r["textrnn_leads"] else "BEHIND"
         rows.append([
-            f"tiny-shakespeare {r['level']} LM, {r['budget_s']:g} s, {r['threads']} thread(s): "
+            f"{TEXT_NAMES[r['text']]} {r['level']} LM, {r['budget_s']:g} s, {r['threads']} thread(s): "
             f"held-out nats/char, one scorer, against {r['peer']['program']}",
             f"{mine['nats_per_char']:.4f}",
             split_label(r),
@@ -273,7 +271,7 @@ def _train_time(seconds: float, budget: float) -> str:
 def table(result: dict) -> Table:
     t = Table(
         "peers: held-out nats/char at equal wall-clock (same text, threads and budget)",
-        ["budget s / threads", "program", "model", "held-out nats/char", "steps / passes",
+        ["text", "budget s / threads", "program", "model", "held-out nats/char", "steps / passes",
          "train s", "tokens/s", "textrnn vs peer"],
     )  # fmt: skip
     for r in result["results"]:
@@ -288,6 +286,7 @@ def table(result: dict) -> Table:
                     f"{r['tokens_per_s_ratio']:.2f}x tokens/s, {r['chars_per_s_ratio']:.2f}x chars/s"
                 )
             t.rows.append([
+                TEXT_NAMES[r["text"]],
                 f"{r['budget_s']:g} / {r['threads']}",
                 f"{run['program']} ({r['level']})",
                 held["model"],

@@ -347,8 +347,8 @@ def test_stepped_loss_equals_textrnn_eval(tmp_path):
 
 @pytest.mark.slow
 def test_peers_tiny_run(tmp_path, shared_data):
-    """The peers area end to end: 4 trainings, 2 probes skipped, 1 scorer check (about 40 s:
-    it starts 9 processes)."""
+    """The peers area end to end on both texts: 8 trainings, the probes skipped, 1 scorer
+    check (about 80 s: it starts 17 processes)."""
     import os
 
     from benchmarks.peers import peers_dir
@@ -361,12 +361,17 @@ def test_peers_tiny_run(tmp_path, shared_data):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "peers.json").read_text())
     _envelope(result, "peers")
-    split = result["settings"]["split"]
-    corpus = split["train_chars"] + split["valid_chars"] + split["heldout_chars"]
-    assert corpus == result["settings"]["corpus_chars"] and 29_900 < corpus <= 30_000
-    assert [(r["level"], r["peer"]["program"]) for r in result["results"]] == [
-        ("char", "nanogpt"), ("word", "word_language_model")]  # fmt: skip
+    texts = result["settings"]["texts"]
+    assert list(texts) == ["tinyshakespeare", "hindi_pud"]
+    for about in texts.values():
+        split = about["split"]
+        corpus = split["train_chars"] + split["valid_chars"] + split["heldout_chars"]
+        assert corpus == about["corpus_chars"] and 29_000 < corpus <= 30_000
+    assert [(r["text"], r["level"], r["peer"]["program"]) for r in result["results"]] == [
+        (text, level, peer) for text in texts
+        for level, peer in (("char", "nanogpt"), ("word", "word_language_model"))]  # fmt: skip
     for r in result["results"]:
+        split = texts[r["text"]]["split"]
         assert "--time-budget 2" in r["textrnn"]["command"]
         assert ("--tokenizer word" in r["textrnn"]["command"]) == (r["level"] == "word")
         for who in ("textrnn", "peer"):
@@ -381,7 +386,7 @@ def test_peers_tiny_run(tmp_path, shared_data):
             r["textrnn"]["tokens_per_s"] / r["peer"]["tokens_per_s"]
         )
         assert r["textrnn_leads"] == (r["nats_per_char_diff"] < 0)
-    char, word = result["results"]
+    char, word = result["results"][:2]
     recipe = "train.py config/train_shakespeare_char.py --device=cpu --compile=False"
     assert recipe in char["peer"]["command"] and "--max_iters=10" in char["peer"]["command"]
     assert word["peer"]["command"].endswith("main.py --data data --epochs 1")

@@ -95,6 +95,7 @@ def train(
     quiet: Quiet = False,
     progress: ProgressMode = Shown.auto,
     json_out: JsonOut = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the model and batch shape the run would use (sized for --time-budget when no --hidden/--embed is given) on stdout and exit; trains nothing.")] = False,
 ) -> None:
     """Train a char/word/subword LSTM (GRU, RNN) language model on a text file.
 
@@ -127,6 +128,12 @@ def train(
         tok = _new_tokenizer(train, session.group, kind=tokenizer.value, vocab_size=vocab_size, min_count=min_count,
                              unit=unit, normalize=normalize, file=tokenizer_file, sentencepiece=tokenizer_model)  # fmt: skip
     cfg = training.train_config(lm.default_train_config(tok.kind), resumed, **options)
+    if dry_run:
+        plan = lm.plan(train, dev, tokenizer=tok, model_overrides=model_changes, train_cfg=cfg, device=session.device,
+                       on_log=session.log, resume=resumed.ckpt if resumed else None,
+                       fit_small_corpus=batch_size is None and seq_len is None)  # fmt: skip
+        _print_plan(plan.describe(), json_out)
+        return
     training.make_folder(out)
     display = training.display(session, task="lm", train=train, dev=dev, out=out, resumed=resumed,
                                extras={"tokenizer": tok.kind, "vocab": tok.vocab_size})  # fmt: skip
@@ -139,6 +146,18 @@ def train(
     st = result.state
     training.report(session, st, out, command="textrnn train", best=f"best val loss {st.best_val_loss:.4f}",
                     metrics=("val_loss", "val_bpc"), json_out=json_out)  # fmt: skip
+
+
+def _print_plan(plan: dict, json_out: bool) -> None:
+    """`--dry-run`'s product on stdout: the plan as JSON, or as lines of words."""
+    if json_out:
+        print(json.dumps(plan))
+        return
+    shape = " ".join(f"{k}={v}" for k, v in plan["model"].items()) or "the checkpoint's"
+    budget = f", time budget {plan['time_budget']:g} s" if plan["time_budget"] else ""
+    print(f"model: {shape}")
+    print(f"batch: {plan['batch_size']} x {plan['seq_len']} tokens{budget}; corpus {plan['corpus_tokens']:,} tokens")
+    print(f"why: {plan['why'] or 'no budget rule (a shape option, no --time-budget, or a resumed run)'}")
 
 
 def _saved_tokenizer(path: Path, meta: dict) -> Tokenizer:

@@ -438,7 +438,7 @@ def describe(path: str | os.PathLike) -> dict:
     Keys (those the checkpoint has): path, file_bytes, format_version, textrnn_version,
     created, task, parameters (elements of "model." tensors), tensors (count),
     model_config, tokenizers ({name: {kind, unit, vocab_size}}), step, epoch, metrics,
-    data (the training files).
+    data (the training files), sizing (how a time budget chose the model's size).
     """
     task, meta = read_meta(path)
     header = meta[HEADER_KEY]
@@ -464,7 +464,7 @@ def describe(path: str | os.PathLike) -> dict:
     training = meta.get("training")
     if isinstance(training, dict):
         summary.update({k: training[k] for k in ("step", "epoch") if k in training})
-    for key in ("metrics", "data"):
+    for key in ("metrics", "data", "sizing"):
         if key in meta:
             summary[key] = meta[key]
     return summary

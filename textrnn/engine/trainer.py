@@ -211,6 +211,7 @@ class Trainer:
             "device": str(self.device), "threads": torch.get_num_threads(), "processes": self.dist.world,
             "precision": self.precision, "epochs": cfg.epochs, "max_steps": cfg.max_steps or None,
             "time_budget": cfg.time_budget or None, "total_steps": self.total_steps(),
+            "model": self.task.model_note() if hasattr(self.task, "model_note") else None,
         }  # fmt: skip
 
     @contextmanager

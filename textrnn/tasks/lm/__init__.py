@@ -40,7 +40,14 @@ from textrnn.tasks.lm.load import (
 )
 from textrnn.tasks.lm.next import NextToken
 from textrnn.tasks.lm.task import LMTask, stream_nll
-from textrnn.tasks.lm.training import DEFAULT_MODEL, DEFAULT_TRAIN, default_train_config, train
+from textrnn.tasks.lm.training import (
+    DEFAULT_MODEL,
+    DEFAULT_TRAIN,
+    Plan,
+    default_train_config,
+    plan,
+    train,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -51,6 +58,7 @@ __all__ = [
     "LMTask",
     "LoadedLM",
     "NextToken",
+    "Plan",
     "TextStream",
     "beam_generate",
     "check_lm_header",
@@ -59,6 +67,7 @@ __all__ = [
     "generate",
     "lm_config",
     "load",
+    "plan",
     "stream_nll",
     "train",
 ]

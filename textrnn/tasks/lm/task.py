@@ -19,6 +19,7 @@ from textrnn.engine.config import TrainConfig
 from textrnn.engine.progress import Tick
 from textrnn.errors import CheckpointError, UsageError
 from textrnn.models.lm import LanguageModel, State, detach_state
+from textrnn.tasks.lm.budget import Choice
 from textrnn.tokenizers import Tokenizer
 
 MAX_VAL_TOKENS = 2_000_000  # validation is capped so that it stays cheap on large corpora
@@ -46,9 +47,12 @@ class LMTask:
         device: torch.device,
         dev: EncodedCorpus | None = None,
         dev_info: dict | None = None,
+        sizing: dict | None = None,
     ) -> None:
-        """Validation scores `dev` when given, else `val_fraction` of `corpus` held out."""
+        """Validation scores `dev` when given, else `val_fraction` of `corpus` held out.
+        `sizing`: how the budget rule chose the model's size (kept in the checkpoint)."""
         self.model, self.tokenizer, self.device = model, tokenizer, device
+        self.sizing = sizing
         self.corpus_info, self.dev_info = corpus_info, dev_info
         if dev is not None:
             train = [(0, corpus.tokens)]
@@ -156,7 +160,15 @@ class LMTask:
             "model_config": config_to_dict(self.model.config),
             "tokenizers": {"text": self.tokenizer.to_dict()},
             "data": {"train": self.corpus_info, "dev": self.dev_info},
+            **({"sizing": self.sizing} if self.sizing else {}),
         }
+
+    def model_note(self) -> str:
+        """The model in a few words for the start line, with why it has this size."""
+        c = self.model.config
+        tied = ", tied" if c.tie_weights else ""
+        words = f"{c.cell.upper()} {c.layers}x{c.hidden}, embed {c.embed}{tied}, dropout {c.dropout:g}"
+        return f"{words}; {Choice.from_dict(self.sizing).why()}" if self.sizing else words
 
 
 @torch.no_grad()

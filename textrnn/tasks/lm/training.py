@@ -4,7 +4,7 @@ gets (chosen by measurement, see the comments), and `train`."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from textrnn.engine.trainer import TrainResult, fit, seed_everything
 from textrnn.errors import CheckpointError, DataError
 from textrnn.files import file_info
 from textrnn.models.lm import LanguageModel, LMConfig
+from textrnn.tasks.lm import budget
 from textrnn.tasks.lm.load import model_from_checkpoint
 from textrnn.tasks.lm.task import LMTask
 from textrnn.tokenizers import Tokenizer
@@ -60,6 +61,89 @@ def default_train_config(kind: str = "char", **overrides) -> TrainConfig:
     return config_from_defaults(DEFAULT_TRAIN.get(kind, DEFAULT_TRAIN["char"]), **overrides)
 
 
+@dataclass
+class Plan:
+    """What a training run will do, decided before its first step (`textrnn train --dry-run`
+    prints it): the encoded data, the training settings, the model options and, when the
+    budget rule sized the model, its `Choice`."""
+
+    encoded: EncodedCorpus
+    fingerprint: dict
+    dev: EncodedCorpus | None
+    dev_info: dict | None
+    train_cfg: TrainConfig
+    shape: dict  # LMConfig options besides vocab_size (empty when resuming)
+    choice: budget.Choice | None = None
+
+    def describe(self) -> dict:
+        """The plan as plain data (the start line's `model` and `--dry-run --json`)."""
+        c = self.train_cfg
+        return {
+            "model": self.shape, "batch_size": c.batch_size, "seq_len": c.seq_len,
+            "time_budget": c.time_budget or None, "corpus_tokens": self.encoded.tokens,
+            "sizing": self.choice.to_dict() if self.choice else None,
+            "why": self.choice.why() if self.choice else None,
+        }  # fmt: skip
+
+
+def plan(
+    corpus: str | Path,
+    dev: str | Path | None = None,
+    *,
+    tokenizer: Tokenizer,
+    model_overrides: dict | None = None,
+    train_cfg: TrainConfig | None = None,
+    device: torch.device = torch.device("cpu"),
+    on_log: Callable[[str], None] = lambda msg: None,
+    resume: Checkpoint | None = None,
+    fit_small_corpus: bool = True,
+) -> Plan:
+    """Encode the data and settle the batch shape and the model options: the tokenizer's
+    defaults, sized for the time budget by `budget.choose` when the run has one and no
+    shape option was given, then the user's `model_overrides`."""
+    train_cfg = train_cfg or default_train_config(tokenizer.kind)
+    fingerprint = file_info(corpus)
+    if resume is not None:
+        train = resume.meta.get("data", {}).get("train")
+        old = train.get("sha256") if isinstance(train, dict) else None
+        if old and old != fingerprint["sha256"]:
+            on_log(f"warning: {corpus} differs from the corpus this checkpoint was trained on")
+    encoded = encode_corpus(corpus, tokenizer, corpus_sha256=fingerprint["sha256"])
+    _check_not_constant(encoded, tokenizer)
+    dev_corpus, dev_info = _encode_dev(dev, tokenizer)
+    if fit_small_corpus and resume is None:
+        n_train = int(encoded.tokens * (1 - (0 if dev is not None else train_cfg.val_fraction)))
+        B, T = fit_batch_shape(n_train, train_cfg.batch_size, train_cfg.seq_len)
+        world = distributed.context().world
+        B = max(world, B - B % world)  # the global batch is split evenly among the processes
+        if (B, T) != (train_cfg.batch_size, train_cfg.seq_len):
+            on_log(f"small corpus ({encoded.tokens} tokens): using --batch-size {B} --seq-len {T}")
+            train_cfg = replace(train_cfg, batch_size=B, seq_len=T)
+    overrides = model_overrides or {}
+    shape = {} if resume is not None else {**DEFAULT_MODEL.get(tokenizer.kind, DEFAULT_MODEL["char"]), **overrides}
+    choice = None
+    if resume is None and budget.applies(tokenizer.kind, train_cfg, overrides):
+        choice = _choose(encoded, tokenizer, shape, train_cfg, device)
+        shape.update(budget.shape_for(tokenizer.kind, choice.hidden))
+        train_cfg = replace(train_cfg, time_budget=round(choice.budget_s, 1))  # the probe's time is spent
+    return Plan(encoded, fingerprint, dev_corpus, dev_info, train_cfg, shape, choice)
+
+
+def _choose(encoded: EncodedCorpus, tokenizer: Tokenizer, shape: dict, cfg: TrainConfig,
+            device: torch.device) -> budget.Choice:  # fmt: skip
+    """The budget rule's size; with several processes, rank 0 probes (its share of the
+    batch) and every rank takes its choice."""
+    ctx = distributed.context()
+    choice = None
+    if ctx.main:
+        share = replace(cfg, batch_size=max(cfg.batch_size // ctx.world, 1))
+        probe = budget.lm_probe(encoded.ids, tokenizer.vocab_size, shape, share, device)
+        choice = budget.choose(tokenizer.kind, cfg, probe)
+    if ctx.active:
+        choice = budget.Choice.from_dict(distributed.broadcast_object(choice.to_dict() if choice else None))
+    return choice
+
+
 def train(
     corpus: str | Path,
     dev: str | Path | None = None,
@@ -80,27 +164,12 @@ def train(
 
     Validation scores `dev` when given, else `val_fraction` of the corpus held out in blocks
     spread over it. When `fit_small_corpus` is set, a batch shape too large for the corpus
-    is shrunk (and reported through `on_log`) instead of failing.
+    is shrunk (and reported through `on_log`) instead of failing. With a time budget and no
+    shape in `model_overrides`, the model is sized for the budget (see `plan`).
     """
-    train_cfg = train_cfg or default_train_config(tokenizer.kind)
-    fingerprint = file_info(corpus)
-    if resume is not None:
-        train = resume.meta.get("data", {}).get("train")
-        old = train.get("sha256") if isinstance(train, dict) else None
-        if old and old != fingerprint["sha256"]:
-            on_log(f"warning: {corpus} differs from the corpus this checkpoint was trained on")
-    encoded = encode_corpus(corpus, tokenizer, corpus_sha256=fingerprint["sha256"])
-    _check_not_constant(encoded, tokenizer)
-    dev_corpus, dev_info = _encode_dev(dev, tokenizer)
-    if fit_small_corpus and resume is None:
-        n_train = int(encoded.tokens * (1 - (0 if dev is not None else train_cfg.val_fraction)))
-        B, T = fit_batch_shape(n_train, train_cfg.batch_size, train_cfg.seq_len)
-        world = distributed.context().world
-        B = max(world, B - B % world)  # the global batch is split evenly among the processes
-        if (B, T) != (train_cfg.batch_size, train_cfg.seq_len):
-            on_log(f"small corpus ({encoded.tokens} tokens): using --batch-size {B} --seq-len {T}")
-            train_cfg = replace(train_cfg, batch_size=B, seq_len=T)
-    seed_everything(train_cfg.seed)
+    p = plan(corpus, dev, tokenizer=tokenizer, model_overrides=model_overrides, train_cfg=train_cfg,
+             device=device, on_log=on_log, resume=resume, fit_small_corpus=fit_small_corpus)  # fmt: skip
+    seed_everything(p.train_cfg.seed)
     if resume is not None:
         model = model_from_checkpoint(resume).to(device)
         if model.config.vocab_size != tokenizer.vocab_size:
@@ -108,24 +177,22 @@ def train(
                 f"checkpoint tokenizer has {tokenizer.vocab_size} ids but its model expects {model.config.vocab_size}"
             )
     else:
-        shape = {
-            **DEFAULT_MODEL.get(tokenizer.kind, DEFAULT_MODEL["char"]),
-            **(model_overrides or {}),
-        }
-        model = LanguageModel(LMConfig(vocab_size=tokenizer.vocab_size, **shape)).to(device)
+        model = LanguageModel(LMConfig(vocab_size=tokenizer.vocab_size, **p.shape)).to(device)
+    enc = p.encoded
     task = LMTask(
         model,
         tokenizer,
-        encoded,
-        train_cfg,
-        corpus_info={**fingerprint, "tokens": encoded.tokens, "chars": encoded.chars},
+        enc,
+        p.train_cfg,
+        corpus_info={**p.fingerprint, "tokens": enc.tokens, "chars": enc.chars},
         device=device,
-        dev=dev_corpus,
-        dev_info=dev_info,
+        dev=p.dev,
+        dev_info=p.dev_info,
+        sizing=p.choice.to_dict() if p.choice else None,
     )
     out = Path(out).absolute()  # resuming from another directory must write to the same place
     out.parent.mkdir(parents=True, exist_ok=True)
-    return fit(task, train_cfg, out=out, device=device, on_progress=on_progress, resume=resume)
+    return fit(task, p.train_cfg, out=out, device=device, on_progress=on_progress, resume=resume)
 
 
 def _encode_dev(dev: str | Path | None, tokenizer: Tokenizer) -> tuple[EncodedCorpus | None, dict | None]:

@@ -1,0 +1,153 @@
+"""Budget-aware model size: with a time budget and no shape options, `textrnn train` picks
+the hidden size from the steps each size would make in the budget on this device.
+
+Why steps: a run's held-out loss depends on the model and on how many updates it made;
+the device and the threads only decide how many updates a size gets in the time. So the
+rule is stated in steps, fitted once on a sweep (`python -m benchmarks lm_sizes`: every
+size of the ladder below at 60 s and 300 s on one thread, on tiny-shakespeare and on the
+Hindi PUD sentences, chars and words), and carried to any device by a timing probe at
+start-up: each size, smallest first, takes a few short training steps, and the largest
+size whose predicted steps reach `steps_wanted` wins. The probe's time comes out of the
+budget. What was chosen and why is printed on the start line and kept in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from textrnn.engine.config import TrainConfig
+from textrnn.engine.devices import resolve_precision
+from textrnn.engine.probe import step_seconds
+from textrnn.models.lm import LanguageModel, LMConfig
+
+# The hidden sizes the rule chooses among (the sizes the sweep measured). Word models tie
+# their embeddings, so their embedding size follows the hidden size; subword models use the
+# word ladder and rule (the sweep did not measure them separately).
+LADDER = {
+    "char": (128, 192, 256, 384, 512, 640, 896),
+    "word": (64, 128, 256, 384, 512),
+}
+# How many optimizer steps the best size makes, as a power of the steps R the smallest size
+# would make in the same budget (R measures the compute of a budget on a device in a unit
+# any device can probe): S = scale * R ** power, fitted on the lm_sizes sweep (see the fit
+# in benchmarks/RESULTS.md, lm_sizes). A bigger budget buys both a bigger model and more
+# steps for it, as compute-optimal scaling studies find for transformers.
+RULE = {"char": (17.5, 0.47), "word": (17.5, 0.47)}
+SHAPE_OPTIONS = ("hidden", "embed")  # given by the user, these turn the rule off
+PROBE_SHARE = 4  # the probe's shortest steps are this many times shorter than a training step
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The size the rule chose, and what it measured to choose it."""
+
+    hidden: int
+    embed: int | None  # None: the tokenizer's default embedding size
+    budget_s: float  # the training seconds left after the probe
+    probe_s: float  # the probe's own seconds (taken from the budget)
+    min_steps: int  # the steps the rule asks of a size, from the smallest size's
+    step_s: dict[int, float]  # hidden size -> predicted seconds per training step (probed sizes)
+
+    def steps(self, hidden: int) -> int:
+        return int(self.budget_s / self.step_s[hidden])
+
+    def why(self) -> str:
+        """One line for the start line: the size and the steps that chose it."""
+        made = ", ".join(f"{h}: {self.steps(h)}" for h in sorted(self.step_s))
+        how = (f"the largest size predicted to make the {self.min_steps} steps the rule wants"
+               if self.steps(self.hidden) >= self.min_steps else
+               f"the smallest size (none is predicted to make the {self.min_steps} steps the rule wants)")  # fmt: skip
+        return (f"hidden {self.hidden} chosen for the budget: {how} in {self.budget_s:.0f} s "
+                f"(probe {self.probe_s:.1f} s; predicted steps {made})")  # fmt: skip
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["step_s"] = {str(k): v for k, v in self.step_s.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Choice:
+        return cls(**{**d, "step_s": {int(k): v for k, v in d["step_s"].items()}})
+
+
+def applies(kind: str, cfg: TrainConfig, shape: dict) -> bool:
+    """The rule sizes a new model when the run has a time budget and no shape option."""
+    return bool(cfg.time_budget) and not any(k in shape for k in SHAPE_OPTIONS)
+
+
+def shape_for(kind: str, hidden: int) -> dict:
+    """The model options of one ladder size (tied word/subword models: embed = hidden)."""
+    return {"hidden": hidden, "embed": hidden} if kind != "char" else {"hidden": hidden}
+
+
+def steps_wanted(kind: str, smallest_steps: float) -> int:
+    """The steps the rule asks the chosen size to make, given the steps the smallest size
+    would make in the same budget."""
+    scale, power = RULE["char" if kind == "char" else "word"]
+    return int(scale * max(smallest_steps, 1.0) ** power)
+
+
+def choose(
+    kind: str,
+    cfg: TrainConfig,
+    probe: Callable[[dict], float],
+) -> Choice:
+    """The largest ladder size whose predicted steps in the budget reach `steps_wanted`
+    (the smallest size when none does). `probe(shape)` returns the seconds of one training
+    step of that shape; sizes are probed smallest first, and probing stops at the first
+    that is too slow."""
+    ladder = LADDER["char" if kind == "char" else "word"]
+    start = time.perf_counter()
+    step_s: dict[int, float] = {}
+    chosen, min_steps = ladder[0], 0
+    for hidden in ladder:
+        step_s[hidden] = probe(shape_for(kind, hidden))
+        left = cfg.time_budget - (time.perf_counter() - start)
+        if hidden == ladder[0]:
+            min_steps = steps_wanted(kind, left / step_s[hidden])
+        if left / step_s[hidden] < min_steps:
+            break
+        chosen = hidden
+    probe_s = time.perf_counter() - start
+    return Choice(
+        hidden=chosen,
+        embed=shape_for(kind, chosen).get("embed"),
+        budget_s=max(cfg.time_budget - probe_s, 0.0),
+        probe_s=probe_s,
+        min_steps=min_steps,
+        step_s=step_s,
+    )
+
+
+def lm_probe(
+    ids: np.ndarray, vocab_size: int, base: dict, cfg: TrainConfig, device: torch.device
+) -> Callable[[dict], float]:
+    """A probe for `choose`: the seconds of one training step of a language model with the
+    options `base` updated by a ladder shape, on the run's batch of `ids`. Steps of a
+    quarter and of half the sequence length are timed, and the time of a whole one follows
+    from the line through them (what does not grow with the length, such as the optimizer's
+    update, is counted once)."""
+    short, half = max(cfg.seq_len // PROBE_SHARE, 1), max(cfg.seq_len // 2, 2)
+    precision = resolve_precision(cfg.precision, device)
+    need = cfg.batch_size * (half + 1)
+    sample = np.resize(np.asarray(ids[:need], dtype=np.int64), need)  # repeats a short corpus
+    rows = torch.from_numpy(sample).view(cfg.batch_size, half + 1).to(device)
+
+    def loss_of(length: int) -> Callable[[LanguageModel], torch.Tensor]:
+        x, y = rows[:, :length], rows[:, 1 : length + 1]
+        return lambda model: F.cross_entropy(model(x)[0].float().reshape(-1, vocab_size), y.reshape(-1))
+
+    def probe(shape: dict) -> float:
+        model = LanguageModel(LMConfig(vocab_size=vocab_size, **{**base, **shape})).to(device)
+        a = step_seconds(model, loss_of(short), cfg, precision=precision, device=device)
+        b = step_seconds(model, loss_of(half), cfg, precision=precision, device=device)
+        per_token = max(b - a, 0.0) / (half - short) if half > short else b / half
+        return max(b + per_token * (cfg.seq_len - half), b)
+
+    return probe
