@@ -3,6 +3,8 @@ initialisation, and config validation."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -196,3 +198,27 @@ def test_dropout_keeps_the_autocast_dtype():
     model = LanguageModel(LMConfig(vocab_size=11, hidden=8, embed=4, dropout=0.3)).train()
     x = torch.ones(2, 3, 8, dtype=torch.bfloat16)
     assert model.dropout(x).dtype == torch.bfloat16
+
+
+def test_a_model_started_from_the_unigram_predicts_it_at_step_zero(shared_data):
+    """The output bias starts at the training text's token frequencies: a fresh tied word
+    model's first loss is the unigram entropy (about), not log V."""
+    from textrnn.tokenizers import train_tokenizer
+
+    text = shared_data("tinyshakespeare/input.txt").read_text(encoding="utf-8")[:50_000]
+    tok = train_tokenizer("word", [text])
+    ids = torch.tensor(tok.encode(text))
+    counts = torch.bincount(ids, minlength=tok.vocab_size)
+    p = counts.double() / counts.sum()
+    entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
+
+    def first_loss(model: LanguageModel) -> float:
+        with torch.no_grad():
+            logits, _ = model(ids[:-1].view(1, -1))
+            return float(torch.nn.functional.cross_entropy(logits[0], ids[1:]))
+
+    torch.manual_seed(0)
+    model = LanguageModel(LMConfig(vocab_size=tok.vocab_size, hidden=64, embed=64, tie_weights=True)).eval()
+    assert first_loss(model) == pytest.approx(math.log(tok.vocab_size), abs=0.1)
+    model.start_from_unigram(counts)
+    assert first_loss(model) == pytest.approx(entropy, abs=0.1)

@@ -56,6 +56,9 @@ DEFAULT_TRAIN = {
 }
 
 
+PRIOR_TOKENS = 10_000_000  # the output bias starts at the unigram frequencies of this many tokens
+
+
 def default_train_config(kind: str = "char", **overrides) -> TrainConfig:
     """The training settings `textrnn train` starts from for a `kind` tokenizer, plus `overrides`."""
     return config_from_defaults(DEFAULT_TRAIN.get(kind, DEFAULT_TRAIN["char"]), **overrides)
@@ -177,7 +180,10 @@ def train(
                 f"checkpoint tokenizer has {tokenizer.vocab_size} ids but its model expects {model.config.vocab_size}"
             )
     else:
-        model = LanguageModel(LMConfig(vocab_size=tokenizer.vocab_size, **p.shape)).to(device)
+        model = LanguageModel(LMConfig(vocab_size=tokenizer.vocab_size, **p.shape))
+        ids = p.encoded.ids[:PRIOR_TOKENS]
+        model.start_from_unigram(torch.from_numpy(np.bincount(ids, minlength=tokenizer.vocab_size)))
+        model = model.to(device)
     enc = p.encoded
     task = LMTask(
         model,
