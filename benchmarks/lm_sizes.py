@@ -33,6 +33,7 @@ BUDGETS = (60.0, 300.0)
 QUICK_BUDGETS = (10.0,)
 TINY_BUDGETS = (2.0,)
 WORKERS = 2  # runs side by side, one thread each
+TIME_BOUND = 0.9  # a run that trained this share of its budget was ended by the budget
 LADDER = {  # hidden sizes swept per level; every other option is the level's default
     "char": (128, 192, 256, 384, 512, 640, 896),
     "word": (64, 128, 256, 384, 512),
@@ -141,6 +142,11 @@ def table(result: dict) -> Table:
             f"steps, R = the steps the smallest size makes in the same budget (cells: "
             + ", ".join(f"R {c['smallest_steps']} -> S {c['best_steps']}" for c in f["cells"]) + ")"
         )
+    capped = sorted({f"{r['text']} / {r['level']} / {r['budget_s']:g}" for r in result["runs"]
+                     if r["hidden"] == min(result["settings"]["ladder"][r["level"]]) and not time_bound(r)})  # fmt: skip
+    if capped:
+        t.notes.append("left out of the fit (the smallest size stopped at its epoch limit before the "
+                       "budget, so the cell does not measure the budget): " + "; ".join(capped))  # fmt: skip
     t.notes += [
         "each run: one thread, two runs side by side on the two cores; held-out text: the last ~10% "
         "of each text, scored by the peers' scorer; every option but --hidden (and --embed for "
@@ -151,16 +157,25 @@ def table(result: dict) -> Table:
     return t
 
 
+def time_bound(run: dict) -> bool:
+    """Whether the budget ended a run (not its epoch limit, as 20 epochs of a small text
+    did before a time budget lifted that limit): only such cells measure what a budget buys."""
+    return run["train_s"] >= TIME_BOUND * run["budget_s"]
+
+
 def fit(result: dict) -> dict[str, dict]:
     """The rule, per level: the steps S the best size made in each cell (text, budget)
     against the steps R the smallest size made there (the compute of the cell, counted in
     the one unit every device can probe), fitted as S = scale * R ** power (least squares
-    in logs; with one budget only, power 0 and the geometric mean)."""
+    in logs; with one budget only, power 0 and the geometric mean). Cells whose smallest
+    size stopped before its budget (`time_bound`) are left out."""
     cells: dict[str, list[tuple[float, float]]] = {}
     for best in best_runs(result):
         same = [r for r in result["runs"] if (r["text"], r["level"], r["budget_s"]) ==
                 (best["text"], best["level"], best["budget_s"])]  # fmt: skip
         smallest = min(same, key=lambda r: r["hidden"])
+        if not time_bound(smallest):
+            continue
         cells.setdefault(best["level"], []).append((smallest["steps"], best["steps"]))
     out = {}
     for level, pairs in cells.items():

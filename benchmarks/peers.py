@@ -54,10 +54,16 @@ SCORER_TOLERANCE = 0.01  # nats/char between peer_score and `textrnn eval` on th
 
 # The held-out slice's role at each level: no program trains on it, but textrnn's char
 # defaults were chosen on (almost) this slice, the last 10% of tiny-shakespeare, in the
-# 90/10 runs of the quality area before issue 20.
+# 90/10 runs of the quality area before issue 20; and the budget rule that sizes textrnn's
+# models (issue 21) was fitted on runs scored on this same held-out slice of each text
+# (benchmarks/lm_sizes.py, same split).
+FITTED = "the size rule for budgets was fitted on runs scored on it (lm_sizes)"
 ROLES = {
-    "char": "never trained on, but textrnn's current char defaults were chosen on it in 90/10 runs",
-    "word": "never trained on",
+    ("tinyshakespeare", "char"): "never trained on, but textrnn's char defaults were chosen on it in "
+                                 f"90/10 runs, and {FITTED}",
+    ("tinyshakespeare", "word"): f"never trained on, but {FITTED}",
+    ("hindi_pud", "char"): f"never trained on, but {FITTED}",
+    ("hindi_pud", "word"): f"never trained on, but {FITTED}",
 }
 TEXT_NAMES = {"tinyshakespeare": "tiny-shakespeare", "hindi_pud": "Hindi PUD sentences"}
 _HELDOUT = ("nats", "tokens", "chars", "nats_per_char", "nats_per_token", "unknown_tokens",
@@ -192,7 +198,7 @@ def _pair(text: str, level: str, budget: float, threads: int, mine: dict, peer: 
         "text": text,
         "level": level,
         "split": "test",
-        "role": ROLES[level] if text == "tinyshakespeare" else ROLES["word"],
+        "role": ROLES[text, level],
         "budget_s": budget,
         "threads": threads,
         "textrnn": mine,
@@ -250,7 +256,7 @@ def headline(result: dict) -> list[list[str]]:
         mine, peer = r["textrnn"]["heldout"], r["peer"]["heldout"]
         how = "leads" if r["textrnn_leads"] else "BEHIND"
         rows.append([
-            f"{TEXT_NAMES[r['text']]} {r['level']} LM, {r['budget_s']:g} s, {r['threads']} thread(s): "
+            f"{TEXT_NAMES[r.get('text', 'tinyshakespeare')]} {r['level']} LM, {r['budget_s']:g} s, {r['threads']} thread(s): "
             f"held-out nats/char, one scorer, against {r['peer']['program']}",
             f"{mine['nats_per_char']:.4f}",
             split_label(r),
@@ -286,7 +292,7 @@ def table(result: dict) -> Table:
                     f"{r['tokens_per_s_ratio']:.2f}x tokens/s, {r['chars_per_s_ratio']:.2f}x chars/s"
                 )
             t.rows.append([
-                TEXT_NAMES[r["text"]],
+                TEXT_NAMES[r.get("text", "tinyshakespeare")],
                 f"{r['budget_s']:g} / {r['threads']}",
                 f"{run['program']} ({r['level']})",
                 held["model"],

@@ -37,7 +37,7 @@ def test_the_largest_size_that_makes_the_wanted_steps_wins(kind):
     choice, probed = _choose(kind, seconds, lambda h: times.get(h, 1e-9))
     assert choice.hidden == ladder[2]
     assert probed == list(ladder[:4])  # probing stops at the first size too slow
-    assert choice.min_steps == need and choice.steps(ladder[2]) >= need > choice.steps(ladder[3])
+    assert choice.min_steps == int(need) and choice.steps(ladder[2]) >= need > choice.steps(ladder[3])
     if kind != "char":
         assert choice.embed == ladder[2]  # tied models: embed follows hidden
 
@@ -51,9 +51,9 @@ def test_a_bigger_budget_wants_more_steps_of_a_bigger_model():
 
 
 def test_a_budget_too_short_for_any_size_takes_the_smallest():
-    choice, probed = _choose("char", 1.0, lambda h: 1.0)
+    choice, probed = _choose("char", 1.0, lambda h: h / 100)  # the smallest: 1.28 s a step
     assert choice.hidden == budget.LADDER["char"][0]
-    assert probed == [budget.LADDER["char"][0]]
+    assert probed == list(budget.LADDER["char"][:2])
 
 
 def test_a_long_budget_takes_the_largest_size():
@@ -115,8 +115,10 @@ def test_dry_run_prints_the_chosen_size_and_trains_nothing(tmp_path, corpus):
 
 
 def test_a_budget_run_records_the_choice_and_shows_it_on_the_start_line(tmp_path, corpus):
-    res = run(["train", corpus, "--time-budget", "3", "--tokenizer", "word", "--out", "m.ckpt"], tmp_path)
+    res = run(["train", corpus, "--time-budget", "3", "--tokenizer", "word", "--out", "m.ckpt", "--json"], tmp_path)
     assert_ok(res)
+    # 20,000 characters are 20 epochs in under a second: the budget alone ends the run
+    assert json.loads(res.stdout)["stopped"] == "time_budget"
     start = res.stderr.splitlines()[[ln.split()[0] for ln in res.stderr.splitlines()].index("start")]
     _, meta = read_meta(tmp_path / "m.ckpt")
     hidden = meta["sizing"]["hidden"]
@@ -124,3 +126,19 @@ def test_a_budget_run_records_the_choice_and_shows_it_on_the_start_line(tmp_path
     assert "chosen for the budget" in start and f"x{hidden}" in start
     res = run(["info", "m.ckpt", "--json"], tmp_path)
     assert json.loads(res.stdout)["sizing"]["hidden"] == hidden
+
+
+def test_when_the_epochs_cap_the_steps_a_bigger_size_costs_nothing():
+    # a small corpus: every size would make the budget's steps, but 20 epochs allow only 50
+    seconds = 1000.0
+    uncapped, _ = _choose("char", seconds, lambda h: h * 1e-3)
+    probed: list[int] = []
+
+    def probe(shape: dict) -> float:
+        probed.append(shape["hidden"])
+        return shape["hidden"] * 1e-3
+
+    capped = budget.choose("char", TrainConfig(time_budget=seconds), probe, cap=50)
+    assert capped.min_steps == int(budget.steps_wanted("char", 50))
+    assert capped.hidden > uncapped.hidden
+    assert capped.steps(capped.hidden) <= 50

@@ -127,7 +127,8 @@ def train(
     if resumed is None:
         tok = _new_tokenizer(train, session.group, kind=tokenizer.value, vocab_size=vocab_size, min_count=min_count,
                              unit=unit, normalize=normalize, file=tokenizer_file, sentencepiece=tokenizer_model)  # fmt: skip
-    cfg = training.train_config(lm.default_train_config(tok.kind), resumed, **options)
+    cfg = training.train_config(lm.default_train_config(tok.kind, budget_alone=time_budget is not None and epochs is None),
+                                resumed, **options)  # fmt: skip
     if dry_run:
         plan = lm.plan(train, dev, tokenizer=tok, model_overrides=model_changes, train_cfg=cfg, device=session.device,
                        on_log=session.log, resume=resumed.ckpt if resumed else None,

@@ -26,27 +26,36 @@ def step_seconds(
     *,
     precision: str,
     device: torch.device,
-    timed: int = 1,
+    min_steps: int = 3,
+    min_seconds: float = 0.3,
 ) -> float:
-    """Seconds per training step of `model` with the loss `loss_of(model)`, the median of
-    `timed` steps after one warm-up step. The model's weights change (throw it away)."""
+    """Seconds per training step of `model` with the loss `loss_of(model)`: the median of
+    at least `min_steps` steps and `min_seconds` of them, after one warm-up step (a short
+    step is timed many times: its time varies most). The model's weights change (throw it
+    away)."""
     optimizer = make_optimizer(model, cfg)
     model.train()
-    times = []
-    for i in range(timed + 1):
-        _sync(device)
-        start = time.perf_counter()
-        with autocast(precision, device):
-            loss = loss_of(model)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        optimizer.step()
-        _sync(device)
-        if i:
-            times.append(time.perf_counter() - start)
+    _step(model, loss_of, optimizer, cfg, precision, device)
+    times: list[float] = []
+    while len(times) < min_steps or sum(times) < min_seconds:
+        times.append(_step(model, loss_of, optimizer, cfg, precision, device))
     return sorted(times)[len(times) // 2]
+
+
+def _step(model: nn.Module, loss_of: Callable[[nn.Module], Tensor], optimizer: torch.optim.Optimizer,
+          cfg: TrainConfig, precision: str, device: torch.device) -> float:  # fmt: skip
+    """One timed training step: forward, backward, clipping, update."""
+    _sync(device)
+    start = time.perf_counter()
+    with autocast(precision, device):
+        loss = loss_of(model)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+    optimizer.step()
+    _sync(device)
+    return time.perf_counter() - start
 
 
 def _sync(device: torch.device) -> None:

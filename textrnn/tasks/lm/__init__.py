@@ -50,6 +50,7 @@ from textrnn.tasks.lm.training import (
 )
 
 __all__ = [
+    "BUDGET_EPOCHS",
     "DEFAULT_MODEL",
     "DEFAULT_TRAIN",
     "GENERATION_PRECISIONS",

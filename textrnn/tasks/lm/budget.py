@@ -38,7 +38,12 @@ LADDER = {
 # any device can probe): S = scale * R ** power, fitted on the lm_sizes sweep (see the fit
 # in benchmarks/RESULTS.md, lm_sizes). A bigger budget buys both a bigger model and more
 # steps for it, as compute-optimal scaling studies find for transformers.
-RULE = {"char": (17.5, 0.47), "word": (17.5, 0.47)}
+# The run of 2026-12-07 fitted char 11.6 x R^0.539 (60 s: R 419 -> 300 steps, hidden 192;
+# 300 s: R 2551 -> 794 steps, hidden 384) and word 1.10 x R^0.826 (R 147 -> 68, hidden 384;
+# R 732 -> 256, hidden 512), on tiny-shakespeare: the Hindi PUD runs stopped at their 20
+# epochs, before the budget lifted that limit. The word runs predate the unigram output
+# bias, after which word models leave the unigram plateau sooner at every size.
+RULE = {"char": (11.6, 0.539), "word": (1.10, 0.826)}
 SHAPE_OPTIONS = ("hidden", "embed")  # given by the user, these turn the rule off
 PROBE_SHARE = 4  # the probe's shortest steps are this many times shorter than a training step
 
@@ -54,8 +59,12 @@ class Choice:
     min_steps: int  # the steps the rule asks of a size, from the smallest size's
     step_s: dict[int, float]  # hidden size -> predicted seconds per training step (probed sizes)
 
+    cap: int | None = None  # the steps --epochs (or --max-steps) allow, whatever the time
+
     def steps(self, hidden: int) -> int:
-        return int(self.budget_s / self.step_s[hidden])
+        """The steps size `hidden` is predicted to make: the budget's, or the cap's."""
+        steps = int(self.budget_s / self.step_s[hidden])
+        return min(steps, self.cap) if self.cap else steps
 
     def why(self) -> str:
         """One line for the start line: the size and the steps that chose it."""
@@ -86,32 +95,35 @@ def shape_for(kind: str, hidden: int) -> dict:
     return {"hidden": hidden, "embed": hidden} if kind != "char" else {"hidden": hidden}
 
 
-def steps_wanted(kind: str, smallest_steps: float) -> int:
+def steps_wanted(kind: str, smallest_steps: float) -> float:
     """The steps the rule asks the chosen size to make, given the steps the smallest size
-    would make in the same budget."""
+    would make in the same budget (never more than those)."""
     scale, power = RULE["char" if kind == "char" else "word"]
-    return int(scale * max(smallest_steps, 1.0) ** power)
+    return min(scale * max(smallest_steps, 1.0) ** power, smallest_steps)
 
 
 def choose(
     kind: str,
     cfg: TrainConfig,
     probe: Callable[[dict], float],
+    cap: int | None = None,
 ) -> Choice:
-    """The largest ladder size whose predicted steps in the budget reach `steps_wanted`
-    (the smallest size when none does). `probe(shape)` returns the seconds of one training
-    step of that shape; sizes are probed smallest first, and probing stops at the first
-    that is too slow."""
+    """The largest ladder size whose predicted steps reach `steps_wanted` (the smallest
+    size when none does). `probe(shape)` returns the seconds of one training step of that
+    shape; sizes are probed smallest first, and probing stops at the first that is too
+    slow. `cap`: the most steps the run may make whatever the time (its epochs over a small
+    corpus): a size is predicted to make the fewer of the budget's steps and the cap's."""
     ladder = LADDER["char" if kind == "char" else "word"]
     start = time.perf_counter()
     step_s: dict[int, float] = {}
-    chosen, min_steps = ladder[0], 0
+    chosen, min_steps = ladder[0], 0.0
     for hidden in ladder:
         step_s[hidden] = probe(shape_for(kind, hidden))
         left = cfg.time_budget - (time.perf_counter() - start)
+        steps = min(left / step_s[hidden], cap) if cap else left / step_s[hidden]
         if hidden == ladder[0]:
-            min_steps = steps_wanted(kind, left / step_s[hidden])
-        if left / step_s[hidden] < min_steps:
+            min_steps = steps_wanted(kind, steps)
+        if steps < min_steps:
             break
         chosen = hidden
     probe_s = time.perf_counter() - start
@@ -120,8 +132,9 @@ def choose(
         embed=shape_for(kind, chosen).get("embed"),
         budget_s=max(cfg.time_budget - probe_s, 0.0),
         probe_s=probe_s,
-        min_steps=min_steps,
+        min_steps=int(min_steps),
         step_s=step_s,
+        cap=cap,
     )
 
 

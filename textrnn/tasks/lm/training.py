@@ -59,9 +59,17 @@ DEFAULT_TRAIN = {
 PRIOR_TOKENS = 10_000_000  # the output bias starts at the unigram frequencies of this many tokens
 
 
-def default_train_config(kind: str = "char", **overrides) -> TrainConfig:
-    """The training settings `textrnn train` starts from for a `kind` tokenizer, plus `overrides`."""
-    return config_from_defaults(DEFAULT_TRAIN.get(kind, DEFAULT_TRAIN["char"]), **overrides)
+# With a time budget and no --epochs, the budget alone ends a run: on a small corpus 20
+# epochs ended it long before (the Hindi PUD sentences, 90k characters, are 20 epochs in 240
+# steps, a tenth of a 300 s budget on one thread, and every size was still improving).
+BUDGET_EPOCHS = 1_000_000
+
+
+def default_train_config(kind: str = "char", *, budget_alone: bool = False, **overrides) -> TrainConfig:
+    """The training settings `textrnn train` starts from for a `kind` tokenizer, plus
+    `overrides`; with `budget_alone`, no epoch limit (BUDGET_EPOCHS)."""
+    defaults = DEFAULT_TRAIN.get(kind, DEFAULT_TRAIN["char"])
+    return config_from_defaults({**defaults, **({"epochs": BUDGET_EPOCHS} if budget_alone else {})}, **overrides)
 
 
 @dataclass
@@ -126,14 +134,16 @@ def plan(
     shape = {} if resume is not None else {**DEFAULT_MODEL.get(tokenizer.kind, DEFAULT_MODEL["char"]), **overrides}
     choice = None
     if resume is None and budget.applies(tokenizer.kind, train_cfg, overrides):
-        choice = _choose(encoded, tokenizer, shape, train_cfg, device)
+        n_train = encoded.tokens * (1 - (0 if dev is not None else train_cfg.val_fraction))
+        cap = train_cfg.epochs * max(int(n_train) // (train_cfg.batch_size * train_cfg.seq_len), 1)
+        choice = _choose(encoded, tokenizer, shape, train_cfg, device, min(cap, train_cfg.max_steps or cap))
         shape.update(budget.shape_for(tokenizer.kind, choice.hidden))
         train_cfg = replace(train_cfg, time_budget=round(choice.budget_s, 1))  # the probe's time is spent
     return Plan(encoded, fingerprint, dev_corpus, dev_info, train_cfg, shape, choice)
 
 
 def _choose(encoded: EncodedCorpus, tokenizer: Tokenizer, shape: dict, cfg: TrainConfig,
-            device: torch.device) -> budget.Choice:  # fmt: skip
+            device: torch.device, cap: int) -> budget.Choice:  # fmt: skip
     """The budget rule's size; with several processes, rank 0 probes (its share of the
     batch) and every rank takes its choice."""
     ctx = distributed.context()
@@ -141,7 +151,7 @@ def _choose(encoded: EncodedCorpus, tokenizer: Tokenizer, shape: dict, cfg: Trai
     if ctx.main:
         share = replace(cfg, batch_size=max(cfg.batch_size // ctx.world, 1))
         probe = budget.lm_probe(encoded.ids, tokenizer.vocab_size, shape, share, device)
-        choice = budget.choose(tokenizer.kind, cfg, probe)
+        choice = budget.choose(tokenizer.kind, cfg, probe, cap)
     if ctx.active:
         choice = budget.Choice.from_dict(distributed.broadcast_object(choice.to_dict() if choice else None))
     return choice
