@@ -219,3 +219,26 @@ def plot(result: dict, folder: Path) -> None:
     fig.tight_layout()
     fig.savefig(folder / "lm_sizes.png", dpi=100)
     plt.close(fig)
+
+
+def headline(result: dict) -> list[list[str]]:
+    """One README row per text and level: the best size at each budget, and the fitted rule."""
+    rules = fit(result)
+    rows = []
+    for text, level in dict.fromkeys((r["text"], r["level"]) for r in result["runs"]):
+        best = sorted((r for r in best_runs(result) if (r["text"], r["level"]) == (text, level)),
+                      key=lambda r: r["budget_s"])  # fmt: skip
+        rule = rules.get(level)
+        smallest = [r for r in result["runs"] if (r["text"], r["level"]) == (text, level)
+                    and r["hidden"] == min(result["settings"]["ladder"][level])]  # fmt: skip
+        fitted = all(time_bound(r) for r in smallest)
+        rows.append([
+            f"best {level} LM size for the budget on {text}, one thread (held-out nats/char)",
+            ", ".join(f"{r['budget_s']:g} s: hidden {r['hidden']} ({r['nats_per_char']:.4f}, {r['steps']} steps)"
+                      for r in best),
+            "held-out (never trained on; chose the sizes and the rule)" if fitted else
+            "held-out (never trained on; the runs stopped at 20 epochs, before the budget: not in the rule's fit)",
+            f"ladder {', '.join(map(str, result['settings']['ladder'][level]))}",
+            f"rule: steps = {rule['scale']:.3g} x R^{rule['power']:.3f}" if rule else "",
+        ])  # fmt: skip
+    return rows
