@@ -56,6 +56,17 @@ def test_a_budget_too_short_for_any_size_takes_the_smallest():
     assert probed == list(budget.LADDER["char"][:2])
 
 
+def test_the_probe_stops_once_it_has_spent_its_share_of_the_budget():
+    import time
+
+    def slow(h: int) -> float:
+        time.sleep(0.06)  # over 5% of a 1 s budget
+        return 1e-6
+
+    choice, probed = _choose("char", 1.0, slow)
+    assert probed == [budget.LADDER["char"][0]] and choice.hidden == budget.LADDER["char"][0]
+
+
 def test_a_long_budget_takes_the_largest_size():
     choice, _ = _choose("word", 1e9, lambda h: 0.01)
     assert choice.hidden == budget.LADDER["word"][-1]

@@ -44,6 +44,7 @@ LADDER = {
 # epochs, before the budget lifted that limit. The word runs predate the unigram output
 # bias, after which word models leave the unigram plateau sooner at every size.
 RULE = {"char": (11.6, 0.539), "word": (1.10, 0.826)}
+PROBE_LIMIT = 0.05  # the probe stops once it has spent this share of the budget
 SHAPE_OPTIONS = ("hidden", "embed")  # given by the user, these turn the rule off
 
 
@@ -126,6 +127,8 @@ def choose(
         if steps < min_steps:
             break
         chosen = hidden
+        if time.perf_counter() - start > PROBE_LIMIT * cfg.time_budget:
+            break  # a slow or busy machine: the probe must not eat the budget
     probe_s = time.perf_counter() - start
     return Choice(
         hidden=chosen,
