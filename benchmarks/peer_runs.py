@@ -42,7 +42,6 @@ NANOGPT_CPU = (
 NANOGPT_TOKENS_PER_ITER = 12 * 64  # batch_size x block_size
 NANOGPT_EVAL_INTERVAL = 250  # the recipe's; it keeps the checkpoint with the best val loss
 NANOGPT_WARMUP = 100  # the recipe's warm-up iterations
-MAX_TEST_CUT = 0.92  # the test cut is never moved past this share of the text
 WORD_LM_BATCH = 20  # the word example's default --batch_size (for counting its tokens)
 WORD_LM_BPTT = 35  # and its default --bptt
 
@@ -82,16 +81,14 @@ def write_split(text: str, folder: Path) -> tuple[Split, dict]:
     and valid is placed exactly where that 90% falls, and all three programs read the same
     train, valid and test text. Where the corpus allows it (tiny-shakespeare does), the test
     cut is moved to the first line start at or after 90% of the text for which that inner
-    cut is also a line start, but not past MAX_TEST_CUT (the Hindi PUD sentences, long lines,
-    found none before 98%: a held-out text of 303 words); otherwise valid starts inside a line.
+    cut is also a line start; otherwise valid starts inside a line.
     """
     if not text.endswith("\n"):
         text += "\n"
     cut = first_cut = _line_start(text, int(len(text) * 0.9))
-    limit = int(len(text) * MAX_TEST_CUT)  # the held-out text keeps at least ~8% of the corpus
-    while cut < limit and not _is_line_start(text, int(cut * 0.9)):
+    while cut < len(text) and not _is_line_start(text, int(cut * 0.9)):
         cut = _line_start(text, cut + 1)
-    if cut >= limit:
+    if cut >= len(text):
         cut = first_cut
     first = int(cut * 0.9)
     if cut >= len(text) or first == 0:
