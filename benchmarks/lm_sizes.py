@@ -109,11 +109,21 @@ def _one(workdir: Path, name: str, split: peer_runs.Split, level: str, budget: f
     }
 
 
+def cell(run: dict) -> tuple[str, str, float]:
+    """The cell of the sweep a run belongs to: its text, level and budget."""
+    return run["text"], run["level"], run["budget_s"]
+
+
+def cell_runs(result: dict, key: tuple[str, str, float]) -> list[dict]:
+    """The runs of one cell, smallest size first."""
+    return sorted((r for r in result["runs"] if cell(r) == key), key=lambda r: r["hidden"])
+
+
 def best_runs(result: dict) -> list[dict]:
     """The lowest held-out nats/char of each text, level and budget."""
     cells: dict[tuple, dict] = {}
     for r in result["runs"]:
-        key = (r["text"], r["level"], r["budget_s"])
+        key = cell(r)
         if key not in cells or r["nats_per_char"] < cells[key]["nats_per_char"]:
             cells[key] = r
     return list(cells.values())
@@ -171,9 +181,7 @@ def fit(result: dict) -> dict[str, dict]:
     size stopped before its budget (`time_bound`) are left out."""
     cells: dict[str, list[tuple[float, float]]] = {}
     for best in best_runs(result):
-        same = [r for r in result["runs"] if (r["text"], r["level"], r["budget_s"]) ==
-                (best["text"], best["level"], best["budget_s"])]  # fmt: skip
-        smallest = min(same, key=lambda r: r["hidden"])
+        smallest = cell_runs(result, cell(best))[0]
         if not time_bound(smallest):
             continue
         cells.setdefault(best["level"], []).append((smallest["steps"], best["steps"]))
@@ -205,8 +213,7 @@ def plot(result: dict, folder: Path) -> None:
     for ax, level in zip(axes, levels, strict=True):
         cells = sorted({(r["text"], r["budget_s"]) for r in result["runs"] if r["level"] == level})
         for text, budget in cells:
-            runs = sorted((r for r in result["runs"] if (r["text"], r["level"], r["budget_s"]) ==
-                           (text, level, budget)), key=lambda r: r["hidden"])  # fmt: skip
+            runs = cell_runs(result, (text, level, budget))
             line, = ax.plot([r["steps"] for r in runs], [r["nats_per_char"] for r in runs], "o-",
                             label=f"{text}, {budget:g} s")  # fmt: skip
             for r in runs:

@@ -60,7 +60,8 @@ class Task(Protocol):
       is empty must still return a loss that touches every parameter (times 0);
     - `state_tensors` is called on every rank and returns the whole state (gathered
       with `distributed.gather_rows`); `load_state_tensors` takes rank r's part.
-    `evaluate` runs on rank 0 alone; its metrics are sent to the other ranks.
+    `evaluate` runs on rank 0 alone; its metrics are sent to the other ranks. A task may
+    also have `model_note() -> str`: its model in words for the start line.
     """
 
     model: nn.Module

@@ -41,6 +41,7 @@ from textrnn.tasks.lm.load import (
 from textrnn.tasks.lm.next import NextToken
 from textrnn.tasks.lm.task import LMTask, stream_nll
 from textrnn.tasks.lm.training import (
+    BUDGET_EPOCHS,
     DEFAULT_MODEL,
     DEFAULT_TRAIN,
     Plan,

@@ -90,6 +90,11 @@ def applies(kind: str, cfg: TrainConfig, shape: dict) -> bool:
     return bool(cfg.time_budget) and not any(k in shape for k in SHAPE_OPTIONS)
 
 
+def _family(kind: str) -> str:
+    """The ladder and rule a tokenizer uses: char, or word (word and subword models)."""
+    return "char" if kind == "char" else "word"
+
+
 def shape_for(kind: str, hidden: int) -> dict:
     """The model options of one ladder size (tied word/subword models: embed = hidden)."""
     return {"hidden": hidden, "embed": hidden} if kind != "char" else {"hidden": hidden}
@@ -98,7 +103,7 @@ def shape_for(kind: str, hidden: int) -> dict:
 def steps_wanted(kind: str, smallest_steps: float) -> float:
     """The steps the rule asks the chosen size to make, given the steps the smallest size
     would make in the same budget (never more than those)."""
-    scale, power = RULE["char" if kind == "char" else "word"]
+    scale, power = RULE[_family(kind)]
     return min(scale * max(smallest_steps, 1.0) ** power, smallest_steps)
 
 
@@ -113,7 +118,7 @@ def choose(
     shape; sizes are probed smallest first, and probing stops at the first that is too
     slow. `cap`: the most steps the run may make whatever the time (its epochs over a small
     corpus): a size is predicted to make the fewer of the budget's steps and the cap's."""
-    ladder = LADDER["char" if kind == "char" else "word"]
+    ladder = LADDER[_family(kind)]
     start = time.perf_counter()
     step_s: dict[int, float] = {}
     chosen, min_steps = ladder[0], 0.0

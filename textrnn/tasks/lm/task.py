@@ -47,7 +47,7 @@ class LMTask:
         device: torch.device,
         dev: EncodedCorpus | None = None,
         dev_info: dict | None = None,
-        sizing: dict | None = None,
+        sizing: Choice | None = None,
     ) -> None:
         """Validation scores `dev` when given, else `val_fraction` of `corpus` held out.
         `sizing`: how the budget rule chose the model's size (kept in the checkpoint)."""
@@ -160,7 +160,7 @@ class LMTask:
             "model_config": config_to_dict(self.model.config),
             "tokenizers": {"text": self.tokenizer.to_dict()},
             "data": {"train": self.corpus_info, "dev": self.dev_info},
-            **({"sizing": self.sizing} if self.sizing else {}),
+            **({"sizing": self.sizing.to_dict()} if self.sizing else {}),
         }
 
     def model_note(self) -> str:
@@ -168,7 +168,7 @@ class LMTask:
         c = self.model.config
         tied = ", tied" if c.tie_weights else ""
         words = f"{c.cell.upper()} {c.layers}x{c.hidden}, embed {c.embed}{tied}, dropout {c.dropout:g}"
-        return f"{words}; {Choice.from_dict(self.sizing).why()}" if self.sizing else words
+        return f"{words}; {self.sizing.why()}" if self.sizing else words
 
 
 @torch.no_grad()

@@ -87,7 +87,7 @@ class Plan:
     choice: budget.Choice | None = None
 
     def describe(self) -> dict:
-        """The plan as plain data (the start line's `model` and `--dry-run --json`)."""
+        """The plan as plain data (what `--dry-run` prints)."""
         c = self.train_cfg
         return {
             "model": self.shape, "batch_size": c.batch_size, "seq_len": c.seq_len,
@@ -122,8 +122,8 @@ def plan(
     encoded = encode_corpus(corpus, tokenizer, corpus_sha256=fingerprint["sha256"])
     _check_not_constant(encoded, tokenizer)
     dev_corpus, dev_info = _encode_dev(dev, tokenizer)
+    n_train = int(encoded.tokens * (1 - (0 if dev is not None else train_cfg.val_fraction)))
     if fit_small_corpus and resume is None:
-        n_train = int(encoded.tokens * (1 - (0 if dev is not None else train_cfg.val_fraction)))
         B, T = fit_batch_shape(n_train, train_cfg.batch_size, train_cfg.seq_len)
         world = distributed.context().world
         B = max(world, B - B % world)  # the global batch is split evenly among the processes
@@ -134,8 +134,7 @@ def plan(
     shape = {} if resume is not None else {**DEFAULT_MODEL.get(tokenizer.kind, DEFAULT_MODEL["char"]), **overrides}
     choice = None
     if resume is None and budget.applies(tokenizer.kind, train_cfg, overrides):
-        n_train = encoded.tokens * (1 - (0 if dev is not None else train_cfg.val_fraction))
-        cap = train_cfg.epochs * max(int(n_train) // (train_cfg.batch_size * train_cfg.seq_len), 1)
+        cap = train_cfg.epochs * max(n_train // (train_cfg.batch_size * train_cfg.seq_len), 1)
         choice = _choose(encoded, tokenizer, shape, train_cfg, device, min(cap, train_cfg.max_steps or cap))
         shape.update(budget.shape_for(tokenizer.kind, choice.hidden))
         train_cfg = replace(train_cfg, time_budget=round(choice.budget_s, 1))  # the probe's time is spent
@@ -204,7 +203,7 @@ def train(
         device=device,
         dev=p.dev,
         dev_info=p.dev_info,
-        sizing=p.choice.to_dict() if p.choice else None,
+        sizing=p.choice,
     )
     out = Path(out).absolute()  # resuming from another directory must write to the same place
     out.parent.mkdir(parents=True, exist_ok=True)
