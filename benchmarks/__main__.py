@@ -50,6 +50,7 @@ from benchmarks.common import (
     SCHEMA,
     Options,
     area_command,
+    cell_list,
     count_list,
     default_reps,
     environment,
@@ -109,6 +110,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--budgets", type=seconds_list, default=(), help="peers: training seconds, e.g. 120,600 [600]")
     p.add_argument("--thread-counts", type=count_list, default=(), help="peers: threads, e.g. 1,2 [1]")
+    p.add_argument("--cells", type=cell_list, default=(),
+                   help="peers: budget x threads pairs instead of every budget at every thread count, "
+                        "e.g. 120x1,600x1,120x2")  # fmt: skip
     p.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="folder for the per-area JSON files [benchmarks/out]"
     )
@@ -165,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = tuple(parse_size(s) for s in args.sizes.split(",")) if args.sizes else ()
     reps = args.reps or default_reps(quick=args.quick, tiny=args.tiny)
     opts = Options(quick=args.quick, tiny=args.tiny, reps=reps, sizes=sizes,
-                   budgets=args.budgets, thread_counts=args.thread_counts)  # fmt: skip
+                   budgets=args.budgets, thread_counts=args.thread_counts, cells=args.cells)  # fmt: skip
     console = Console(width=None if sys.stdout.isatty() else 160)
     args.out.mkdir(parents=True, exist_ok=True)
     failed = []

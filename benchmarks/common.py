@@ -32,6 +32,7 @@ class Options:
     sizes: tuple[int, ...] = ()  # scale: corpus sizes in bytes (empty = the area's default)
     budgets: tuple[float, ...] = ()  # peers: training budgets in seconds (empty = its default)
     thread_counts: tuple[int, ...] = ()  # peers: thread counts to train with (empty = its default)
+    cells: tuple[tuple[float, int], ...] = ()  # peers: (budget, threads) pairs, instead of the two above
     workdir: Path = Path(".")  # temporary folder for corpora, checkpoints and caches
 
     def __post_init__(self) -> None:
@@ -43,6 +44,8 @@ class Options:
             raise ValueError(f"--budgets must be positive, got {self.budgets}")
         if any(t < 1 for t in self.thread_counts):
             raise ValueError(f"--thread-counts must be at least 1, got {self.thread_counts}")
+        if any(b <= 0 or t < 1 for b, t in self.cells):
+            raise ValueError(f"--cells needs positive budgets and threads, got {self.cells}")
 
     def flags(self) -> str:
         """The command-line flags that reproduce these options (workdir aside)."""
@@ -57,6 +60,8 @@ class Options:
             parts.append("--budgets " + ",".join(f"{b:g}" for b in self.budgets))
         if self.thread_counts:
             parts.append("--thread-counts " + ",".join(map(str, self.thread_counts)))
+        if self.cells:
+            parts.append("--cells " + ",".join(f"{b:g}x{t}" for b, t in self.cells))
         return " ".join(parts)
 
 
@@ -68,6 +73,15 @@ def seconds_list(text: str) -> tuple[float, ...]:
 def count_list(text: str) -> tuple[int, ...]:
     """'1,2' -> (1, 2) (an argparse type)."""
     return tuple(int(part) for part in text.split(","))
+
+
+def cell_list(text: str) -> tuple[tuple[float, int], ...]:
+    """'120x1,600x1,120x2' -> ((120.0, 1), (600.0, 1), (120.0, 2)) (an argparse type)."""
+    cells = []
+    for part in text.split(","):
+        budget, threads = part.split("x")
+        cells.append((float(budget), int(threads)))
+    return tuple(cells)
 
 
 def default_reps(*, quick: bool, tiny: bool) -> int:

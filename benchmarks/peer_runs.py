@@ -14,6 +14,8 @@ only at the end of an epoch). Every trained model is then scored by `peer_score.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -56,20 +58,26 @@ class Split:
 
 
 # The texts the peers and lm_sizes areas train on: tiny-shakespeare (1.1 MB of English
-# verse) and, different in script, size and genre, the sentences of the Hindi PUD treebank
-# (its `# text =` lines: 90k characters of Devanagari news and Wikipedia text).
+# verse); the sentences of the Hindi PUD treebank (its `# text =` lines: 90k characters of
+# Devanagari news and Wikipedia text; lm_sizes); and the IIT Patna Hindi product reviews'
+# train text (357k characters, 76k words; peers), different from tiny-shakespeare in script,
+# size and genre and large enough that a tenth of it (7,600 words) scores a word model.
 TEXTS = {
     "tinyshakespeare": "tinyshakespeare/input.txt",
     "hindi_pud": "ud_hindi_pud/hi_pud-ud-first800.conllu",
+    "hindi_reviews": "iitp_hindi_product_reviews/hi-train.csv",
 }
 
 
 def read_corpus(source: str) -> str:
-    """A text of TEXTS: the file as it is, or a treebank's sentences one per line."""
+    """A text of TEXTS: the file as it is, a treebank's sentences or a CSV's `text` column,
+    one per line."""
     raw = read_text(data_file(source))
     if source.endswith(".conllu"):
         return "".join(line[len("# text = "):] + "\n" for line in raw.splitlines()
                        if line.startswith("# text = "))  # fmt: skip
+    if source.endswith(".csv"):  # label,text
+        return "".join(row[1].replace("\n", " ") + "\n" for row in csv.reader(io.StringIO(raw)))
     return raw
 
 
@@ -79,16 +87,18 @@ def write_split(text: str, folder: Path) -> tuple[Split, dict]:
     nanoGPT's prepare.py makes its own cut: it writes the first 90% of its input.txt as
     train.bin, the rest as val.bin. Its input is train + valid, so the cut between train
     and valid is placed exactly where that 90% falls, and all three programs read the same
-    train, valid and test text. Where the corpus allows it (tiny-shakespeare does), the test
-    cut is moved to the first line start at or after 90% of the text for which that inner
-    cut is also a line start; otherwise valid starts inside a line.
+    train, valid and test text. The test cut is the first line start at or after 90% of the
+    text whose held-out text has no character that train + valid lack (nanoGPT's vocabulary
+    is the characters of its input.txt), preferring, within the next 2% of the text, one for
+    which that inner cut is also a line start (tiny-shakespeare has one); otherwise valid
+    starts inside a line.
     """
     if not text.endswith("\n"):
         text += "\n"
-    cut = first_cut = _line_start(text, int(len(text) * 0.9))
-    while cut < len(text) and not _is_line_start(text, int(cut * 0.9)):
+    cut = first_cut = _first_cut(text)
+    while cut < min(len(text), len(text) * 0.92) and not _is_line_start(text, int(cut * 0.9)):
         cut = _line_start(text, cut + 1)
-    if cut >= len(text):
+    if cut >= len(text) * 0.92 or not _is_line_start(text, int(cut * 0.9)):
         cut = first_cut
     first = int(cut * 0.9)
     if cut >= len(text) or first == 0:
@@ -110,6 +120,15 @@ def write_split(text: str, folder: Path) -> tuple[Split, dict]:
         "valid_starts_a_line": _is_line_start(text, first),
     }
     return split, info
+
+
+def _first_cut(text: str) -> int:
+    """The first line start at or after 90% of `text` after which every character is one
+    seen before it (len(text) if none)."""
+    cut = _line_start(text, int(len(text) * 0.9))
+    while cut < len(text) and not set(text[cut:]) <= set(text[:cut]):
+        cut = _line_start(text, cut + 1)
+    return cut
 
 
 def _is_line_start(text: str, i: int) -> bool:

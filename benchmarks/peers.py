@@ -7,9 +7,11 @@ Two levels, each on the same text, threads and training budget:
   with its defaults, its epochs scaled to the budget.
 How each program is run, and how the peers' lengths are fitted to the budget: peer_runs.py.
 
-Data: two different texts (peer_runs.TEXTS: tiny-shakespeare, and the Hindi PUD sentences,
-so that no default is tuned to one text), each cut at line starts into train (~81%), valid
-(~9%) and the held-out last ~10% (peer_runs.write_split). Every program trains on train.txt only; the peers
+Data: two different texts (TEXTS: tiny-shakespeare, and the IIT Patna Hindi product
+reviews' train text, so that no default is tuned to one text), each cut at line starts into
+train (~81%), valid (~9%) and the held-out rest (~10%; 6.6% of the reviews, whose test cut
+moves on until no held-out character is missing from train + valid: nanoGPT's vocabulary
+is those characters; peer_runs.write_split). Every program trains on train.txt only; the peers
 validate on valid.txt (nanoGPT keeps its best-val checkpoint, the word example its best
 epoch and anneals on it); textrnn holds out its own validation blocks from train.txt
 (`--val-fraction`, default 5%), so it trains on less text than the peers. Nobody sees the
@@ -21,7 +23,11 @@ summed nats / characters of the text. The scorer is checked against `textrnn eva
 first textrnn char model. tokens/s counts each program's own tokens over its training time
 (validation included); chars/s converts them with the held-out text's characters per token.
 
-Budgets and thread counts: `--budgets 120,600,1800 --thread-counts 1,2` (default 600 s at
+At one thread textrnn and its peer train side by side, one core each (as the lm_sizes sweep
+that fitted the size rule ran); at two threads, one after the other.
+
+Budgets and thread counts: `--budgets 120,600,1800 --thread-counts 1,2` (every budget at
+every thread count), or chosen cells, `--cells 120x1,600x1,120x2` (default 600 s at
 one thread: 40 minutes of training). --quick: the first 200,000 characters, 20 s; --tiny: the
 first 30,000, 2 s, and the peers unprobed: 10 nanoGPT iterations, one epoch of the word
 example (checks that the scripts run, not a measurement).
@@ -33,6 +39,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks import peer_runs
@@ -48,24 +55,31 @@ QUICK_CHARS = 200_000  # --quick: the start of tiny-shakespeare
 TINY_CHARS = 30_000  # --tiny: a shorter start (every held-out character also in train)
 TINY_LENGTHS = {"iters": 10, "epochs": 1}  # --tiny: the peers' lengths, unprobed (a faster test)
 PROBE_ITERS = 30  # nanoGPT iterations of its timing probe
+SIDE_BY_SIDE = 1  # at this thread count textrnn and its peer train at once, one core each
 OVER_BUDGET = 1.25  # a training time this many budgets long is marked in the table
 SCORER_TOLERANCE = 0.01  # nats/char between peer_score and `textrnn eval` on the same model
 
 
 # The held-out slice's role at each level: no program trains on it, but textrnn's char
 # defaults were chosen on (almost) this slice, the last 10% of tiny-shakespeare, in the
-# 90/10 runs of the quality area before issue 20; and the budget rule that sizes textrnn's
+# 90/10 runs of the quality area before issue 20; the budget rule that sizes textrnn's
 # models (issue 21) was fitted on runs scored on this same held-out slice of each text
-# (benchmarks/lm_sizes.py, same split).
+# (benchmarks/lm_sizes.py, same split); and the word defaults (SGD, the word ladder and its
+# dropouts) were chosen in side-by-side runs scored on the held-out slices of both texts.
 FITTED = "the size rule for budgets was fitted on runs scored on it (lm_sizes)"
+WORD_CHOSEN = "the word optimiser, sizes and dropouts were chosen on runs scored on it"
 ROLES = {
     ("tinyshakespeare", "char"): "never trained on, but textrnn's char defaults were chosen on it in "
                                  f"90/10 runs, and {FITTED}",
-    ("tinyshakespeare", "word"): f"never trained on, but {FITTED}",
+    ("tinyshakespeare", "word"): f"never trained on, but {WORD_CHOSEN}",
     ("hindi_pud", "char"): f"never trained on, but {FITTED}",
     ("hindi_pud", "word"): f"never trained on, but {FITTED}",
+    ("hindi_reviews", "char"): "never trained on, and no default or rule was chosen on this text",
+    ("hindi_reviews", "word"): f"never trained on, but {WORD_CHOSEN}",
 }
-TEXT_NAMES = {"tinyshakespeare": "tiny-shakespeare", "hindi_pud": "Hindi PUD sentences"}
+TEXTS = ("tinyshakespeare", "hindi_reviews")  # of peer_runs.TEXTS
+TEXT_NAMES = {"tinyshakespeare": "tiny-shakespeare", "hindi_pud": "Hindi PUD sentences",
+              "hindi_reviews": "Hindi product reviews"}  # fmt: skip
 _HELDOUT = ("nats", "tokens", "chars", "nats_per_char", "nats_per_token", "unknown_tokens",
             "params", "model", "stride", "checkpoint_iter", "torch_threads", "command")  # fmt: skip
 _RUN = ("program", "command", "steps", "epochs", "passes", "best_step", "best_epoch", "train_s",
@@ -76,7 +90,7 @@ _PROGRAM = {**dict.fromkeys(_RUN, VALUE), "probe": dict.fromkeys(_PROBE, VALUE),
             "heldout": dict.fromkeys(_HELDOUT, VALUE)}  # fmt: skip
 FIELDS = {  # what `run` writes (see schema.py)
     "settings": {
-        **dict.fromkeys(("budgets_s", "thread_counts", "peers"), VALUE),
+        **dict.fromkeys(("budgets_s", "thread_counts", "cells", "side_by_side_threads", "peers"), VALUE),
         "texts": {"*": {
             **dict.fromkeys(("corpus", "corpus_chars"), VALUE),
             "split": dict.fromkeys(("train_chars", "valid_chars", "heldout_chars", "heldout_lines",
@@ -116,16 +130,18 @@ def peers_dir() -> Path:
     return Path(env) if env else data_dir().parent / "peers"
 
 
-def settings(opts: Options) -> tuple[dict[str, str], tuple[float, ...], tuple[int, ...]]:
-    """The texts ({name: text}), the budgets and the thread counts."""
-    texts = {name: peer_runs.read_corpus(source) for name, source in peer_runs.TEXTS.items()}
+def settings(opts: Options) -> tuple[dict[str, str], list[tuple[float, int]]]:
+    """The texts ({name: text}) and the (budget, threads) cells to run on each."""
+    texts = {name: peer_runs.read_corpus(peer_runs.TEXTS[name]) for name in TEXTS}
     if opts.tiny:
         texts, budgets = {k: _lines_within(t, TINY_CHARS) for k, t in texts.items()}, (2.0,)
     elif opts.quick:
         texts, budgets = {k: _lines_within(t, QUICK_CHARS) for k, t in texts.items()}, (20.0,)
     else:
         budgets = DEFAULT_BUDGETS
-    return texts, opts.budgets or budgets, opts.thread_counts or DEFAULT_THREADS
+    if opts.cells:
+        return texts, list(opts.cells)
+    return texts, [(b, t) for t in opts.thread_counts or DEFAULT_THREADS for b in opts.budgets or budgets]
 
 
 def _lines_within(text: str, chars: int) -> str:
@@ -134,43 +150,58 @@ def _lines_within(text: str, chars: int) -> str:
 
 
 def run(opts: Options) -> dict:
-    texts, budgets, thread_counts = settings(opts)
+    texts, cells = settings(opts)
     fixed = TINY_LENGTHS if opts.tiny else {"iters": 0, "epochs": 0}
     peers = peers_dir()
     results, check, about = [], None, {}
     for name, text in texts.items():
         split, split_info = peer_runs.write_split(text, opts.workdir / name / "data")
         about[name] = {"corpus": peer_runs.TEXTS[name], "corpus_chars": len(text), "split": split_info}
-        for threads in thread_counts:
-            for budget in budgets:
-                cell = opts.workdir / name / f"threads{threads}-budget{budget:g}"
-                mine = peer_runs.run_textrnn(split, cell / "textrnn-char", word=False, budget=budget,
-                                             threads=threads)  # fmt: skip
-                _score_textrnn(mine, split)
+        for budget, threads in cells:
+            cell = opts.workdir / name / f"threads{threads}-budget{budget:g}"
+            for level in ("char", "word"):
+                mine, peer = _race(peers, split, cell, level, budget, threads, fixed)
                 if check is None:
                     check = _check_scorer(mine, split)
-                nanogpt = peer_runs.prepare_nanogpt(peers, split, cell / "nanogpt")
-                peer = peer_runs.run_nanogpt(nanogpt, split, budget=budget, threads=threads,
-                                             probe_iters=PROBE_ITERS, iters=fixed["iters"])  # fmt: skip
-                results.append(_pair(name, "char", budget, threads, mine, peer))
-                mine = peer_runs.run_textrnn(split, cell / "textrnn-word", word=True, budget=budget,
-                                             threads=threads)  # fmt: skip
-                _score_textrnn(mine, split)
-                word_lm = peer_runs.prepare_word_lm(peers, split, cell / "word_language_model")
-                peer = peer_runs.run_word_lm(
-                    word_lm, budget=budget, threads=threads, epochs=fixed["epochs"]
-                )
-                results.append(_pair(name, "word", budget, threads, mine, peer))
+                results.append(_pair(name, level, budget, threads, mine, peer))
     return {
         "settings": {
             "texts": about,
-            "budgets_s": list(budgets),
-            "thread_counts": list(thread_counts),
+            "budgets_s": sorted({b for b, _ in cells}),
+            "thread_counts": sorted({t for _, t in cells}),
+            "cells": [list(c) for c in cells],
+            "side_by_side_threads": SIDE_BY_SIDE,
             "peers": str(peers),
         },
         "results": results,
         "scorer_check": check,
     }
+
+
+def _race(peers: Path, split: peer_runs.Split, cell: Path, level: str, budget: float,
+          threads: int, fixed: dict) -> tuple[dict, dict]:  # fmt: skip
+    """textrnn and the level's peer, trained and scored; side by side (one core each) at
+    SIDE_BY_SIDE threads, one after the other otherwise."""
+
+    def mine() -> dict:
+        run = peer_runs.run_textrnn(split, cell / f"textrnn-{level}", word=level == "word",
+                                    budget=budget, threads=threads)  # fmt: skip
+        _score_textrnn(run, split)
+        return run
+
+    def peer() -> dict:
+        if level == "char":
+            folder = peer_runs.prepare_nanogpt(peers, split, cell / "nanogpt")
+            return peer_runs.run_nanogpt(folder, split, budget=budget, threads=threads,
+                                         probe_iters=PROBE_ITERS, iters=fixed["iters"])  # fmt: skip
+        folder = peer_runs.prepare_word_lm(peers, split, cell / "word_language_model")
+        return peer_runs.run_word_lm(folder, budget=budget, threads=threads, epochs=fixed["epochs"])
+
+    if threads != SIDE_BY_SIDE or (os.cpu_count() or 1) < 2:
+        return mine(), peer()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        ours, theirs = pool.submit(mine), pool.submit(peer)
+        return ours.result(), theirs.result()
 
 
 def _score_textrnn(mine: dict, split: peer_runs.Split) -> None:

@@ -362,7 +362,7 @@ def test_peers_tiny_run(tmp_path, shared_data):
     result = json.loads((tmp_path / "peers.json").read_text())
     _envelope(result, "peers")
     texts = result["settings"]["texts"]
-    assert list(texts) == ["tinyshakespeare", "hindi_pud"]
+    assert list(texts) == ["tinyshakespeare", "hindi_reviews"]
     for about in texts.values():
         split = about["split"]
         corpus = split["train_chars"] + split["valid_chars"] + split["heldout_chars"]
