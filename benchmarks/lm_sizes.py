@@ -27,17 +27,16 @@ from pathlib import Path
 from benchmarks import peer_runs
 from benchmarks.common import Options, Table, fmt_num
 from benchmarks.schema import VALUE
+from textrnn.tasks.lm import budget as sizing
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGETS = (60.0, 300.0)
 QUICK_BUDGETS = (10.0,)
 TINY_BUDGETS = (2.0,)
 WORKERS = 2  # runs side by side, one thread each
+TEXTS = ("tinyshakespeare", "hindi_pud")  # of peer_runs.TEXTS
 TIME_BOUND = 0.9  # a run that trained this share of its budget was ended by the budget
-LADDER = {  # hidden sizes swept per level; every other option is the level's default
-    "char": (128, 192, 256, 384, 512, 640, 896),
-    "word": (64, 128, 256, 384, 512),
-}
+LADDER = {level: sizing.LADDER[level] for level in ("char", "word")}  # the rule's own ladders
 TINY_LADDER = {"char": (32, 64), "word": (32, 64)}
 
 _RUN = ("text", "level", "budget_s", "hidden", "embed", "command", "steps", "epochs",
@@ -56,7 +55,8 @@ def run(opts: Options) -> dict:
     budgets = opts.budgets or (TINY_BUDGETS if opts.tiny else QUICK_BUDGETS if opts.quick else BUDGETS)
     ladder = TINY_LADDER if opts.tiny else LADDER
     texts, jobs = {}, []
-    for name, source in peer_runs.TEXTS.items():
+    for name in TEXTS:
+        source = peer_runs.TEXTS[name]
         text = peer_runs.read_corpus(source)
         if opts.tiny or opts.quick:
             text = text[: text.rfind("\n", 0, 30_000 if opts.tiny else 200_000) + 1]
@@ -79,9 +79,11 @@ def _one(workdir: Path, name: str, split: peer_runs.Split, level: str, budget: f
     """Train one shape for one budget on one thread, then score it on the held-out text."""
     folder = workdir / name / f"{level}-{budget:g}s-h{hidden}"
     folder.mkdir(parents=True, exist_ok=True)
-    embed = hidden if level == "word" else 128  # tied word models need embed == hidden
+    shape = {"embed": 128, **sizing.shape_for(level, hidden)}  # what the rule would give this size
+    embed = shape["embed"]
+    options = [part for key, value in shape.items() for part in (f"--{key}", f"{value:g}")]
     cmd = [sys.executable, "-m", "textrnn", "train", str(split.train), "--time-budget", f"{budget:g}",
-           "--hidden", str(hidden), "--embed", str(embed), "--out", "model.ckpt", "--quiet", "--json",
+           *options, "--out", "model.ckpt", "--quiet", "--json",
            *(["--tokenizer", "word"] if level == "word" else [])]  # fmt: skip
     out, _ = peer_runs.run(cmd, folder, threads=1, timeout=budget * 3 + 600)
     trained = json.loads(out)

@@ -60,7 +60,7 @@ def char_ckpt(tmp_path_factory, shakespeare_text) -> Path:
 @pytest.fixture(scope="module")
 def word_ckpt(tmp_path_factory, shakespeare_text) -> Path:
     folder = tmp_path_factory.mktemp("word")
-    model = {"hidden": 32, "layers": 1, "embed": 32, "dropout": 0.0}  # word models tie weights
+    model = {"hidden": 32, "layers": 1, "embed": 32, "dropout": 0.0, "tie_weights": True}  # tying survives loading
     return train_small(folder, "word", shakespeare_text(30_000), steps=20, model=model)
 
 

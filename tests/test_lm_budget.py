@@ -29,7 +29,7 @@ def _choose(kind: str, seconds: float, step_of) -> tuple[budget.Choice, list[int
 
 @pytest.mark.parametrize("kind", ["char", "word", "bpe"])
 def test_the_largest_size_that_makes_the_wanted_steps_wins(kind):
-    ladder = budget.LADDER["char" if kind == "char" else "word"]
+    ladder = budget.LADDER[budget.family(kind)]
     seconds = 1000.0
     need = budget.steps_wanted(kind, seconds / 0.01)  # the smallest size: 0.01 s a step
     times = {ladder[0]: 0.01, ladder[1]: seconds / (2 * need), ladder[2]: seconds / (1.01 * need),
@@ -39,15 +39,24 @@ def test_the_largest_size_that_makes_the_wanted_steps_wins(kind):
     assert probed == list(ladder[:4])  # probing stops at the first size too slow
     assert choice.min_steps == int(need) and choice.steps(ladder[2]) >= need > choice.steps(ladder[3])
     if kind != "char":
-        assert choice.embed == ladder[2]  # tied models: embed follows hidden
+        assert choice.embed == ladder[2]  # word and subword models: embed follows hidden
 
 
 def test_a_bigger_budget_wants_more_steps_of_a_bigger_model():
     # the fitted rule: more compute buys more steps, but less than in proportion (a bigger
     # model takes the rest)
-    for kind in ("char", "word"):
+    for kind in ("char", "bpe"):
         small, large = budget.steps_wanted(kind, 1_000), budget.steps_wanted(kind, 10_000)
         assert small < large < 10 * small
+    # SGD word models: a fixed number of steps; all the rest of a bigger budget buys size
+    assert budget.steps_wanted("word", 1_000) == budget.steps_wanted("word", 10_000) == 650
+    assert budget.steps_wanted("word", 300) == 300  # never more than the smallest size makes
+
+
+def test_words_have_their_own_ladder_and_subwords_keep_the_tied_one():
+    assert budget.shape_for("word", 300) == {"hidden": 300, "embed": 300}
+    assert budget.shape_for("bpe", 256) == {"hidden": 256, "embed": 256}
+    assert budget.family("unigram") == "subword" and budget.LADDER["subword"] != budget.LADDER["word"]
 
 
 def test_a_budget_too_short_for_any_size_takes_the_smallest():
@@ -153,3 +162,14 @@ def test_when_the_epochs_cap_the_steps_a_bigger_size_costs_nothing():
     assert capped.min_steps == int(budget.steps_wanted("char", 50))
     assert capped.hidden > uncapped.hidden
     assert capped.steps(capped.hidden) <= 50
+
+
+def test_a_word_budget_run_plans_sgd_untied_unless_told_otherwise(tmp_path, corpus):
+    args = ["train", corpus, "--tokenizer", "word", "--time-budget", "30", "--dry-run", "--json"]
+    res = run(args, tmp_path)
+    assert_ok(res)
+    plan = json.loads(res.stdout)
+    assert plan["model"]["hidden"] in budget.LADDER["word"] and plan["model"]["tie_weights"] is False
+    assert (plan["optimizer"], plan["lr"], plan["batch_size"]) == ("sgd", 20.0, 20)
+    plan = json.loads(run([*args, "--dropout", "0.33", "--optimizer", "adamw"], tmp_path).stdout)
+    assert plan["model"]["dropout"] == 0.33 and (plan["optimizer"], plan["lr"]) == ("adamw", 3e-3)

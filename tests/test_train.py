@@ -242,6 +242,46 @@ def test_weight_decay_shrinks_matrices_only(shakespeare):
         assert torch.allclose(p, before[name] * (0.95 if decayed else 1.0)), name
 
 
+def test_sgd_is_plain_sgd_with_l2_on_matrices():
+    """--optimizer sgd: one step moves each weight by lr x (gradient + weight_decay x weight
+    on matrices), with no momentum or moment estimates (a second zero-gradient step on
+    undecayed weights moves nothing)."""
+    cfg = TrainConfig(optimizer="sgd", lr=0.5, weight_decay=0.2)
+    model = LanguageModel(LMConfig(vocab_size=20, **TINY))
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    optimizer = make_optimizer(model, cfg)
+    assert isinstance(optimizer, torch.optim.SGD)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    for name, p in model.named_parameters():
+        decay = 0.2 if p.dim() >= 2 and "embedding" not in name else 0.0
+        assert torch.allclose(p, before[name] - 0.5 * (1.0 + decay * before[name])), name
+    after = {k: v.detach().clone() for k, v in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    assert torch.equal(model.embedding.weight, after["embedding.weight"])
+
+
+def test_another_optimizer_brings_its_own_settings():
+    """Naming the other optimizer swaps in its lr, weight decay and clipping unless they are
+    given too; a word LM's defaults are SGD's, and --optimizer adamw gives it AdamW's."""
+    from textrnn.engine.config import OPTIMIZERS, config_with_overrides
+    from textrnn.tasks.lm import default_train_config
+
+    sgd = config_with_overrides(TrainConfig(), optimizer="sgd")
+    assert (sgd.optimizer, sgd.lr, sgd.weight_decay, sgd.clip) == ("sgd", 20.0, 0.0, 0.25)
+    assert config_with_overrides(TrainConfig(), optimizer="sgd", lr=5.0).lr == 5.0
+    word = default_train_config("word")
+    assert word.optimizer == "sgd" and word.lr == OPTIMIZERS["sgd"]["lr"]
+    adamw = default_train_config("word", optimizer="adamw")
+    assert (adamw.lr, adamw.weight_decay, adamw.clip) == (3e-3, 0.01, 1.0)
+    assert default_train_config("char").optimizer == "adamw"
+    with pytest.raises(UsageError, match="--optimizer must be one of adamw, sgd"):
+        TrainConfig(optimizer="adam")
+
+
 def test_gradient_clipping_bounds_the_update(shakespeare, tmp_path):
     """A vanishing --clip shrinks the gradient below AdamW's epsilon: the first step barely
     moves the weights, where the unclipped step moves each by about the learning rate."""

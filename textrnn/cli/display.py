@@ -138,9 +138,9 @@ def _round(x: float, digits: int = 1) -> float | None:
 def start_fields(about: dict, setup: dict, extras: dict) -> dict:
     """The `start` line: what the CLI knows (`about`: task, train, dev, out, resume), what
     the loop reports (`setup`: step, params, device, threads, processes, precision,
-    epochs, max_steps, time_budget, total_steps, and the task's model in words where it
+    optimizer, lr, epochs, max_steps, time_budget, total_steps, and the task's model in words where it
     gives them), then the task's own (`extras`)."""
-    keys = ("step", "params", "device", "threads", "processes", "precision", "epochs", "max_steps",
+    keys = ("step", "params", "device", "threads", "processes", "precision", "optimizer", "lr", "epochs", "max_steps",
             "time_budget", "total_steps", "model")  # fmt: skip
     return {**about, **{k: setup.get(k) for k in keys}, **extras}
 
@@ -156,9 +156,10 @@ def start_words(fields: dict, extras: dict) -> str:
     if f.get("time_budget"):
         limit += f" or {f['time_budget']:g} s"
     model = f"\nmodel: {f['model']}" if f.get("model") else ""
+    optimizer = f", {f['optimizer']} lr {f['lr']:g}" if f.get("optimizer") else ""
     return (f"training {f['task']} on {f['train']}{dev}{more} -> {f['out']}{resumed}\n"
             f"{f['params']:,} parameters on {f['device']} ({f['threads']} threads, {f['precision']}"
-            f"{processes}); {limit}{model}")  # fmt: skip
+            f"{optimizer}{processes}); {limit}{model}")  # fmt: skip
 
 
 class LiveDisplay:

@@ -25,6 +25,7 @@ from textrnn.cli.options import (
     Seed,
     Shown,
     Threads,
+    Optimizer,
     TimeBudget,
     old_form,
 )
@@ -72,19 +73,20 @@ def train(
     tokenizer_model: Annotated[Path | None, typer.Option(help="Import an existing sentencepiece .model file.")] = None,
     cell: Annotated[str | None, typer.Option(help="lstm | gru | rnn.", show_default="gru char, lstm otherwise")] = None,
     layers: Annotated[int | None, typer.Option(help="Recurrent layers.", show_default="2")] = None,
-    hidden: Annotated[int | None, typer.Option(help="Units per layer.", show_default="sized for --time-budget; else 640 char, 512 otherwise")] = None,
+    hidden: Annotated[int | None, typer.Option(help="Units per layer.", show_default="sized for --time-budget; else 640 char, 400 word, 512 subword")] = None,
     embed: Annotated[int | None, typer.Option(help="Embedding size.", show_default="128 char; else the hidden size")] = None,
-    dropout: Annotated[float | None, typer.Option(help="Dropout.", show_default="0.3, 0.4 word")] = None,
-    tie_weights: Annotated[bool | None, typer.Option("--tie-weights/--no-tie-weights", help="Share input and output embeddings.", show_default="on for word/subword")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout.", show_default="0.3; word: 0.2-0.5 by size")] = None,
+    tie_weights: Annotated[bool | None, typer.Option("--tie-weights/--no-tie-weights", help="Share input and output embeddings.", show_default="on for subword")] = None,
     variational_dropout: Annotated[bool | None, typer.Option("--variational-dropout/--no-variational-dropout", help="One dropout mask per sequence, shared over its time steps.", show_default="off")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Sequences per step, all processes together.", show_default="32")] = None,
-    seq_len: Annotated[int | None, typer.Option(help="Back-propagation length.", show_default="128 char, 64 otherwise")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate.", show_default="3e-3")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.", show_default="0.8 char, 0.01 otherwise")] = None,
-    clip: Annotated[float | None, typer.Option(help="Gradient-norm clipping, 0 = off.", show_default="1.0")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sequences per step, all processes together.", show_default="32; 20 word")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="Back-propagation length.", show_default="128 char, 35 word, 64 subword")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.", show_default="3e-3; 20 with sgd")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Weight decay of matrices (AdamW's decoupled decay; an L2 penalty with sgd).", show_default="0.8 char, 0 word, 0.01 subword")] = None,
+    clip: Annotated[float | None, typer.Option(help="Gradient-norm clipping, 0 = off.", show_default="1.0; 0.25 with sgd")] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the data.", show_default="20; no limit with --time-budget")] = None,
     max_steps: MaxSteps = None,
     time_budget: TimeBudget = None,
+    optimizer: Optimizer = None,
     val_fraction: Annotated[float | None, typer.Option(help="Without --dev: fraction of TRAIN held out for validation, in blocks spread over it.", show_default="0.05")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Validate every N steps.", show_default="each epoch, at most 1000")] = None,
     patience: Annotated[int | None, typer.Option(help="Early stopping: validations without improvement.", show_default="5; 0 = off; off with --time-budget")] = None,
@@ -107,8 +109,8 @@ def train(
     session = training.start(device, quiet=quiet, progress=progress, threads=threads)
     options = training.given(
         batch_size=batch_size, seq_len=seq_len, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs,
-        max_steps=max_steps, time_budget=time_budget, val_fraction=val_fraction, eval_every=eval_every,
-        patience=patience, precision=precision, seed=seed,
+        max_steps=max_steps, time_budget=time_budget, optimizer=optimizer, val_fraction=val_fraction,
+        eval_every=eval_every, patience=patience, precision=precision, seed=seed,
     )  # fmt: skip
     model_changes = training.given(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout,
                                    tie_weights=tie_weights, variational=variational_dropout)  # fmt: skip
@@ -158,6 +160,7 @@ def _print_plan(plan: dict, json_out: bool) -> None:
     budget = f", time budget {plan['time_budget']:g} s" if plan["time_budget"] else ""
     print(f"model: {shape}")
     print(f"batch: {plan['batch_size']} x {plan['seq_len']} tokens{budget}; corpus {plan['corpus_tokens']:,} tokens")
+    print(f"optimizer: {plan['optimizer']}, peak lr {plan['lr']:g}")
     print(f"why: {plan['why'] or 'no budget rule (a shape option, no --time-budget, or a resumed run)'}")
 
 

@@ -42,6 +42,7 @@ Dev = Annotated[Path | None, typer.Option("--dev", help="Development data in TRA
 Out = Annotated[Path | None, typer.Option(help="Best checkpoint; the last one goes beside it as <name>.last.ckpt.", show_default="checkpoints/<TRAIN>.ckpt")]
 Resume = Annotated[Path | None, typer.Option(help="Continue exactly where this checkpoint's training stopped: a last checkpoint, or a best one with its .last.ckpt beside it. Options equal to the checkpoint's are accepted; shape, data and batch options cannot change.")]
 MaxSteps = Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")]
+Optimizer = Annotated[str | None, typer.Option(help="adamw | sgd (plain SGD; its own --lr 20, --clip 0.25, --weight-decay 0 unless given).", show_default="adamw; sgd for word LMs")]
 TimeBudget = Annotated[float | None, typer.Option(help="Stop after this many seconds; the schedule fits the budget.")]
 OldTrain = Annotated[Path | None, typer.Option("--train", hidden=True, help="The old form of TRAIN.")]
 

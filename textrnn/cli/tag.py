@@ -31,6 +31,7 @@ from textrnn.cli.options import (
     Seed,
     Shown,
     Threads,
+    Optimizer,
     TimeBudget,
     old_form,
 )
@@ -107,11 +108,12 @@ def train(
     dropout: Annotated[float | None, typer.Option(help=f"Dropout (default: {DEFAULT_MODEL['dropout']}).")] = None,
     batch_size: Annotated[int | None, typer.Option(help=f"Sentences per step, all processes together (default: {DEFAULT_TRAIN['batch_size']}).")] = None,
     lr: Annotated[float | None, typer.Option(help=f"Peak learning rate (default: {DEFAULT_TRAIN['lr']}).")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (default: 0.01).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Weight decay of matrices (default: 0.01; an L2 penalty with --optimizer sgd).")] = None,
     clip: Annotated[float | None, typer.Option(help=f"Gradient-norm clipping, 0 = off (default: {DEFAULT_TRAIN['clip']}).")] = None,
     epochs: Annotated[int | None, typer.Option(help=f"Passes over the data (default: {DEFAULT_TRAIN['epochs']}).")] = None,
     max_steps: MaxSteps = None,
     time_budget: TimeBudget = None,
+    optimizer: Optimizer = None,
     eval_every: Annotated[int | None, typer.Option(help="Validate every N steps (default: each epoch).")] = None,
     patience: Annotated[int | None, typer.Option(help=f"Early stopping: validations without a better dev accuracy (default: {DEFAULT_TRAIN['patience']}; 0 = off; off with --time-budget).")] = None,
     precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 | fp16 (CUDA; with a gradient scaler) (default: auto: bf16 where supported, else fp16 on CUDA, else fp32).")] = None,
@@ -135,7 +137,7 @@ def train(
     session = training.start(device, quiet=quiet, progress=progress, threads=threads)
     options = training.given(
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs, max_steps=max_steps,
-        time_budget=time_budget, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
+        time_budget=time_budget, optimizer=optimizer, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
     )  # fmt: skip
     model_changes = training.given(word_dim=word_dim, char_dim=char_dim, char_hidden=char_hidden, hidden=hidden,
                                    layers=layers, dropout=dropout, crf=crf if training.passed("crf") else None)  # fmt: skip

@@ -32,6 +32,7 @@ from textrnn.cli.options import (
     Seed,
     Shown,
     Threads,
+    Optimizer,
     TimeBudget,
 )
 from textrnn.cli.outcome import best_validation
@@ -110,11 +111,12 @@ def train(
     label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing (default: 0.1).")] = None,
     batch_size: Annotated[int | None, typer.Option(help=f"Words per step, all processes together (default: {DEFAULT_TRAIN['batch_size']}).")] = None,
     lr: Annotated[float | None, typer.Option(help=f"Peak learning rate (default: {DEFAULT_TRAIN['lr']}).")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (default: 0.01).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Weight decay of matrices (default: 0.01; an L2 penalty with --optimizer sgd).")] = None,
     clip: Annotated[float | None, typer.Option(help=f"Gradient-norm clipping, 0 = off (default: {DEFAULT_TRAIN['clip']}).")] = None,
     epochs: Annotated[int | None, typer.Option(help=f"Passes over the data (default: {DEFAULT_TRAIN['epochs']}).")] = None,
     max_steps: MaxSteps = None,
     time_budget: TimeBudget = None,
+    optimizer: Optimizer = None,
     eval_every: Annotated[int | None, typer.Option(help="Validate every N steps (default: each epoch).")] = None,
     patience: Annotated[int | None, typer.Option(help=f"Early stopping: validations without a better dev accuracy (default: {DEFAULT_TRAIN['patience']}; 0 = off; off with --time-budget).")] = None,
     precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 (default: auto; bf16 is 2.5x faster on a CPU with AVX512-BF16).")] = None,
@@ -136,7 +138,7 @@ def train(
     session = training.start(device, quiet=quiet, progress=progress, threads=threads)
     options = training.given(
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip, epochs=epochs, max_steps=max_steps,
-        time_budget=time_budget, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
+        time_budget=time_budget, optimizer=optimizer, eval_every=eval_every, patience=patience, precision=precision, seed=seed,
     )  # fmt: skip
     model_changes = training.given(embed=embed, hidden=hidden, layers=layers, dec_hidden=dec_hidden, dropout=dropout,
                                    members=members, attention=attention.value if attention else None)  # fmt: skip

@@ -2,7 +2,7 @@
 budget-aware defaults (a task sizes its model to the steps a time budget allows).
 
 The step is the loop's own: forward under the run's precision, backward, gradient
-clipping and an AdamW update. One untimed step first pays for what only the first step
+clipping and the run's optimizer update. One untimed step first pays for what only the first step
 of a shape pays (allocation, oneDNN primitive creation).
 """
 

@@ -2,7 +2,7 @@
 
 A task (language model, tagger, transliterator, classifier) supplies the model,
 batches at a resumable position, a loss, an evaluation and any extra state (the
-language model's carried hidden state). This loop owns everything else: AdamW,
+language model's carried hidden state). This loop owns everything else: AdamW (or SGD),
 warm-up + cosine schedule, gradient clipping, mixed precision (bf16, or fp16 with a
 gradient scaler), time budgets and the other stopping rules, and data-parallel training
 over several processes (see `textrnn.engine.distributed`). It hands the rest to one
@@ -87,8 +87,9 @@ def lr_factor(step: int, *, warmup: int, progress: float, floor: float) -> float
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on weight matrices only (not biases or embeddings)."""
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (or plain SGD) with weight decay on weight matrices only (not biases or
+    embeddings)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -98,6 +99,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
 
 
@@ -210,7 +213,7 @@ class Trainer:
         return {
             "step": self.state.step, "params": sum(p.numel() for p in self.task.model.parameters()),
             "device": str(self.device), "threads": torch.get_num_threads(), "processes": self.dist.world,
-            "precision": self.precision, "epochs": cfg.epochs, "max_steps": cfg.max_steps or None,
+            "precision": self.precision, "optimizer": cfg.optimizer, "lr": cfg.lr, "epochs": cfg.epochs, "max_steps": cfg.max_steps or None,
             "time_budget": cfg.time_budget or None, "total_steps": self.total_steps(),
             "model": self.task.model_note() if hasattr(self.task, "model_note") else None,
         }  # fmt: skip

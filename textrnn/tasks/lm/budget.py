@@ -26,12 +26,15 @@ from textrnn.engine.devices import resolve_precision
 from textrnn.engine.probe import step_seconds
 from textrnn.models.lm import LanguageModel, LMConfig
 
-# The hidden sizes the rule chooses among (the sizes the sweep measured). Word models tie
-# their embeddings, so their embedding size follows the hidden size; subword models use the
-# word ladder and rule (the sweep did not measure them separately).
+# The hidden sizes the rule chooses among (the sizes the sweeps measured), per family: char;
+# word (untied, trained with SGD: see training.DEFAULT_TRAIN), its embedding as large as its
+# hidden size, from the word example's small model (200) to its medium one (650); and
+# subword (bpe, unigram: tied, trained with AdamW), on the ladder and rule the word models
+# had before they moved to SGD (no sweep measured subwords on their own).
 LADDER = {
     "char": (128, 192, 256, 384, 512, 640, 896),
-    "word": (64, 128, 256, 384, 512),
+    "word": (200, 300, 400, 650),
+    "subword": (64, 128, 256, 384, 512),
 }
 # How many optimizer steps the best size makes, as a power of the steps R the smallest size
 # would make in the same budget (R measures the compute of a budget on a device in a unit
@@ -39,11 +42,16 @@ LADDER = {
 # in benchmarks/RESULTS.md, lm_sizes). A bigger budget buys both a bigger model and more
 # steps for it, as compute-optimal scaling studies find for transformers.
 # The run of 2026-12-07 fitted char 11.6 x R^0.539 (60 s: R 419 -> 300 steps, hidden 192;
-# 300 s: R 2551 -> 794 steps, hidden 384) and word 1.10 x R^0.826 (R 147 -> 68, hidden 384;
-# R 732 -> 256, hidden 512), on tiny-shakespeare: the Hindi PUD runs stopped at their 20
-# epochs, before the budget lifted that limit. The word runs predate the unigram output
-# bias, after which word models leave the unigram plateau sooner at every size.
-RULE = {"char": (11.6, 0.539), "word": (1.10, 0.826)}
+# 300 s: R 2551 -> 794 steps, hidden 384) and, for the AdamW word models of then (now the
+# subword rule), 1.10 x R^0.826 (R 147 -> 68, hidden 384; R 732 -> 256, hidden 512).
+# SGD word models want a fixed number of steps: in side-by-side runs on one thread (the
+# peers benchmark's split and scorer, held-out nats/char, dropout 0.2), tiny-shakespeare
+# words at 120 s: 2x200 1.3452 (637 steps), 2x400 1.3680 (377), 2x650 1.4405 (175); at
+# 600 s: 2x200 1.3333 (3181), 2x300 1.3370 (2368), 2x400 1.3388 (1932), 2x650 1.3196 (887);
+# the Hindi product reviews at 600 s: 2x200 1.2065, 2x400 1.2084, 2x650 1.2036 (1190 steps;
+# with dropout 0.4, 1.2050). 650 steps lies between what the losers at 120 s could make
+# (2x300: about 480) and what the winner at 600 s made (887), with the widest margin.
+RULE = {"char": (11.6, 0.539), "word": (650.0, 0.0), "subword": (1.10, 0.826)}
 PROBE_LIMIT = 0.05  # the probe stops once it has spent this share of the budget
 SHAPE_OPTIONS = ("hidden", "embed")  # given by the user, these turn the rule off
 
@@ -90,20 +98,20 @@ def applies(kind: str, cfg: TrainConfig, shape: dict) -> bool:
     return bool(cfg.time_budget) and not any(k in shape for k in SHAPE_OPTIONS)
 
 
-def _family(kind: str) -> str:
-    """The ladder and rule a tokenizer uses: char, or word (word and subword models)."""
-    return "char" if kind == "char" else "word"
+def family(kind: str) -> str:
+    """The ladder and rule a tokenizer uses: char, word, or subword (bpe, unigram)."""
+    return kind if kind in ("char", "word") else "subword"
 
 
 def shape_for(kind: str, hidden: int) -> dict:
-    """The model options of one ladder size (tied word/subword models: embed = hidden)."""
-    return {"hidden": hidden, "embed": hidden} if kind != "char" else {"hidden": hidden}
+    """The model options of one ladder size (word and subword models: embed = hidden)."""
+    return {"hidden": hidden} if family(kind) == "char" else {"hidden": hidden, "embed": hidden}
 
 
 def steps_wanted(kind: str, smallest_steps: float) -> float:
     """The steps the rule asks the chosen size to make, given the steps the smallest size
     would make in the same budget (never more than those)."""
-    scale, power = RULE[_family(kind)]
+    scale, power = RULE[family(kind)]
     return min(scale * max(smallest_steps, 1.0) ** power, smallest_steps)
 
 
@@ -118,7 +126,7 @@ def choose(
     shape; sizes are probed smallest first, and probing stops at the first that is too
     slow. `cap`: the most steps the run may make whatever the time (its epochs over a small
     corpus): a size is predicted to make the fewer of the budget's steps and the cap's."""
-    ladder = LADDER[_family(kind)]
+    ladder = LADDER[family(kind)]
     start = time.perf_counter()
     step_s: dict[int, float] = {}
     chosen, min_steps = ladder[0], 0.0
