@@ -38,6 +38,10 @@ TEXTS = ("tinyshakespeare", "hindi_pud")  # of peer_runs.TEXTS
 TIME_BOUND = 0.9  # a run that trained this share of its budget was ended by the budget
 LADDER = {level: sizing.LADDER[level] for level in ("char", "word")}  # the rule's own ladders
 TINY_LADDER = {"char": (32, 64), "word": (32, 64)}
+EARLIER = {  # what a result's ladder measured, when it is not today's
+    "word": "a run of the AdamW, tied word models of before the move to SGD: its fit is now the "
+            "subword rule",
+}
 
 _RUN = ("text", "level", "budget_s", "hidden", "embed", "command", "steps", "epochs",
         "best_step", "train_s", "tokens", "step_s", "nats_per_char", "params", "model")  # fmt: skip
@@ -161,8 +165,8 @@ def table(result: dict) -> Table:
                        "budget, so the cell does not measure the budget): " + "; ".join(capped))  # fmt: skip
     t.notes += [
         "each run: one thread, two runs side by side on the two cores; held-out text: the last ~10% "
-        "of each text, scored by the peers' scorer; every option but --hidden (and --embed for "
-        "tied word models) is the level's default.",
+        "of each text, scored by the peers' scorer; every option but those of the size (--hidden, and "
+        "--embed as the rule gives it) is the level's default.",
         "plot (written beside this file when matplotlib is installed): ![held-out nats/char against "
         "steps for each size](lm_sizes.png)",
     ]
@@ -241,8 +245,11 @@ def headline(result: dict) -> list[list[str]]:
         smallest = [r for r in result["runs"] if (r["text"], r["level"]) == (text, level)
                     and r["hidden"] == min(result["settings"]["ladder"][level])]  # fmt: skip
         fitted = all(time_bound(r) for r in smallest)
+        smoke = result.get("tiny") or result.get("quick")
+        earlier = not smoke and tuple(result["settings"]["ladder"][level]) != LADDER[level]
         rows.append([
-            f"best {level} LM size for the budget on {text}, one thread (held-out nats/char)",
+            f"best {level} LM size for the budget on {text}, one thread (held-out nats/char)"
+            + (f" ({EARLIER[level]})" if earlier and level in EARLIER else ""),
             ", ".join(f"{r['budget_s']:g} s: hidden {r['hidden']} ({r['nats_per_char']:.4f}, {r['steps']} steps)"
                       for r in best),
             "held-out (never trained on; chose the sizes and the rule)" if fitted else
