@@ -96,7 +96,7 @@ def write_split(text: str, folder: Path) -> tuple[Split, dict]:
     if not text.endswith("\n"):
         text += "\n"
     cut = first_cut = _first_cut(text)
-    while cut < min(len(text), len(text) * 0.92) and not _is_line_start(text, int(cut * 0.9)):
+    while cut < len(text) * 0.92 and not _is_line_start(text, int(cut * 0.9)):
         cut = _line_start(text, cut + 1)
     if cut >= len(text) * 0.92 or not _is_line_start(text, int(cut * 0.9)):
         cut = first_cut

@@ -24,6 +24,7 @@ from textrnn.cli.options import (
     JsonOut,
     MaxSteps,
     OldTrain,
+    Optimizer,
     Out,
     ProgressMode,
     Quiet,
@@ -31,7 +32,6 @@ from textrnn.cli.options import (
     Seed,
     Shown,
     Threads,
-    Optimizer,
     TimeBudget,
     old_form,
 )

@@ -95,8 +95,9 @@ def passed(name: str) -> bool:
 # fix the order of each epoch's batches and where the checkpoint stopped in it (and, for a
 # language model, so does the sequence length); the held-out fraction decides which part of
 # TRAIN is trained on; the optimizer's state is its own. Changed, they would not continue
-# the run but start another on top of it. The others may change: how long to train (--epochs, --max-steps, --time-budget: the
-# learning rate follows the new end), when to validate and stop (--eval-every, --patience),
+# the run but start another on top of it. The others may change: how long to train
+# (--epochs, --max-steps, --time-budget: the learning rate follows the new end), when to
+# validate and stop (--eval-every, --patience),
 # the optimisation (--lr, --weight-decay, --clip, --precision: the optimizer's moments carry
 # over), and how and where it runs (--device, --threads, --progress, --quiet, --json, --out).
 FIXED_TRAINING = ("batch_size", "seq_len", "val_fraction", "seed", "optimizer")

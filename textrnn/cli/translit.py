@@ -25,6 +25,7 @@ from textrnn.cli.options import (
     JsonOut,
     MaxSteps,
     OldTrain,
+    Optimizer,
     Out,
     ProgressMode,
     Quiet,
@@ -32,7 +33,6 @@ from textrnn.cli.options import (
     Seed,
     Shown,
     Threads,
-    Optimizer,
     TimeBudget,
 )
 from textrnn.cli.outcome import best_validation

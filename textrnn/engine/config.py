@@ -31,11 +31,11 @@ class TrainConfig:
     batch_size: int = 32
     seq_len: int = 128  # tokens per sequence (truncated back-propagation length for LMs)
     optimizer: str = "adamw"  # adamw | sgd (OPTIMIZERS)
-    lr: float = 3e-3  # peak learning rate
-    weight_decay: float = 0.01  # on matrices only: AdamW's decoupled decay, SGD's L2 penalty
+    lr: float = OPTIMIZERS["adamw"]["lr"]  # peak learning rate
+    weight_decay: float = OPTIMIZERS["adamw"]["weight_decay"]  # on matrices only: AdamW's decoupled decay, SGD's L2 penalty
     warmup_steps: int = 100  # linear warm-up, then cosine decay to min_lr_ratio * lr
     min_lr_ratio: float = 0.02  # floor of the cosine schedule, as a fraction of lr
-    clip: float = 1.0  # clip the global gradient norm (0 = off)
+    clip: float = OPTIMIZERS["adamw"]["clip"]  # clip the global gradient norm (0 = off)
     epochs: int = 20  # passes over the training data (an upper bound with early stopping)
     max_steps: int = 0  # stop after this many optimizer steps (0 = no limit)
     time_budget: float = 0.0  # stop after this many seconds of training (0 = no limit)
